@@ -1,0 +1,740 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The page engine: one worker moves the balloon towards the target in force,
+ * a batch at a time, within the floor and the rate limits.
+ *
+ * Pages are taken and accounted the way the kernel's balloon infrastructure
+ * does it (balloon_dev_info, PageOffline, the balloon_inflate/deflate and
+ * balloon_migrate vmstat counters), and they leave MemTotal while ballooned.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/atomic.h>
+#include <linux/delay.h>
+#include <linux/ktime.h>
+#include <linux/migrate.h>
+#include <linux/mm.h>
+#include <linux/mutex.h>
+#include <linux/vmstat.h>
+#include <linux/workqueue.h>
+
+#include "uniballoon.h"
+#include "ub_trace.h"
+
+/* After an allocation failure or a host error, try again this much later. */
+#define UB_RETRY_DELAY		(HZ / 5)
+/* While the floor holds, look at MemAvailable again this often. */
+#define UB_FLOOR_RECHECK	HZ
+/* Pages in migration cannot be dequeued; they come back very soon. */
+#define UB_ISOLATED_RETRY	(HZ / 50)
+#define UB_IDLE			ULONG_MAX
+
+#define UB_DEFAULT_OOM_DEFLATE_SIZE	(16ULL << 20)
+
+const char *const ub_stat_names[UB_STAT_NR] = {
+	[UB_STAT_INFLATED]		= "inflated",
+	[UB_STAT_DEFLATED]		= "deflated",
+	[UB_STAT_ALLOC_FAILURES]	= "alloc_failures",
+	[UB_STAT_HOST_REFUSALS]		= "host_refusals",
+	[UB_STAT_HOST_ERRORS]		= "host_errors",
+	[UB_STAT_OOM_DEFLATIONS]	= "oom_deflations",
+	[UB_STAT_OOM_DEFLATED]		= "oom_deflated",
+	[UB_STAT_TARGET_CHANGES]	= "target_changes",
+	[UB_STAT_FLOOR_HOLDS]		= "floor_holds",
+	[UB_STAT_RATE_DELAYS]		= "rate_delays",
+	[UB_STAT_MIGRATIONS]		= "migrations",
+};
+
+static const char *const ub_reason_names[] = {
+	[UB_REASON_HOST]	= "host",
+	[UB_REASON_USER]	= "user",
+	[UB_REASON_OOM]		= "oom",
+	[UB_REASON_FLOOR]	= "floor",
+};
+
+const char *ub_reason_name(enum ub_reason reason)
+{
+	return ub_reason_names[reason];
+}
+
+static struct uniballoon {
+	/* serialises the host protocol, the page lists and all state below */
+	struct mutex lock;
+	struct balloon_dev_info pages;
+	/* pages the host refused this cycle: kept so we don't take them again */
+	struct list_head refused;
+
+	const struct ub_backend_ops *ops;
+	void *priv;
+	unsigned long features;
+	bool paused;
+
+	unsigned long size;		/* pages the host holds */
+	unsigned long host_target;	/* pages the host asks for */
+	unsigned long user_target;	/* pages; valid if user_override */
+	unsigned long oom_cap;		/* pages; valid if oom_capped */
+	unsigned long floor_cap;	/* pages; valid if floor_held */
+	bool user_override;
+	bool oom_capped;
+	bool floor_held;
+
+	struct ub_settings set;
+	ktime_t inflate_next;		/* rate limit: earliest next batch */
+	ktime_t deflate_next;
+
+	struct ub_batch batch;
+	struct workqueue_struct *wq;
+	struct delayed_work work;
+	atomic64_t stats[UB_STAT_NR];
+} ub;
+
+static inline void ub_count(enum ub_stat stat, u64 n)
+{
+	atomic64_add(n, &ub.stats[stat]);
+}
+
+u64 ub_stat_read(enum ub_stat stat)
+{
+	return atomic64_read(&ub.stats[stat]);
+}
+
+static inline u64 ub_pages_to_bytes(unsigned long pages)
+{
+	return (u64)pages << PAGE_SHIFT;
+}
+
+/* Memory the guest would have with an empty balloon. */
+unsigned long ub_guest_pages(void)
+{
+	return totalram_pages() + READ_ONCE(ub.size);
+}
+
+/* The target before the floor: the user's or the host's, capped after OOM. */
+static unsigned long ub_requested_locked(enum ub_reason *why)
+{
+	unsigned long target = ub.host_target;
+	enum ub_reason reason = UB_REASON_HOST;
+
+	if (ub.user_override) {
+		target = ub.user_target;
+		reason = UB_REASON_USER;
+	}
+	if (ub.oom_capped && ub.oom_cap < target) {
+		target = ub.oom_cap;
+		reason = UB_REASON_OOM;
+	}
+	*why = reason;
+	return target;
+}
+
+static unsigned long ub_target_locked(enum ub_reason *why)
+{
+	unsigned long target = ub_requested_locked(why);
+
+	if (ub.floor_held && ub.floor_cap < target) {
+		target = ub.floor_cap;
+		*why = UB_REASON_FLOOR;
+	}
+	return target;
+}
+
+/* Trace the target in force if a state change moved it. */
+static void ub_note_target_locked(unsigned long old, enum ub_reason cause)
+{
+	enum ub_reason why;
+	unsigned long now = ub_target_locked(&why);
+
+	if (now != old)
+		trace_target(ub_pages_to_bytes(old), ub_pages_to_bytes(now),
+			     ub_reason_name(cause));
+}
+
+static void ub_kick(void)
+{
+	if (ub.wq)
+		mod_delayed_work(ub.wq, &ub.work, 0);
+}
+
+void ub_backend_error(const char *event, int err)
+{
+	ub_count(UB_STAT_HOST_ERRORS, 1);
+	trace_backend(ub.ops ? ub.ops->name : "none", event, err);
+}
+
+/* Pages of one batch when a rate limit is set: about 100 ms worth. */
+static unsigned int ub_rate_batch(u64 rate, unsigned int max)
+{
+	u64 pages;
+
+	if (!rate)
+		return max;
+	pages = div_u64(rate, 10) >> PAGE_SHIFT;
+	return clamp_t(u64, pages, 1, max);
+}
+
+/*
+ * Charge @bytes against @rate and return how long to wait before the next
+ * batch. An idle period earns no credit: the budget restarts at @start.
+ */
+static unsigned long ub_rate_delay(ktime_t *next, u64 rate, u64 bytes,
+				   ktime_t start)
+{
+	ktime_t now;
+
+	if (!rate)
+		return 0;
+	if (ktime_before(*next, start))
+		*next = start;
+	*next = ktime_add_ns(*next, div64_u64(bytes * NSEC_PER_SEC, rate));
+	now = ktime_get();
+	if (!ktime_after(*next, now))
+		return 0;
+	ub_count(UB_STAT_RATE_DELAYS, 1);
+	return max_t(unsigned long, 1,
+		     nsecs_to_jiffies(ktime_to_ns(ktime_sub(*next, now))));
+}
+
+static void ub_report_size_locked(void)
+{
+	if (ub.ops->report_size)
+		ub.ops->report_size(ub.priv, ub.size);
+}
+
+/* End of an inflation cycle: refused pages may now go back to the guest. */
+static void ub_release_refused_locked(void)
+{
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, &ub.refused, lru) {
+		list_del(&page->lru);
+		__free_page(page);
+	}
+}
+
+/* Pages the floor still lets us take. */
+static unsigned long ub_floor_allowance(void)
+{
+	long avail = si_mem_available();
+	unsigned long floor = ub.set.floor >> PAGE_SHIFT;
+
+	return avail > 0 && avail > floor ? avail - floor : 0;
+}
+
+static unsigned long ub_inflate_step_locked(unsigned long want)
+{
+	struct ub_batch *batch = &ub.batch;
+	unsigned int i, accepted = 0;
+	bool short_alloc = false;
+	ktime_t start;
+	int err;
+
+	want = min_t(unsigned long, want,
+		     ub_rate_batch(ub.set.inflate_rate, ub.ops->batch_max));
+	batch->order = 0;
+	batch->count = 0;
+	while (batch->count < want) {
+		struct page *page = balloon_page_alloc();
+
+		if (!page) {
+			ub_count(UB_STAT_ALLOC_FAILURES, 1);
+			short_alloc = true;
+			break;
+		}
+		batch->refused[batch->count] = false;
+		batch->pages[batch->count++] = page;
+	}
+	if (!batch->count)
+		return UB_RETRY_DELAY;
+
+	start = ktime_get();
+	err = ub.ops->inflate(ub.priv, batch);
+	if (err) {
+		for (i = 0; i < batch->count; i++)
+			__free_page(batch->pages[i]);
+		ub_backend_error("inflate", err);
+		return UB_RETRY_DELAY;
+	}
+	for (i = 0; i < batch->count; i++) {
+		struct page *page = batch->pages[i];
+
+		if (batch->refused[i]) {
+			list_add(&page->lru, &ub.refused);
+			ub_count(UB_STAT_HOST_REFUSALS, 1);
+			continue;
+		}
+		balloon_page_enqueue(&ub.pages, page);
+		adjust_managed_page_count(page, -1);
+		accepted++;
+	}
+	ub.size += accepted;
+	ub_report_size_locked();
+	ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(accepted));
+	trace_inflate(accepted, 0, ktime_to_ns(ktime_sub(ktime_get(), start)));
+
+	return max(ub_rate_delay(&ub.inflate_next, ub.set.inflate_rate,
+				 ub_pages_to_bytes(batch->count), start),
+		   short_alloc ? UB_RETRY_DELAY : 0UL);
+}
+
+/*
+ * Give up to @want pages back to the guest, telling the host first.
+ * With @force (the device is going away) pages are released even if the
+ * host could not be told. Returns the number of pages released.
+ */
+static unsigned long ub_deflate_locked(unsigned long want, bool force)
+{
+	struct ub_batch *batch = &ub.batch;
+	struct page *page, *next;
+	LIST_HEAD(list);
+	unsigned int i = 0;
+	ktime_t start;
+	size_t got;
+	int err;
+
+	want = min_t(unsigned long, want, ub.ops->batch_max);
+	got = balloon_page_list_dequeue(&ub.pages, &list, want);
+	if (!got)
+		return 0;
+	list_for_each_entry(page, &list, lru)
+		batch->pages[i++] = page;
+	batch->count = got;
+	batch->order = 0;
+
+	start = ktime_get();
+	err = ub.ops->deflate(ub.priv, batch);
+	if (err) {
+		ub_backend_error("deflate", err);
+		if (!force && (ub.features & UB_FEAT_TELL_HOST)) {
+			/* The host must hear first: keep the pages. */
+			balloon_page_list_enqueue(&ub.pages, &list);
+			return 0;
+		}
+	}
+	list_for_each_entry_safe(page, next, &list, lru) {
+		list_del(&page->lru);
+		adjust_managed_page_count(page, 1);
+		put_page(page);
+	}
+	ub.size -= got;
+	ub_report_size_locked();
+	ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(got));
+	trace_deflate(got, 0, ktime_to_ns(ktime_sub(ktime_get(), start)));
+	return got;
+}
+
+static unsigned long ub_deflate_step_locked(unsigned long want)
+{
+	ktime_t start = ktime_get();
+	unsigned long got;
+
+	want = min_t(unsigned long, want,
+		     ub_rate_batch(ub.set.deflate_rate, ub.ops->batch_max));
+	got = ub_deflate_locked(want, false);
+	if (!got)
+		return ub.pages.isolated_pages ? UB_ISOLATED_RETRY :
+						 UB_RETRY_DELAY;
+	return ub_rate_delay(&ub.deflate_next, ub.set.deflate_rate,
+			     ub_pages_to_bytes(got), start);
+}
+
+/*
+ * Decide whether the floor holds the balloon where it is. Only a change of
+ * state is an event; the cap itself follows MemAvailable quietly.
+ */
+static unsigned long ub_apply_floor_locked(unsigned long want)
+{
+	unsigned long allow = ub_floor_allowance();
+	unsigned long old;
+	enum ub_reason why;
+
+	if (allow >= want) {
+		if (ub.floor_held) {
+			old = ub_target_locked(&why);
+			ub.floor_held = false;
+			ub_requested_locked(&why);
+			ub_note_target_locked(old, why);
+		}
+		return want;
+	}
+	if (!ub.floor_held) {
+		old = ub_target_locked(&why);
+		ub.floor_held = true;
+		ub.floor_cap = ub.size + allow;
+		ub_count(UB_STAT_FLOOR_HOLDS, 1);
+		ub_note_target_locked(old, UB_REASON_FLOOR);
+	}
+	ub.floor_cap = ub.size + allow;
+	return allow;
+}
+
+/* One step towards the target; returns the delay before the next one. */
+static unsigned long ub_step_locked(void)
+{
+	unsigned long requested;
+	enum ub_reason why;
+
+	if (!ub.ops || ub.paused)
+		return UB_IDLE;
+
+	requested = ub_requested_locked(&why);
+	if (requested > ub.size) {
+		unsigned long want = ub_apply_floor_locked(requested - ub.size);
+
+		if (!want)
+			return UB_FLOOR_RECHECK;
+		return ub_inflate_step_locked(want);
+	}
+	if (ub.floor_held) {
+		unsigned long old = ub_target_locked(&why);
+
+		ub.floor_held = false;
+		ub_note_target_locked(old, why);
+	}
+	ub_release_refused_locked();
+	if (requested < ub.size)
+		return ub_deflate_step_locked(ub.size - requested);
+	return UB_IDLE;
+}
+
+static void ub_work_fn(struct work_struct *work)
+{
+	unsigned long delay;
+
+	mutex_lock(&ub.lock);
+	delay = ub_step_locked();
+	mutex_unlock(&ub.lock);
+	if (delay != UB_IDLE)
+		queue_delayed_work(ub.wq, &ub.work, delay);
+}
+
+#ifdef CONFIG_BALLOON_COMPACTION
+/*
+ * Compaction moves a ballooned page: the host takes the new page before it
+ * gives the old one back, so the balloon never shrinks on the way.
+ */
+static int ub_migratepage(struct balloon_dev_info *pages,
+			  struct page *newpage, struct page *page,
+			  enum migrate_mode mode)
+{
+	struct ub_batch *batch = &ub.batch;
+	unsigned long flags;
+	int err;
+
+	/* The worker may be allocating, and allocation may compact. */
+	if (!mutex_trylock(&ub.lock))
+		return -EAGAIN;
+	if (!ub.ops || ub.paused) {
+		mutex_unlock(&ub.lock);
+		return -EAGAIN;
+	}
+
+	batch->count = 1;
+	batch->order = 0;
+	batch->pages[0] = newpage;
+	batch->refused[0] = false;
+	err = ub.ops->inflate(ub.priv, batch);
+	if (err || batch->refused[0]) {
+		mutex_unlock(&ub.lock);
+		return -EAGAIN;
+	}
+
+	get_page(newpage);	/* the balloon's reference */
+	if (page_zone(page) != page_zone(newpage)) {
+		adjust_managed_page_count(page, 1);
+		adjust_managed_page_count(newpage, -1);
+	}
+	spin_lock_irqsave(&pages->pages_lock, flags);
+	balloon_page_insert(pages, newpage);
+	pages->isolated_pages--;
+	__count_vm_event(BALLOON_MIGRATE);
+	spin_unlock_irqrestore(&pages->pages_lock, flags);
+
+	batch->pages[0] = page;
+	err = ub.ops->deflate(ub.priv, batch);
+	if (err)
+		ub_backend_error("migrate", err);
+	ub_count(UB_STAT_MIGRATIONS, 1);
+	mutex_unlock(&ub.lock);
+
+	balloon_page_finalize(page);
+	put_page(page);		/* drop the balloon's reference */
+	return MIGRATEPAGE_SUCCESS;
+}
+#endif
+
+int ub_attach(const struct ub_backend_ops *ops, void *priv,
+	      unsigned long features)
+{
+	if (WARN_ON(ops->batch_max < 1 || ops->batch_max > UB_BATCH_MAX))
+		return -EINVAL;
+
+	mutex_lock(&ub.lock);
+	if (ub.ops) {
+		mutex_unlock(&ub.lock);
+		return -EBUSY;
+	}
+	balloon_devinfo_init(&ub.pages);
+#ifdef CONFIG_BALLOON_COMPACTION
+	ub.pages.migratepage = ub_migratepage;
+	features |= UB_FEAT_MIGRATION;
+#endif
+	ub.ops = ops;
+	ub.priv = priv;
+	ub.features = features;
+	ub.paused = false;
+	ub.size = 0;
+	ub.host_target = 0;
+	ub.user_override = false;
+	ub.oom_capped = false;
+	ub.floor_held = false;
+	ub.set.oom_deflate = !!(features & UB_FEAT_OOM_DEFLATE);
+	mutex_unlock(&ub.lock);
+	pr_info("backend %s active\n", ops->name);
+	return 0;
+}
+
+/* Stop the worker for good: paused state is checked by every entry point. */
+static void ub_stop_worker(void)
+{
+	mutex_lock(&ub.lock);
+	ub.paused = true;
+	mutex_unlock(&ub.lock);
+	cancel_delayed_work_sync(&ub.work);
+}
+
+/*
+ * Return every page to the guest, telling the host first, then forget the
+ * backend. Called while the device still works (rmmod, device removal).
+ */
+void ub_detach(void)
+{
+	ub_stop_worker();
+
+	mutex_lock(&ub.lock);
+	ub_release_refused_locked();
+	while (ub.size) {
+		if (ub_deflate_locked(ub.size, true))
+			continue;
+		/* only pages in the middle of a migration are left */
+		mutex_unlock(&ub.lock);
+		schedule_timeout_uninterruptible(1);
+		mutex_lock(&ub.lock);
+	}
+	pr_info("backend %s detached, all pages returned\n", ub.ops->name);
+	ub.ops = NULL;
+	ub.priv = NULL;
+	ub.features = 0;
+	mutex_unlock(&ub.lock);
+}
+
+void ub_pause(void)
+{
+	ub_stop_worker();
+}
+
+void ub_resume(void)
+{
+	mutex_lock(&ub.lock);
+	ub.paused = false;
+	mutex_unlock(&ub.lock);
+	ub_kick();
+}
+
+void ub_set_host_target(unsigned long pages)
+{
+	unsigned long old;
+	enum ub_reason why;
+
+	mutex_lock(&ub.lock);
+	if (pages != ub.host_target) {
+		old = ub_target_locked(&why);
+		ub.host_target = pages;
+		ub_count(UB_STAT_TARGET_CHANGES, 1);
+		/* a new request from whoever is in charge lifts an OOM cap */
+		if (!ub.user_override)
+			ub.oom_capped = false;
+		ub_note_target_locked(old, UB_REASON_HOST);
+	}
+	mutex_unlock(&ub.lock);
+	ub_kick();
+}
+
+int ub_set_user_target(u64 bytes)
+{
+	unsigned long old;
+	enum ub_reason why;
+
+	mutex_lock(&ub.lock);
+	if (!ub.ops) {
+		mutex_unlock(&ub.lock);
+		return -ENODEV;
+	}
+	if (bytes > ub_pages_to_bytes(ub_guest_pages())) {
+		mutex_unlock(&ub.lock);
+		return -ERANGE;
+	}
+	old = ub_target_locked(&why);
+	ub.user_target = bytes >> PAGE_SHIFT;
+	ub.user_override = true;
+	ub.oom_capped = false;
+	ub_count(UB_STAT_TARGET_CHANGES, 1);
+	ub_note_target_locked(old, UB_REASON_USER);
+	mutex_unlock(&ub.lock);
+	ub_kick();
+	return 0;
+}
+
+int ub_clear_user_target(void)
+{
+	unsigned long old;
+	enum ub_reason why;
+
+	mutex_lock(&ub.lock);
+	if (!ub.ops) {
+		mutex_unlock(&ub.lock);
+		return -ENODEV;
+	}
+	if (ub.user_override) {
+		old = ub_target_locked(&why);
+		ub.user_override = false;
+		ub.oom_capped = false;
+		ub_count(UB_STAT_TARGET_CHANGES, 1);
+		ub_note_target_locked(old, UB_REASON_HOST);
+	}
+	mutex_unlock(&ub.lock);
+	ub_kick();
+	return 0;
+}
+
+int ub_set_floor(u64 bytes)
+{
+	if (bytes > ub_pages_to_bytes(ub_guest_pages()))
+		return -ERANGE;
+	mutex_lock(&ub.lock);
+	ub.set.floor = bytes;
+	mutex_unlock(&ub.lock);
+	ub_kick();
+	return 0;
+}
+
+int ub_set_rates(u64 inflate, u64 deflate)
+{
+	/* below a page per second the balloon would never move */
+	if ((inflate && inflate < PAGE_SIZE) || (deflate && deflate < PAGE_SIZE))
+		return -ERANGE;
+	mutex_lock(&ub.lock);
+	ub.set.inflate_rate = inflate;
+	ub.set.deflate_rate = deflate;
+	mutex_unlock(&ub.lock);
+	ub_kick();
+	return 0;
+}
+
+int ub_set_oom_deflate(bool on, u64 size)
+{
+	if (size < PAGE_SIZE || size > ub_pages_to_bytes(ub_guest_pages()))
+		return -ERANGE;
+	mutex_lock(&ub.lock);
+	if (on && ub.ops && !(ub.features & UB_FEAT_OOM_DEFLATE)) {
+		/* the host did not allow it (virtio: no DEFLATE_ON_OOM) */
+		mutex_unlock(&ub.lock);
+		return -EPERM;
+	}
+	ub.set.oom_deflate = on;
+	ub.set.oom_deflate_size = size;
+	mutex_unlock(&ub.lock);
+	return 0;
+}
+
+void ub_get_settings(struct ub_settings *set)
+{
+	mutex_lock(&ub.lock);
+	*set = ub.set;
+	mutex_unlock(&ub.lock);
+}
+
+void ub_snapshot(struct ub_snapshot *snap)
+{
+	mutex_lock(&ub.lock);
+	snap->backend = ub.ops ? ub.ops->name : "none";
+	snap->features = ub.features;
+	snap->size = ub.size;
+	snap->host_target = ub.host_target;
+	snap->target = ub_target_locked(&snap->target_source);
+	snap->user_override = ub.user_override;
+	snap->oom_capped = ub.oom_capped;
+	snap->floor_held = ub.floor_held;
+	snap->isolated = ub.ops ? ub.pages.isolated_pages : 0;
+	mutex_unlock(&ub.lock);
+}
+
+int ub_backend_debugfs_show(struct seq_file *m)
+{
+	int ret = 0;
+
+	mutex_lock(&ub.lock);
+	if (ub.ops && ub.ops->debugfs_show)
+		ret = ub.ops->debugfs_show(ub.priv, m);
+	else
+		seq_puts(m, "no backend active\n");
+	mutex_unlock(&ub.lock);
+	return ret;
+}
+
+/*
+ * Called by the OOM notifier: give back up to oom_deflate_size and keep the
+ * balloon from refilling until the host or the user asks again.
+ */
+unsigned long ub_oom_deflate(void)
+{
+	unsigned long want, freed = 0, old;
+	enum ub_reason why;
+
+	mutex_lock(&ub.lock);
+	if (!ub.ops || ub.paused || !ub.set.oom_deflate ||
+	    !(ub.features & UB_FEAT_OOM_DEFLATE))
+		goto out;
+
+	old = ub_target_locked(&why);
+	want = min_t(unsigned long, ub.size,
+		     ub.set.oom_deflate_size >> PAGE_SHIFT);
+	while (freed < want) {
+		unsigned long got = ub_deflate_locked(want - freed, false);
+
+		if (!got)
+			break;
+		freed += got;
+	}
+	if (freed) {
+		ub.oom_capped = true;
+		ub.oom_cap = ub.size;
+		ub_count(UB_STAT_OOM_DEFLATIONS, 1);
+		ub_count(UB_STAT_OOM_DEFLATED, ub_pages_to_bytes(freed));
+		trace_oom_deflate(freed, ub_pages_to_bytes(ub.size));
+		ub_note_target_locked(old, UB_REASON_OOM);
+	}
+out:
+	mutex_unlock(&ub.lock);
+	return freed;
+}
+
+int ub_engine_init(void)
+{
+	int i;
+
+	mutex_init(&ub.lock);
+	INIT_LIST_HEAD(&ub.refused);
+	INIT_DELAYED_WORK(&ub.work, ub_work_fn);
+	for (i = 0; i < UB_STAT_NR; i++)
+		atomic64_set(&ub.stats[i], 0);
+	ub.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE;
+	/* freezable: no protocol traffic while the guest suspends */
+	ub.wq = alloc_workqueue("uniballoon", WQ_FREEZABLE | WQ_MEM_RECLAIM, 1);
+	return ub.wq ? 0 : -ENOMEM;
+}
+
+void ub_engine_exit(void)
+{
+	destroy_workqueue(ub.wq);
+	ub.wq = NULL;
+}

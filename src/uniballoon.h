@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * uniballoon: one memory balloon for every hypervisor.
+ *
+ * The core (engine.c) owns the pages and the policy: the target in force,
+ * the floor, the rate limits and OOM deflation. A backend only speaks its
+ * hypervisor's protocol: it is told which pages leave or return to the
+ * guest, and it reports what the host asks for.
+ */
+#ifndef UNIBALLOON_H
+#define UNIBALLOON_H
+
+#include <linux/types.h>
+#include <linux/mm_types.h>
+#include <linux/seq_file.h>
+
+#include "compat.h"
+
+/* Largest batch a backend may ask for, in pages of the batch's order. */
+#define UB_BATCH_MAX		512
+
+/* What the active backend supports; shown in /sys/kernel/balloon/features. */
+#define UB_FEAT_TELL_HOST	BIT(0)	/* host must hear of a deflate first */
+#define UB_FEAT_STATS		BIT(1)	/* guest memory stats go to the host */
+#define UB_FEAT_OOM_DEFLATE	BIT(2)	/* host allows deflation on OOM */
+#define UB_FEAT_MIGRATION	BIT(3)	/* ballooned pages stay movable */
+
+/* Why the target in force changed; the strings are the tracepoint ABI. */
+enum ub_reason {
+	UB_REASON_HOST,
+	UB_REASON_USER,
+	UB_REASON_OOM,
+	UB_REASON_FLOOR,
+};
+
+const char *ub_reason_name(enum ub_reason reason);
+
+/*
+ * A batch of pages handed to the backend in one protocol exchange.
+ * @refused is filled in by backends whose host may turn single pages down;
+ * the engine keeps refused pages aside until the end of the cycle.
+ */
+struct ub_batch {
+	unsigned int count;
+	unsigned int order;
+	struct page *pages[UB_BATCH_MAX];
+	bool refused[UB_BATCH_MAX];
+};
+
+struct ub_backend_ops {
+	const char *name;
+	/* pages (order 0) per inflate/deflate call, at most UB_BATCH_MAX */
+	unsigned int batch_max;
+	/* the host takes these pages; 0, or -errno if none was taken */
+	int (*inflate)(void *priv, struct ub_batch *batch);
+	/* the host gives these pages back; called before the guest reuses them */
+	int (*deflate)(void *priv, struct ub_batch *batch);
+	/* the balloon now holds @pages pages (virtio: the "actual" field) */
+	void (*report_size)(void *priv, unsigned long pages);
+	/* raw protocol detail for /sys/kernel/debug/balloon/<name> */
+	int (*debugfs_show)(void *priv, struct seq_file *m);
+};
+
+/* Counters under /sys/kernel/balloon/stats/, one file each. */
+enum ub_stat {
+	UB_STAT_INFLATED,		/* bytes */
+	UB_STAT_DEFLATED,		/* bytes */
+	UB_STAT_ALLOC_FAILURES,
+	UB_STAT_HOST_REFUSALS,
+	UB_STAT_HOST_ERRORS,
+	UB_STAT_OOM_DEFLATIONS,
+	UB_STAT_OOM_DEFLATED,		/* bytes */
+	UB_STAT_TARGET_CHANGES,
+	UB_STAT_FLOOR_HOLDS,
+	UB_STAT_RATE_DELAYS,
+	UB_STAT_MIGRATIONS,
+	UB_STAT_NR,
+};
+
+extern const char *const ub_stat_names[UB_STAT_NR];
+
+/* engine.c: the interface backends use */
+int ub_attach(const struct ub_backend_ops *ops, void *priv,
+	      unsigned long features);
+void ub_detach(void);
+void ub_pause(void);
+void ub_resume(void);
+void ub_set_host_target(unsigned long pages);
+void ub_backend_error(const char *event, int err);
+
+/* engine.c: the interface sysfs.c, debugfs.c and oom.c use */
+struct ub_settings {
+	u64 floor;			/* bytes */
+	u64 inflate_rate;		/* bytes per second, 0 = unlimited */
+	u64 deflate_rate;
+	u64 oom_deflate_size;		/* bytes */
+	bool oom_deflate;
+};
+
+struct ub_snapshot {
+	const char *backend;
+	unsigned long features;
+	unsigned long size;		/* pages */
+	unsigned long host_target;	/* pages */
+	unsigned long target;		/* pages, in force */
+	enum ub_reason target_source;
+	bool user_override;
+	bool oom_capped;
+	bool floor_held;
+	unsigned long isolated;		/* pages being migrated */
+};
+
+void ub_snapshot(struct ub_snapshot *snap);
+void ub_get_settings(struct ub_settings *set);
+int ub_set_user_target(u64 bytes);
+int ub_clear_user_target(void);
+int ub_set_floor(u64 bytes);
+int ub_set_rates(u64 inflate, u64 deflate);
+int ub_set_oom_deflate(bool on, u64 size);
+u64 ub_stat_read(enum ub_stat stat);
+unsigned long ub_guest_pages(void);
+int ub_backend_debugfs_show(struct seq_file *m);
+unsigned long ub_oom_deflate(void);
+int ub_engine_init(void);
+void ub_engine_exit(void);
+
+/* sysfs.c, debugfs.c, oom.c */
+int ub_sysfs_init(void);
+void ub_sysfs_exit(void);
+void ub_debugfs_init(void);
+void ub_debugfs_exit(void);
+int ub_oom_init(void);
+void ub_oom_exit(void);
+
+/* backends: each one's entry points, listed in core.c */
+int ub_virtio_init(bool forced);
+void ub_virtio_exit(void);
+
+#endif /* UNIBALLOON_H */

@@ -1,0 +1,498 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * virtio-balloon backend: speaks the virtio balloon protocol (inflate and
+ * deflate queues of 32-bit frame numbers, the stats queue, the num_pages and
+ * actual config fields) and leaves every decision to the engine.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/virtio.h>
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_config.h>
+#include <linux/vmstat.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include "uniballoon.h"
+
+/* The protocol counts 4 KiB frames whatever the guest's page size. */
+#define UBV_FRAME_SHIFT		12
+#define UBV_FRAMES_PER_PAGE	(PAGE_SIZE >> UBV_FRAME_SHIFT)
+/* 2 MiB per request: twice the in-tree driver's, same single round trip */
+#define UBV_BATCH		512
+
+/* Stats tags added by Linux 6.12's uapi header; the protocol had them first. */
+#ifndef VIRTIO_BALLOON_S_OOM_KILL
+#define VIRTIO_BALLOON_S_OOM_KILL	10
+#define VIRTIO_BALLOON_S_ALLOC_STALL	11
+#define VIRTIO_BALLOON_S_ASYNC_SCAN	12
+#define VIRTIO_BALLOON_S_DIRECT_SCAN	13
+#define VIRTIO_BALLOON_S_ASYNC_RECLAIM	14
+#define VIRTIO_BALLOON_S_DIRECT_RECLAIM	15
+#endif
+#define UBV_NR_STATS		16
+
+enum { UBV_VQ_INFLATE, UBV_VQ_DEFLATE, UBV_VQ_STATS, UBV_NR_VQS };
+
+struct ub_virtio {
+	struct virtio_device *vdev;
+	struct virtqueue *vqs[UBV_NR_VQS];
+	wait_queue_head_t acked;
+
+	/* config and stats requests arrive in interrupt context */
+	spinlock_t stop_lock;
+	bool stopping;
+	struct work_struct config_work;
+	struct work_struct stats_work;
+
+	__virtio32 frames[UB_BATCH_MAX * UBV_FRAMES_PER_PAGE];
+	struct virtio_balloon_stat stats[UBV_NR_STATS];
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	unsigned long events[NR_VM_EVENT_ITEMS];
+#endif
+
+	/* raw protocol counters for debugfs */
+	u64 inflate_requests;
+	u64 deflate_requests;
+	u64 frames_inflated;
+	u64 frames_deflated;
+	u64 stats_requests;
+	u64 config_changes;
+	u64 broken_waits;
+};
+
+static struct ub_virtio *ubv_bound;	/* the one device we drive */
+
+static void ubv_ack(struct virtqueue *vq)
+{
+	struct ub_virtio *vb = vq->vdev->priv;
+
+	wake_up(&vb->acked);
+}
+
+/* Queue @work unless the device is going away. */
+static void ubv_queue(struct ub_virtio *vb, struct work_struct *work)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->stop_lock, flags);
+	if (!vb->stopping)
+		queue_work(system_freezable_wq, work);
+	spin_unlock_irqrestore(&vb->stop_lock, flags);
+}
+
+static void ubv_config_changed(struct virtio_device *vdev)
+{
+	struct ub_virtio *vb = vdev->priv;
+
+	ubv_queue(vb, &vb->config_work);
+}
+
+static void ubv_stats_requested(struct virtqueue *vq)
+{
+	struct ub_virtio *vb = vq->vdev->priv;
+
+	ubv_queue(vb, &vb->stats_work);
+}
+
+/* Send one buffer of frame numbers and wait until the host has used it. */
+static int ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
+			 struct ub_batch *batch)
+{
+	unsigned long frames_per_page = UBV_FRAMES_PER_PAGE << batch->order;
+	struct scatterlist sg;
+	unsigned int i, j, n = 0, len;
+	int err;
+
+	if (WARN_ON(batch->count * frames_per_page > ARRAY_SIZE(vb->frames)))
+		return -EINVAL;
+	for (i = 0; i < batch->count; i++) {
+		unsigned long first = page_to_pfn(batch->pages[i]) *
+				      UBV_FRAMES_PER_PAGE;
+
+		for (j = 0; j < frames_per_page; j++)
+			vb->frames[n++] = cpu_to_virtio32(vb->vdev, first + j);
+	}
+	sg_init_one(&sg, vb->frames, sizeof(vb->frames[0]) * n);
+	err = virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
+	if (err)
+		return err;
+	virtqueue_kick(vq);
+	wait_event(vb->acked,
+		   virtqueue_get_buf(vq, &len) || virtqueue_is_broken(vq));
+	if (virtqueue_is_broken(vq)) {
+		vb->broken_waits++;
+		return -EIO;
+	}
+	return n;
+}
+
+static int ubv_inflate(void *priv, struct ub_batch *batch)
+{
+	struct ub_virtio *vb = priv;
+	int n = ubv_tell_host(vb, vb->vqs[UBV_VQ_INFLATE], batch);
+
+	if (n < 0)
+		return n;
+	vb->inflate_requests++;
+	vb->frames_inflated += n;
+	return 0;
+}
+
+static int ubv_deflate(void *priv, struct ub_batch *batch)
+{
+	struct ub_virtio *vb = priv;
+	int n = ubv_tell_host(vb, vb->vqs[UBV_VQ_DEFLATE], batch);
+
+	if (n < 0)
+		return n;
+	vb->deflate_requests++;
+	vb->frames_deflated += n;
+	return 0;
+}
+
+static void ubv_report_size(void *priv, unsigned long pages)
+{
+	struct ub_virtio *vb = priv;
+	u32 actual = pages * UBV_FRAMES_PER_PAGE;
+
+	/* legacy devices keep this field little-endian too */
+	virtio_cwrite_le(vb->vdev, struct virtio_balloon_config, actual,
+			 &actual);
+}
+
+static void ubv_config_work(struct work_struct *work)
+{
+	struct ub_virtio *vb = container_of(work, struct ub_virtio,
+					    config_work);
+	u32 frames;
+
+	virtio_cread_le(vb->vdev, struct virtio_balloon_config, num_pages,
+			&frames);
+	vb->config_changes++;
+	ub_set_host_target(frames / UBV_FRAMES_PER_PAGE);
+}
+
+static unsigned int ubv_put_stat(struct ub_virtio *vb, unsigned int idx,
+				 u16 tag, u64 val)
+{
+	vb->stats[idx].tag = cpu_to_virtio16(vb->vdev, tag);
+	vb->stats[idx].val = cpu_to_virtio64(vb->vdev, val);
+	return idx + 1;
+}
+
+/* Fill the stats buffer with everything this kernel can compute. */
+static unsigned int ubv_fill_stats(struct ub_virtio *vb)
+{
+	unsigned int idx = 0;
+	struct sysinfo i;
+
+	si_meminfo(&i);
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	{
+		unsigned long *ev = vb->events;
+		u64 stalls = 0;
+		int z;
+
+		all_vm_events(ev);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_SWAP_IN,
+				   (u64)ev[PSWPIN] << PAGE_SHIFT);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_SWAP_OUT,
+				   (u64)ev[PSWPOUT] << PAGE_SHIFT);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_MAJFLT,
+				   ev[PGMAJFAULT]);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_MINFLT,
+				   ev[PGFAULT] - ev[PGMAJFAULT]);
+#ifdef CONFIG_HUGETLB_PAGE
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_HTLB_PGALLOC,
+				   ev[HTLB_BUDDY_PGALLOC]);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_HTLB_PGFAIL,
+				   ev[HTLB_BUDDY_PGALLOC_FAIL]);
+#endif
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_OOM_KILL,
+				   ev[OOM_KILL]);
+		/* ALLOCSTALL_* has one counter per zone type, in zone order */
+		for (z = 0; z < MAX_NR_ZONES; z++)
+			stalls += ev[ALLOCSTALL_NORMAL - ZONE_NORMAL + z];
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_ALLOC_STALL,
+				   stalls);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_ASYNC_SCAN,
+				   (u64)ev[PGSCAN_KSWAPD] << PAGE_SHIFT);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_DIRECT_SCAN,
+				   (u64)ev[PGSCAN_DIRECT] << PAGE_SHIFT);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_ASYNC_RECLAIM,
+				   (u64)ev[PGSTEAL_KSWAPD] << PAGE_SHIFT);
+		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_DIRECT_RECLAIM,
+				   (u64)ev[PGSTEAL_DIRECT] << PAGE_SHIFT);
+	}
+#endif
+	idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_MEMFREE,
+			   (u64)i.freeram * i.mem_unit);
+	idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_MEMTOT,
+			   (u64)i.totalram * i.mem_unit);
+	idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_AVAIL,
+			   (u64)si_mem_available() << PAGE_SHIFT);
+	idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_CACHES,
+			   (u64)global_node_page_state(NR_FILE_PAGES) <<
+			   PAGE_SHIFT);
+	return idx;
+}
+
+/* The host returns the stats buffer when it wants fresh numbers. */
+static void ubv_send_stats(struct ub_virtio *vb)
+{
+	struct virtqueue *vq = vb->vqs[UBV_VQ_STATS];
+	struct scatterlist sg;
+	unsigned int n = ubv_fill_stats(vb);
+
+	sg_init_one(&sg, vb->stats, sizeof(vb->stats[0]) * n);
+	/* the queue holds only this buffer: adding it cannot fail */
+	if (virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL))
+		ub_backend_error("stats", -ENOSPC);
+	virtqueue_kick(vq);
+}
+
+static void ubv_stats_work(struct work_struct *work)
+{
+	struct ub_virtio *vb = container_of(work, struct ub_virtio,
+					    stats_work);
+	unsigned int len;
+
+	if (!virtqueue_get_buf(vb->vqs[UBV_VQ_STATS], &len))
+		return;
+	vb->stats_requests++;
+	ubv_send_stats(vb);
+}
+
+static int ubv_debugfs_show(void *priv, struct seq_file *m)
+{
+	struct ub_virtio *vb = priv;
+	struct virtio_device *vdev = vb->vdev;
+
+	seq_puts(m, "backend: virtio\n");
+	seq_printf(m, "device: %s\n", dev_name(&vdev->dev));
+	seq_printf(m, "version_1: %d\n",
+		   virtio_has_feature(vdev, VIRTIO_F_VERSION_1));
+	seq_printf(m, "must_tell_host: %d\n",
+		   virtio_has_feature(vdev, VIRTIO_BALLOON_F_MUST_TELL_HOST));
+	seq_printf(m, "stats_vq: %d\n",
+		   virtio_has_feature(vdev, VIRTIO_BALLOON_F_STATS_VQ));
+	seq_printf(m, "deflate_on_oom: %d\n",
+		   virtio_has_feature(vdev, VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
+	seq_printf(m, "frames_per_request: %lu\n",
+		   UBV_BATCH * UBV_FRAMES_PER_PAGE);
+	seq_printf(m, "inflate_requests: %llu\n", vb->inflate_requests);
+	seq_printf(m, "deflate_requests: %llu\n", vb->deflate_requests);
+	seq_printf(m, "frames_inflated: %llu\n", vb->frames_inflated);
+	seq_printf(m, "frames_deflated: %llu\n", vb->frames_deflated);
+	seq_printf(m, "stats_requests: %llu\n", vb->stats_requests);
+	seq_printf(m, "config_changes: %llu\n", vb->config_changes);
+	seq_printf(m, "broken_waits: %llu\n", vb->broken_waits);
+	return 0;
+}
+
+static const struct ub_backend_ops ubv_ops = {
+	.name		= "virtio",
+	.batch_max	= UBV_BATCH,
+	.inflate	= ubv_inflate,
+	.deflate	= ubv_deflate,
+	.report_size	= ubv_report_size,
+	.debugfs_show	= ubv_debugfs_show,
+};
+
+static int ubv_find_vqs(struct ub_virtio *vb, unsigned int nvqs)
+{
+#ifdef UB_HAVE_VIRTQUEUE_INFO
+	struct virtqueue_info info[UBV_NR_VQS] = {
+		[UBV_VQ_INFLATE] = { "inflate", ubv_ack },
+		[UBV_VQ_DEFLATE] = { "deflate", ubv_ack },
+		[UBV_VQ_STATS]	 = { "stats", ubv_stats_requested },
+	};
+
+	return virtio_find_vqs(vb->vdev, nvqs, vb->vqs, info, NULL);
+#else
+	vq_callback_t *callbacks[UBV_NR_VQS] = {
+		ubv_ack, ubv_ack, ubv_stats_requested
+	};
+	static const char * const names[UBV_NR_VQS] = {
+		"inflate", "deflate", "stats"
+	};
+
+	return virtio_find_vqs(vb->vdev, nvqs, vb->vqs, callbacks, names,
+			       NULL);
+#endif
+}
+
+/* Bring the queues up and hand the device to the engine. */
+static int ubv_start(struct ub_virtio *vb)
+{
+	struct virtio_device *vdev = vb->vdev;
+	bool stats = virtio_has_feature(vdev, VIRTIO_BALLOON_F_STATS_VQ);
+	unsigned long features = 0;
+	int err;
+
+	err = ubv_find_vqs(vb, stats ? UBV_NR_VQS : UBV_VQ_STATS);
+	if (err)
+		return err;
+	if (virtio_has_feature(vdev, VIRTIO_BALLOON_F_MUST_TELL_HOST))
+		features |= UB_FEAT_TELL_HOST;
+	if (virtio_has_feature(vdev, VIRTIO_BALLOON_F_DEFLATE_ON_OOM))
+		features |= UB_FEAT_OOM_DEFLATE;
+	if (stats)
+		features |= UB_FEAT_STATS;
+
+	vb->stopping = false;
+	virtio_device_ready(vdev);
+	err = ub_attach(&ubv_ops, vb, features);
+	if (err) {
+		virtio_reset_device(vdev);
+		vdev->config->del_vqs(vdev);
+		return err;
+	}
+	if (stats)
+		ubv_send_stats(vb);
+	/* the host may have asked for memory before we were here */
+	ubv_queue(vb, &vb->config_work);
+	return 0;
+}
+
+/* Give every page back (telling the host), then silence the device. */
+static void ubv_stop(struct ub_virtio *vb)
+{
+	spin_lock_irq(&vb->stop_lock);
+	vb->stopping = true;
+	spin_unlock_irq(&vb->stop_lock);
+	cancel_work_sync(&vb->config_work);
+	cancel_work_sync(&vb->stats_work);
+
+	ub_detach();
+	virtio_reset_device(vb->vdev);
+	vb->vdev->config->del_vqs(vb->vdev);
+}
+
+static int ubv_probe(struct virtio_device *vdev)
+{
+	struct ub_virtio *vb;
+	int err;
+
+	if (!vdev->config->get) {
+		dev_err(&vdev->dev, "device has no config space\n");
+		return -EINVAL;
+	}
+	vb = kzalloc(sizeof(*vb), GFP_KERNEL);
+	if (!vb)
+		return -ENOMEM;
+	vb->vdev = vdev;
+	vdev->priv = vb;
+	init_waitqueue_head(&vb->acked);
+	spin_lock_init(&vb->stop_lock);
+	INIT_WORK(&vb->config_work, ubv_config_work);
+	INIT_WORK(&vb->stats_work, ubv_stats_work);
+
+	err = ubv_start(vb);
+	if (err) {
+		dev_err(&vdev->dev, "cannot start: %d\n", err);
+		kfree(vb);
+		return err;
+	}
+	ubv_bound = vb;
+	dev_info(&vdev->dev, "uniballoon drives this virtio balloon\n");
+	return 0;
+}
+
+static void ubv_remove(struct virtio_device *vdev)
+{
+	struct ub_virtio *vb = vdev->priv;
+
+	ubv_stop(vb);
+	ubv_bound = NULL;
+	kfree(vb);
+}
+
+#ifdef CONFIG_PM_SLEEP
+/*
+ * Like the in-tree driver, hand every page back before sleeping: the host
+ * may not keep its view of the balloon across a suspend.
+ */
+static int ubv_freeze(struct virtio_device *vdev)
+{
+	ubv_stop(vdev->priv);
+	return 0;
+}
+
+static int ubv_restore(struct virtio_device *vdev)
+{
+	return ubv_start(vdev->priv);
+}
+#endif
+
+static unsigned int ubv_features[] = {
+	VIRTIO_BALLOON_F_MUST_TELL_HOST,
+	VIRTIO_BALLOON_F_STATS_VQ,
+	VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+};
+
+static const struct virtio_device_id ubv_ids[] = {
+	{ VIRTIO_ID_BALLOON, VIRTIO_DEV_ANY_ID },
+	{ 0 },
+};
+MODULE_DEVICE_TABLE(virtio, ubv_ids);
+
+static struct virtio_driver ubv_driver = {
+	.driver.name		= KBUILD_MODNAME,
+	.id_table		= ubv_ids,
+	.feature_table		= ubv_features,
+	.feature_table_size	= ARRAY_SIZE(ubv_features),
+	.feature_table_legacy	= ubv_features,
+	.feature_table_size_legacy = ARRAY_SIZE(ubv_features),
+	.probe			= ubv_probe,
+	.remove			= ubv_remove,
+	.config_changed		= ubv_config_changed,
+#ifdef CONFIG_PM_SLEEP
+	.freeze			= ubv_freeze,
+	.restore		= ubv_restore,
+#endif
+};
+
+/* Report balloon devices that another driver (virtio_balloon) holds. */
+static int ubv_check_owner(struct device *dev, void *unused)
+{
+	struct virtio_device *vdev = dev_to_virtio(dev);
+	struct device_driver *drv = READ_ONCE(dev->driver);
+
+	if (vdev->id.device == VIRTIO_ID_BALLOON && drv &&
+	    drv != &ubv_driver.driver)
+		pr_warn("%s: virtio balloon device is owned by driver '%s': run 'rmmod %s' and load uniballoon again to take it over\n",
+			dev_name(dev), drv->name, drv->name);
+	return 0;
+}
+
+/*
+ * Devices present now are probed during registration. Unless the user
+ * forced this backend (and so waits for a hot-plugged device), finding none
+ * means this is not our machine.
+ */
+int ub_virtio_init(bool forced)
+{
+	int err = register_virtio_driver(&ubv_driver);
+
+	if (err)
+		return err;
+	if (!ubv_bound && !forced) {
+		bus_for_each_dev(ubv_driver.driver.bus, NULL, NULL,
+				 ubv_check_owner);
+		unregister_virtio_driver(&ubv_driver);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+void ub_virtio_exit(void)
+{
+	unregister_virtio_driver(&ubv_driver);
+}
