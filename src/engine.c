@@ -98,6 +98,28 @@ u64 ub_stat_read(enum ub_stat stat)
 	return atomic64_read(&ub.stats[stat]);
 }
 
+/*
+ * Ballooned pages leave MemTotal, except when the host lets the guest take
+ * them back on OOM: then they still count as the guest's memory, so that
+ * overcommit checks let a process ask for what the balloon would release.
+ */
+static inline bool ub_adjusts_managed(void)
+{
+	return !(ub.features & UB_FEAT_OOM_DEFLATE);
+}
+
+static void ub_page_leaves(struct page *page)
+{
+	if (ub_adjusts_managed())
+		adjust_managed_page_count(page, -1);
+}
+
+static void ub_page_returns(struct page *page)
+{
+	if (ub_adjusts_managed())
+		adjust_managed_page_count(page, 1);
+}
+
 static inline u64 ub_pages_to_bytes(unsigned long pages)
 {
 	return (u64)pages << PAGE_SHIFT;
@@ -106,7 +128,7 @@ static inline u64 ub_pages_to_bytes(unsigned long pages)
 /* Memory the guest would have with an empty balloon. */
 unsigned long ub_guest_pages(void)
 {
-	return totalram_pages() + READ_ONCE(ub.size);
+	return totalram_pages() + (ub_adjusts_managed() ? READ_ONCE(ub.size) : 0);
 }
 
 /* The target before the floor: the user's or the host's, capped after OOM. */
@@ -263,7 +285,7 @@ static unsigned long ub_inflate_step_locked(unsigned long want)
 			continue;
 		}
 		balloon_page_enqueue(&ub.pages, page);
-		adjust_managed_page_count(page, -1);
+		ub_page_leaves(page);
 		accepted++;
 	}
 	ub.size += accepted;
@@ -312,7 +334,7 @@ static unsigned long ub_deflate_locked(unsigned long want, bool force)
 	}
 	list_for_each_entry_safe(page, next, &list, lru) {
 		list_del(&page->lru);
-		adjust_managed_page_count(page, 1);
+		ub_page_returns(page);
 		put_page(page);
 	}
 	ub.size -= got;
@@ -440,8 +462,8 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 
 	get_page(newpage);	/* the balloon's reference */
 	if (page_zone(page) != page_zone(newpage)) {
-		adjust_managed_page_count(page, 1);
-		adjust_managed_page_count(newpage, -1);
+		ub_page_returns(page);
+		ub_page_leaves(newpage);
 	}
 	spin_lock_irqsave(&pages->pages_lock, flags);
 	balloon_page_insert(pages, newpage);

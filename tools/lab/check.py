@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""make check: every test of uniballoon, on every kernel the lab has.
+
+Host-side checks (build with -Werror, checkpatch, ABI documentation), then
+per kernel two guests under QEMU: one with a plain virtio-balloon device, one
+with deflate-on-oom=on. The host drives QMP; the guest runs the kselftests in
+selftests/ (KTAP), whose results are counted one by one.
+Ends with the line 'N passed, N failed, N skipped'.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lab  # noqa: E402
+from lab import MiB, Guest, kernels  # noqa: E402
+
+PROJECT = lab.PROJECT
+BUILD = PROJECT / "build"
+SYSB = "/sys/kernel/balloon"
+GUEST_MB = 1024
+
+results = {"passed": 0, "failed": 0, "skipped": 0}
+figures = []            # (kernel, what, value) for the closing report
+
+
+def report(ok, name, detail="", skip=False):
+    n = sum(results.values()) + 1
+    if skip:
+        results["skipped"] += 1
+        print(f"ok {n} {name} # SKIP {detail}", flush=True)
+        return
+    results["passed" if ok else "failed"] += 1
+    print(f"{'ok' if ok else 'not ok'} {n} {name}", flush=True)
+    if detail:
+        for line in str(detail).rstrip().splitlines()[-40:]:
+            print(f"#   {line}", flush=True)
+
+
+def test(name, fn, *args):
+    """Run one test; an exception or a failed assert is a failure."""
+    try:
+        detail = fn(*args)
+        report(True, name, detail or "")
+        return True
+    except Exception as e:  # noqa: BLE001 - any failure is reported, the run goes on
+        report(False, name, f"{type(e).__name__}: {e}\n" +
+               ("" if isinstance(e, (AssertionError, TimeoutError)) else traceback.format_exc()))
+        return False
+
+
+# ---------------------------------------------------------------- host-side checks
+
+def kernel_source():
+    """scripts/ from Debian's linux-source package (checkpatch.pl, get_abi.pl)."""
+    dst = BUILD / "linux-source"
+    if not (dst / "scripts/checkpatch.pl").exists():
+        tarball = sorted(Path("/usr/src").glob("linux-source-*.tar.xz"))[-1]
+        dst.mkdir(parents=True, exist_ok=True)
+        top = tarball.name[:-len(".tar.xz")]
+        subprocess.run(["tar", "-xJf", tarball, "-C", dst, "--strip-components=1",
+                        f"{top}/scripts", f"{top}/Documentation/ABI/README"], check=True)
+    return dst
+
+
+def build_module(kver):
+    """Build in a copy of the tree per kernel, as dkms would, warnings as errors."""
+    out = BUILD / "mod" / kver
+    subprocess.run(["rm", "-rf", out], check=True)
+    out.mkdir(parents=True)
+    for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
+        subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
+    r = subprocess.run(["make", f"KERNELRELEASE={kver}"], cwd=out, capture_output=True, text=True)
+    assert r.returncode == 0 and (out / "uniballoon.ko").exists(), r.stdout[-3000:] + r.stderr[-3000:]
+    return str(out / "uniballoon.ko")
+
+
+def checkpatch():
+    src = kernel_source()
+    files = sorted(str(p) for p in (PROJECT / "src").rglob("*.[ch]") if p.name != "compat_config.h")
+    r = subprocess.run(["perl", src / "scripts/checkpatch.pl", "--no-tree", "--terse", "--show-types",
+                        "-f", *files], capture_output=True, text=True)
+    bad = [l for l in r.stdout.splitlines() if ": ERROR:" in l or ": WARNING:" in l]
+    assert not bad, "\n".join(bad)
+    return f"{len(files)} files, 0 errors, 0 warnings"
+
+
+def abi_validate():
+    src = kernel_source()
+    r = subprocess.run(["perl", src / "scripts/get_abi.pl", "--dir", PROJECT / "sysfs-abi", "validate"],
+                       capture_output=True, text=True)
+    out = (r.stdout + r.stderr).strip()
+    assert r.returncode == 0 and not out, out or f"exit {r.returncode}"
+    r = subprocess.run(["perl", src / "scripts/get_abi.pl", "--dir", PROJECT / "sysfs-abi", "search",
+                        "/sys/kernel/balloon/"], capture_output=True, text=True)
+    for f in ("backend", "features", "size", "host_target", "target", "target_source", "floor",
+              "inflate_rate", "deflate_rate", "oom_deflate", "oom_deflate_size", "stats/inflated"):
+        assert f"/sys/kernel/balloon/{f}" in r.stdout, f"{f} undocumented"
+
+
+# ---------------------------------------------------------------- guest helpers
+
+def sysb(g, name):
+    return g.run(f"cat {SYSB}/{name}")[1].strip()
+
+
+def sysb_int(g, name):
+    return int(sysb(g, name))
+
+
+def actual(g):
+    return g.qmp("query-balloon")["actual"]
+
+
+def balloon_to(g, balloon_bytes, timeout=120):
+    """Host asks for a balloon of balloon_bytes; wait until both sides agree."""
+    t0 = time.monotonic()
+    g.qmp("balloon", value=GUEST_MB * MiB - balloon_bytes)
+    g.wait_for(lambda: actual(g) == GUEST_MB * MiB - balloon_bytes and
+               sysb_int(g, "size") == balloon_bytes, timeout,
+               what=f"balloon of {balloon_bytes >> 20} MiB (size {sysb(g, 'size')})")
+    return time.monotonic() - t0
+
+
+def load(g, ko):
+    g.run("dmesg -C")
+    g.run(f"insmod {ko}")
+    assert sysb(g, "backend") == "virtio", sysb(g, "backend")
+    # the host's initial request is read asynchronously after probe
+    g.wait_for(lambda: sysb_int(g, "size") == sysb_int(g, "host_target"), 30, what="initial target")
+
+
+def run_selftests(g, kver):
+    for script in sorted((PROJECT / "selftests").glob("balloon_*.sh")):
+        rc, out = g.run(f"{script}", timeout=400, check=False)
+        seen = 0
+        for line in out.splitlines():
+            m = re.match(r"(not ok|ok) \d+ (.*?)( # SKIP (.*))?$", line)
+            if m:
+                seen += 1
+                name = f"{kver}: {script.stem}: {m.group(2)}"
+                if m.group(4) is not None:
+                    report(True, name, m.group(4), skip=True)
+                else:
+                    report(m.group(1) == "ok", name, out if m.group(1) != "ok" else "")
+            elif line.startswith("# ") and "took" in line:
+                figures.append((kver, script.stem, line[2:]))
+        if not seen or rc not in (0, 1, 4):
+            report(False, f"{kver}: {script.stem}: ran", f"rc={rc}\n{out}")
+
+
+# ---------------------------------------------------------------- guest A: plain device
+
+def t_owned_by_intree(g, ko):
+    g.run("modprobe virtio_balloon")
+    rc, out = g.run(f"insmod {ko}", check=False)
+    assert rc != 0, "loaded although virtio_balloon holds the device"
+    dmesg = g.run("dmesg")[1]
+    assert "owned by driver 'virtio_balloon'" in dmesg, dmesg[-2000:]
+    g.run("rmmod virtio_balloon")
+    return re.search(r".*owned by driver.*", dmesg).group(0)
+
+
+def t_qmp_down_up(g, kver):
+    total0 = g.meminfo()["MemTotal"]
+    down = balloon_to(g, 256 * MiB)
+    assert sysb_int(g, "host_target") == 256 * MiB
+    total = g.meminfo()["MemTotal"]
+    assert total0 - total == 256 * 1024, f"MemTotal {total0} -> {total} kB"
+    up = balloon_to(g, 0)
+    assert g.meminfo()["MemTotal"] == total0
+    figures.append((kver, "QMP inflate 256 MiB", f"{down:.2f} s"))
+    figures.append((kver, "QMP deflate 256 MiB", f"{up:.2f} s"))
+    return f"inflate 256 MiB {down:.2f} s, deflate {up:.2f} s"
+
+
+def t_guest_override(g):
+    g.run(f"echo 300M > {SYSB}/target")
+    g.wait_for(lambda: actual(g) == (GUEST_MB - 300) * MiB, 60, what="host sees the override")
+    assert sysb(g, "target_source") == "user"
+    assert sysb_int(g, "host_target") == 0
+    g.run(f"echo host > {SYSB}/target")
+    g.wait_for(lambda: actual(g) == GUEST_MB * MiB, 60, what="host sees the balloon empty again")
+    assert sysb(g, "target_source") == "host"
+
+
+def t_floor(g):
+    avail = g.meminfo()["MemAvailable"] * 1024
+    floor = avail - 128 * MiB           # leaves room for about 128 MiB of balloon
+    holds0 = sysb_int(g, "stats/floor_holds")
+    g.run(f"echo {floor} > {SYSB}/floor")
+    try:
+        g.qmp("balloon", value=GUEST_MB * MiB - 512 * MiB)
+        g.wait_for(lambda: sysb(g, "target_source") == "floor", 60, what="floor holds the target")
+        size = sysb_int(g, "size")
+        assert sysb_int(g, "host_target") == 512 * MiB
+        assert 0 < size < 512 * MiB, f"size {size}"
+        assert sysb_int(g, "stats/floor_holds") > holds0
+        # the floor follows MemAvailable: wait for a moment both sides agree
+        g.wait_for(lambda: sysb_int(g, "target") == sysb_int(g, "size") and
+                   actual(g) == GUEST_MB * MiB - sysb_int(g, "size"), 30,
+                   what="target in force, size and the host's view agree")
+        ma = g.meminfo()["MemAvailable"] * 1024
+        # MemAvailable moves a little on its own; the balloon stopped where the floor was
+        assert ma >= floor - 8 * MiB, f"MemAvailable {ma >> 20} MiB below floor {floor >> 20} MiB"
+        g.run(f"echo 0 > {SYSB}/floor")
+        g.wait_for(lambda: sysb_int(g, "size") == 512 * MiB, 60, what="inflation resumes without floor")
+        return f"held at {size >> 20} MiB of 512 MiB asked, floor {floor >> 20} MiB"
+    finally:
+        g.run(f"echo 0 > {SYSB}/floor")
+        balloon_to(g, 0)
+
+
+def t_guest_stats(g):
+    g.qmp("qom-set", path="/machine/peripheral/balloon0", property="guest-stats-polling-interval", value=1)
+
+    def fresh():
+        s = g.qmp("qom-get", path="/machine/peripheral/balloon0", property="guest-stats")
+        return s if s["stats"].get("stat-total-memory", -1) > 0 and s["last-update"] > t0 else None
+    t0 = g.qmp("qom-get", path="/machine/peripheral/balloon0", property="guest-stats")["last-update"]
+    s = g.wait_for(fresh, 30, what="fresh guest-stats")["stats"]
+    mi = g.meminfo()
+    assert s["stat-total-memory"] == mi["MemTotal"] * 1024, (s, mi["MemTotal"])
+    for key, field in (("stat-free-memory", "MemFree"), ("stat-available-memory", "MemAvailable")):
+        assert abs(s[key] - mi[field] * 1024) < 32 * MiB, f"{key} {s[key]} vs {field} {mi[field]} kB"
+    for key in ("stat-major-faults", "stat-minor-faults", "stat-disk-caches"):
+        assert s.get(key, -1) >= 0, f"{key} missing: {s}"
+    g.qmp("qom-set", path="/machine/peripheral/balloon0", property="guest-stats-polling-interval", value=0)
+
+
+def t_oom_deflate_needs_host(g):
+    assert sysb(g, "oom_deflate") == "0"
+    rc, out = g.run(f"echo 1 > {SYSB}/oom_deflate", check=False)
+    assert rc != 0 and "not permitted" in out, out
+    assert "oom_deflate" not in sysb(g, "features").split()
+
+
+def t_bpftrace_host_inflate(g):
+    g.run("bpftrace -e 'tracepoint:balloon:inflate { @ = sum(args->pages); }' > /tmp/bt.out 2>&1 &"
+          " echo $! > /tmp/bt.pid")
+    g.wait_for(lambda: "Attaching" in g.run("cat /tmp/bt.out")[1], 120, what="bpftrace attached")
+    balloon_to(g, 200 * MiB)
+    g.run("kill -INT $(cat /tmp/bt.pid); while kill -0 $(cat /tmp/bt.pid) 2>/dev/null; do sleep 0.1; done",
+          timeout=60)
+    out = g.run("cat /tmp/bt.out")[1]
+    m = re.search(r"^@: (\d+)$", out, re.M)
+    assert m and int(m.group(1)) == 200 * 256, out
+    balloon_to(g, 0)
+
+
+def t_rmmod_full(g):
+    balloon_to(g, 400 * MiB)
+    # with DEFLATE_ON_OOM ballooned pages stay in MemTotal (as in-tree)
+    left_memtotal = "oom_deflate" not in sysb(g, "features").split()
+    total = g.meminfo()["MemTotal"]
+    g.run("rmmod uniballoon", timeout=120)
+    mi = g.meminfo()
+    want = total + (400 * 1024 if left_memtotal else 0)
+    assert mi["MemTotal"] == want, f"MemTotal {total} -> {mi['MemTotal']} kB, want {want}"
+    assert actual(g) == GUEST_MB * MiB, f"host sees {actual(g)}"
+    assert "all pages returned" in g.run("dmesg")[1]
+    rc, _ = g.run(f"test -e {SYSB}", check=False)
+    assert rc != 0, f"{SYSB} still there"
+
+
+def guest_plain(kver, ko):
+    with Guest(kver, mem_mb=GUEST_MB, name=f"plain-{kver}") as g:
+        figures.append((kver, "boot to agent", f"{g.boot_seconds:.1f} s"))
+        test(f"{kver}: dmesg says when virtio_balloon owns the device", t_owned_by_intree, g, ko)
+        if not test(f"{kver}: module loads and binds the virtio balloon", load, g, ko):
+            return
+        test(f"{kver}: QMP balloon down and up, both sides and MemTotal agree", t_qmp_down_up, g, kver)
+        test(f"{kver}: guest override via target is seen by the host, then 'host'", t_guest_override, g)
+        test(f"{kver}: floor holds a host request, visibly", t_floor, g)
+        test(f"{kver}: guest-stats read by the host match /proc/meminfo", t_guest_stats, g)
+        test(f"{kver}: oom_deflate needs the host's DEFLATE_ON_OOM", t_oom_deflate_needs_host, g)
+        test(f"{kver}: bpftrace one-liner sums host-driven inflation", t_bpftrace_host_inflate, g)
+        run_selftests(g, kver)
+        test(f"{kver}: rmmod with a full balloon returns every page", t_rmmod_full, g)
+
+
+# ---------------------------------------------------------------- guest B: deflate-on-oom
+
+HOG = ("echo -1000 > /proc/$PPID/oom_score_adj; "
+       "python3 -c 'import mmap, os, time\n"
+       "open(\"/proc/self/oom_score_adj\", \"w\").write(\"1000\")\n"
+       "n = 600 << 20\nm = mmap.mmap(-1, n)\nt = time.monotonic()\n"
+       "for i in range(0, n, 4096): m[i] = 1\n"
+       "print(\"touched\", n >> 20, \"MiB in\", round(time.monotonic() - t, 2), \"s\")'")
+
+
+def oom_kills(g):
+    return int(g.run("awk '$1 == \"oom_kill\" { print $2 }' /proc/vmstat")[1].strip() or 0)
+
+
+def t_oom_deflate_on(g, kver):
+    assert sysb(g, "oom_deflate") == "1"
+    assert "oom_deflate" in sysb(g, "features").split()
+    balloon_to(g, 800 * MiB)
+    kills0, deflations0 = oom_kills(g), sysb_int(g, "stats/oom_deflations")
+    t0 = time.monotonic()
+    rc, out = g.run(HOG, timeout=300, check=False)
+    took = time.monotonic() - t0
+    assert rc == 0, f"hog rc={rc}: {out}"
+    assert oom_kills(g) == kills0, "the OOM killer ran"
+    assert sysb_int(g, "stats/oom_deflations") > deflations0
+    assert sysb(g, "target_source") == "oom"
+    assert actual(g) == GUEST_MB * MiB - sysb_int(g, "size"), "host and guest disagree"
+    figures.append((kver, "OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s"))
+    return f"{out.strip()}; {took:.1f} s; balloon now {sysb_int(g, 'size') >> 20} MiB"
+
+
+def t_oom_deflate_off(g):
+    g.run(f"echo 0 > {SYSB}/oom_deflate")
+    balloon_to(g, 800 * MiB)
+    kills0, deflations0 = oom_kills(g), sysb_int(g, "stats/oom_deflations")
+    rc, out = g.run(HOG, timeout=300, check=False)
+    assert rc != 0, f"hog survived: {out}"
+    assert oom_kills(g) > kills0, "no OOM kill recorded"
+    assert sysb_int(g, "stats/oom_deflations") == deflations0
+    assert sysb_int(g, "size") == 800 * MiB, "balloon gave memory back"
+    g.run(f"echo 1 > {SYSB}/oom_deflate")
+    balloon_to(g, 0)
+    return f"hog rc={rc}, balloon kept 800 MiB"
+
+
+def guest_oom(kver, ko):
+    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="deflate-on-oom=on", name=f"oom-{kver}") as g:
+        if not test(f"{kver}: module loads on a deflate-on-oom device", load, g, ko):
+            return
+        test(f"{kver}: OOM with oom_deflate 1: the process gets the memory, nobody is killed",
+             t_oom_deflate_on, g, kver)
+        test(f"{kver}: OOM with oom_deflate 0: the balloon keeps its pages", t_oom_deflate_off, g)
+        test(f"{kver}: rmmod after OOM returns every page", t_rmmod_full, g)
+
+
+def main():
+    t_start = time.monotonic()
+    test("checkpatch: src/ is clean", checkpatch)
+    test("sysfs-abi/ passes get_abi.pl validate and documents every file", abi_validate)
+    only = os.environ.get("LAB_KERNELS")
+    for kver in (only.split() if only else kernels()):
+        ko = None
+        try:
+            ko = build_module(kver)
+            report(True, f"{kver}: module builds with warnings as errors")
+        except Exception as e:  # noqa: BLE001
+            report(False, f"{kver}: module builds with warnings as errors", str(e))
+            continue
+        for guest in (guest_plain, guest_oom):
+            try:
+                guest(kver, ko)
+            except Exception as e:  # noqa: BLE001 - a dead guest fails, the run goes on
+                report(False, f"{kver}: {guest.__name__} guest ran", f"{e}")
+    print("# figures:")
+    for k, what, value in figures:
+        print(f"#   {k}: {what}: {value}")
+    print(f"# total time {time.monotonic() - t_start:.0f} s")
+    print(f"{results['passed']} passed, {results['failed']} failed, {results['skipped']} skipped")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

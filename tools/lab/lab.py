@@ -1,0 +1,343 @@
+"""Host side of the uniballoon test lab (python3 stdlib only).
+
+A Guest is a TCG QEMU VM that boots an installed Debian kernel on the host's own root
+filesystem (read-only 9p) with the project directory shared read-write at the same path.
+Commands run inside through a virtio-serial agent (agent.py); the balloon is driven over QMP.
+
+    with Guest("6.1.0-56-amd64") as g:
+        g.run("modprobe virtio_balloon")
+        g.qmp("balloon", value=768 << 20)
+        g.wait_for(lambda: g.qmp("query-balloon")["actual"] == 768 << 20, 30, what="inflate")
+"""
+import atexit
+import json
+import lzma
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+LAB_DIR = Path(__file__).resolve().parent
+PROJECT = LAB_DIR.parent.parent                     # tools/lab -> project root
+BUILD_DIR = Path(os.environ.get("LAB_BUILD", PROJECT / "build" / "lab"))
+MiB = 1 << 20
+
+
+class GuestError(RuntimeError):
+    """A guest command failed, or the guest/QEMU died."""
+
+
+class QMPError(RuntimeError):
+    """QMP answered with an error object."""
+
+
+def kernels():
+    """Kernel releases to test (see kernels.sh)."""
+    out = subprocess.run([LAB_DIR / "kernels.sh"], check=True, capture_output=True, text=True).stdout
+    return out.split()
+
+
+def wait_for(predicate, timeout, interval=0.2, what="condition"):
+    """Poll predicate() until it returns something truthy; return that value.
+    Raises TimeoutError naming `what` and the last value (or exception) seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (GuestError, QMPError):
+            raise  # the guest is gone or the request is wrong: polling won't help
+        except Exception as e:  # e.g. a file that does not exist yet
+            last = e
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+        time.sleep(interval)
+
+
+def pvh_vmlinux(kver):
+    """Uncompressed vmlinux of /boot/vmlinuz-KVER, cached in the build dir, or None.
+
+    Why: Debian's 6.1 bzImage is xz-compressed and TCG needs several seconds to decompress it
+    at every boot. With CONFIG_PVH=y QEMU's -kernel boots the ELF vmlinux directly (PVH entry),
+    which saves that time. The payload is located via the x86 boot-protocol header fields
+    payload_offset/payload_length (0x248/0x24c), so no magic-number scanning is needed."""
+    src = Path(f"/boot/vmlinuz-{kver}")
+    dst = _build_dir() / f"vmlinux-{kver}"
+    if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
+        return dst
+    try:
+        if "CONFIG_PVH=y" not in Path(f"/boot/config-{kver}").read_text().splitlines():
+            return None
+        data = src.read_bytes()
+        setup_sects = data[0x1f1] or 4
+        off, length = struct.unpack_from("<II", data, 0x248)
+        start = (setup_sects + 1) * 512 + off
+        payload = data[start:start + length]
+        if payload.startswith(b"\xfd7zXZ\x00"):
+            elf = lzma.LZMADecompressor().decompress(payload)
+        elif payload.startswith(b"\x1f\x8b"):
+            elf = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(payload)
+        elif payload.startswith(b"\x28\xb5\x2f\xfd") and shutil.which("zstd"):
+            elf = subprocess.run(["zstd", "-dc"], input=payload, capture_output=True).stdout
+        else:
+            return None
+        if not elf.startswith(b"\x7fELF"):
+            return None
+    except (OSError, lzma.LZMAError, zlib.error, struct.error, IndexError):
+        return None
+    tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")  # atomic publish; safe with concurrent runs
+    tmp.write_bytes(elf)
+    tmp.replace(dst)
+    return dst
+
+
+def _build_dir():
+    # Self-ignoring build directory, so nothing generated here ever shows up in git status.
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    gi = BUILD_DIR / ".gitignore"
+    if not gi.exists():
+        gi.write_text("*\n")
+    return BUILD_DIR
+
+
+class _LineSocket:
+    """Unix-socket JSON-lines reader with deadlines that notices QEMU dying."""
+
+    def __init__(self, path, alive):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.buf = b""
+        self.alive = alive
+
+    def send(self, obj):
+        self.sock.sendall((json.dumps(obj) + "\n").encode())
+
+    def recv(self, deadline):
+        """Next JSON object, or None if the deadline passes first."""
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(min(left, 0.5))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                self.alive()  # raises GuestError if QEMU exited
+                continue
+            if not chunk:
+                self.alive(grace=5)  # QEMU closes its sockets while exiting: report the exit
+                raise GuestError("socket closed by QEMU")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self):
+        self.sock.close()
+
+
+class Guest:
+    def __init__(self, kver, mem_mb=1024, smp=1, balloon_opts="", extra_qemu_args=(),
+                 name=None, append="", boot_timeout=120):
+        self.kver, self.mem_mb, self.smp = kver, mem_mb, smp
+        self.balloon_opts = balloon_opts.strip(",")
+        self.extra_qemu_args = list(extra_qemu_args)
+        self.name = name or f"guest-{kver}"
+        self.append, self.boot_timeout = append, boot_timeout
+        self.rundir = _build_dir() / "runs" / self.name      # logs survive the run
+        self.console_log = self.rundir / "console.log"
+        self.qemu_log = self.rundir / "qemu.log"
+        self.proc = self._qmp = self._agent = self._sockdir = None
+        self._next_id = 0
+        self.boot_seconds = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self):
+        initrd = _build_dir() / f"initramfs-{self.kver}.cpio.gz"
+        subprocess.run([LAB_DIR / "initramfs.sh", self.kver, initrd], check=True)  # no-op if cached
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        # Sockets live in a short /tmp path: unix socket paths are limited to 108 bytes.
+        self._sockdir = Path(tempfile.mkdtemp(prefix="lab-"))
+        qmp_sock, agent_sock = self._sockdir / "qmp", self._sockdir / "agent"
+        balloon = "virtio-balloon-pci,id=balloon0" + (f",{self.balloon_opts}" if self.balloon_opts else "")
+        append = (f"console=ttyS0 panic=-1 labwork={PROJECT} "
+                  f"labinit={LAB_DIR / 'guest-init.sh'} {self.append}").strip()
+        cmd = [
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(self.smp),
+            "-m", str(self.mem_mb), "-nographic", "-no-reboot", "-monitor", "none",
+            "-serial", f"file:{self.console_log}",
+            "-kernel", str(self._kernel_image()), "-initrd", str(initrd), "-append", append,
+            "-device", balloon,
+            # host root, read-only; multidevs=remap keeps inode numbers of /proc etc. distinct
+            "-fsdev", "local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-device", "virtio-9p-pci,fsdev=fsroot,mount_tag=hostroot",
+            "-fsdev", f"local,id=fswork,path={PROJECT},security_model=none,multidevs=remap",
+            "-device", "virtio-9p-pci,fsdev=fswork,mount_tag=work",
+            "-qmp", f"unix:{qmp_sock},server=on,wait=off",
+            "-device", "virtio-serial-pci",
+            "-chardev", f"socket,id=agent,path={agent_sock},server=on,wait=off",
+            "-device", "virtserialport,chardev=agent,name=lab.agent",
+            *self.extra_qemu_args,
+        ]
+        t0 = time.monotonic()
+        with open(self.qemu_log, "w") as log:
+            log.write(" ".join(map(str, cmd)) + "\n\n")
+            log.flush()
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        atexit.register(self._kill)  # never leave a QEMU behind, even on an uncaught exception
+        try:
+            wait_for(lambda: self._alive() and qmp_sock.exists() and agent_sock.exists(), 20,
+                     what="QEMU sockets")
+            self._qmp = _LineSocket(qmp_sock, self._alive)
+            self._qmp_handshake()
+            self._agent = _LineSocket(agent_sock, self._alive)
+            self._wait_agent(t0 + self.boot_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.boot_seconds = time.monotonic() - t0
+        return self
+
+    def _kernel_image(self):
+        """Kernel QEMU boots: the uncompressed ELF vmlinux if we can make one (see pvh_vmlinux)."""
+        return pvh_vmlinux(self.kver) or f"/boot/vmlinuz-{self.kver}"
+
+    def _wait_agent(self, deadline):
+        # Bytes sent before the guest opens its port wait in QEMU's socket buffer, so one ping
+        # would do; re-pinging every 0.5 s is cheap (the agent answers pings without a process)
+        # and does not depend on that detail.
+        while time.monotonic() < deadline:
+            self._next_id += 1
+            self._agent.send({"id": f"ping-{self._next_id}", "ping": True})
+            reply = self._agent.recv(min(deadline, time.monotonic() + 0.5))
+            if reply is not None:
+                return
+        raise GuestError(f"agent did not answer within {self.boot_timeout}s\n{self.console_tail()}")
+
+    def stop(self):
+        """Power the guest off (via the agent, else kill QEMU) and clean up. Safe to call twice."""
+        if self.proc and self.proc.poll() is None and self._agent:
+            try:  # no reply will come: the guest powers off and QEMU exits (-no-reboot)
+                self._send("sync; busybox poweroff -f", 10)
+                self.proc.wait(timeout=15)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._kill()
+        for s in (self._qmp, self._agent):
+            if s:
+                s.close()
+        self._qmp = self._agent = None
+        if self._sockdir:
+            shutil.rmtree(self._sockdir, ignore_errors=True)
+            self._sockdir = None
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _alive(self, grace=0):
+        """True while QEMU runs; else GuestError with the console tail (panic messages etc.).
+        grace: seconds to give a QEMU that is probably exiting to finish doing so."""
+        if self.proc is not None and grace:
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc is None or self.proc.poll() is not None:
+            rc = None if self.proc is None else self.proc.returncode
+            raise GuestError(f"QEMU is not running (exit code {rc})\n{self.console_tail()}")
+        return True
+
+    # ---------------------------------------------------------------- agent
+    def _send(self, cmd, timeout):
+        self._next_id += 1
+        rid = f"req-{self._next_id}"
+        self._agent.send({"id": rid, "cmd": cmd, "timeout": timeout})
+        return rid
+
+    def run(self, cmd, timeout=60, check=True):
+        """Run a bash command in the guest; return (rc, combined output).
+        With check=True a non-zero rc raises GuestError carrying the output.
+        The command runs in the project directory. The agent returns when stdout/stderr close,
+        so a background job must redirect them: run("hog >/tmp/hog.log 2>&1 &").
+        On timeout its process group is killed and rc is 124."""
+        rid = self._send(cmd, timeout)
+        deadline = time.monotonic() + timeout + 15   # the agent enforces `timeout` itself
+        while True:
+            reply = self._agent.recv(deadline)
+            if reply is None:
+                raise GuestError(f"no reply from agent for {cmd!r} within {timeout + 15}s")
+            if reply.get("id") == rid:
+                break        # other ids are stale answers (e.g. extra boot pings): skip them
+        rc, out = reply["rc"], reply["out"]
+        if check and rc != 0:
+            why = "timed out" if reply.get("timed_out") else f"rc={rc}"
+            raise GuestError(f"guest command {why}: {cmd}\n{out}")
+        return rc, out
+
+    def meminfo(self):
+        """/proc/meminfo of the guest as {field: kB}."""
+        _, out = self.run("cat /proc/meminfo")
+        return {k: int(v.split()[0]) for k, v in (l.split(":", 1) for l in out.splitlines())}
+
+    # ---------------------------------------------------------------- QMP
+    def _qmp_handshake(self):
+        greeting = self._qmp.recv(time.monotonic() + 10)
+        if not greeting or "QMP" not in greeting:
+            raise GuestError(f"bad QMP greeting: {greeting!r}")
+        self.qmp("qmp_capabilities")
+
+    def qmp(self, cmd, **args):
+        """Execute a QMP command and return its 'return' value (events are skipped).
+        Arguments with '-' in their names: qmp("x", **{"a-b": 1})."""
+        req = {"execute": cmd}
+        if args:
+            req["arguments"] = args
+        self._qmp.send(req)
+        deadline = time.monotonic() + 30
+        while True:
+            msg = self._qmp.recv(deadline)
+            if msg is None:
+                raise GuestError(f"QMP {cmd}: no answer within 30s")
+            if "return" in msg:
+                return msg["return"]
+            if "error" in msg:
+                raise QMPError(f"QMP {cmd} {args}: {msg['error']}")
+            # anything else is an asynchronous event (BALLOON_CHANGE, ...): ignore
+
+    # ---------------------------------------------------------------- helpers
+    def wait_for(self, predicate, timeout, interval=0.2, what="condition"):
+        """Module-level wait_for that also fails fast if QEMU dies."""
+        return wait_for(lambda: self._alive() and predicate(), timeout, interval, what)
+
+    @property
+    def qemu_pid(self):
+        return self.proc.pid if self.proc else None
+
+    def qemu_rss_kb(self):
+        """Resident set size of the QEMU process in kB (VmRSS), i.e. host memory the VM costs."""
+        with open(f"/proc/{self.qemu_pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise GuestError("VmRSS not found")
+
+    def console_tail(self, lines=40):
+        try:
+            text = self.console_log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no console log)"
+        return "--- console tail ---\n" + "\n".join(text[-lines:])
