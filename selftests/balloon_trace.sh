@@ -16,13 +16,15 @@ echo host > $B/target
 host=$(cat $B/host_target)
 wait_until 60 value_is $B/size "$host"
 
+# BEGIN fires once every probe is attached ("Attaching" comes before that)
 bpftrace -e '
+BEGIN { printf("READY\n"); }
 tracepoint:balloon:inflate { @inflated = sum(args->pages); }
 tracepoint:balloon:deflate { @deflated = sum(args->pages); }
 tracepoint:balloon:target { @targets[args->reason] = count(); }
 ' > "$out" 2>&1 &
 tracer=$!
-attached() { grep -q "^Attaching" "$out"; }
+attached() { grep -q "^READY" "$out"; }
 wait_until 120 attached || echo "# bpftrace did not attach: $(cat "$out")"
 
 echo $(( (host + $(mib 48)) / 1048576 ))M > $B/target

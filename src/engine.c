@@ -568,15 +568,18 @@ void ub_set_host_target(unsigned long pages)
 	enum ub_reason why;
 
 	mutex_lock(&ub.lock);
+	old = ub_target_locked(&why);
 	if (pages != ub.host_target) {
-		old = ub_target_locked(&why);
 		ub.host_target = pages;
 		ub_count(UB_STAT_TARGET_CHANGES, 1);
-		/* a new request from whoever is in charge lifts an OOM cap */
-		if (!ub.user_override)
-			ub.oom_capped = false;
-		ub_note_target_locked(old, UB_REASON_HOST);
 	}
+	/*
+	 * Every host request, a repeated one too, ends an OOM cap: the host
+	 * saw the deflation in the balloon's size and asks again.
+	 */
+	if (!ub.user_override)
+		ub.oom_capped = false;
+	ub_note_target_locked(old, UB_REASON_HOST);
 	mutex_unlock(&ub.lock);
 	ub_kick();
 }
@@ -704,22 +707,27 @@ int ub_backend_debugfs_show(struct seq_file *m)
 }
 
 /*
- * Called by the OOM notifier: give back up to oom_deflate_size and keep the
- * balloon from refilling until the host or the user asks again.
+ * Emergency deflation, for the OOM notifier and for reclaim pressure: give
+ * back up to @want pages and keep the balloon from refilling until the host
+ * or the user asks again. @may_sleep_on_lock is false in reclaim, where the
+ * worker may hold the lock while it allocates.
  */
-unsigned long ub_oom_deflate(void)
+static unsigned long ub_emergency_deflate(unsigned long want,
+					  bool may_sleep_on_lock)
 {
-	unsigned long want, freed = 0, old;
+	unsigned long freed = 0, old;
 	enum ub_reason why;
 
-	mutex_lock(&ub.lock);
+	if (may_sleep_on_lock)
+		mutex_lock(&ub.lock);
+	else if (!mutex_trylock(&ub.lock))
+		return 0;
 	if (!ub.ops || ub.paused || !ub.set.oom_deflate ||
 	    !(ub.features & UB_FEAT_OOM_DEFLATE))
 		goto out;
 
 	old = ub_target_locked(&why);
-	want = min_t(unsigned long, ub.size,
-		     ub.set.oom_deflate_size >> PAGE_SHIFT);
+	want = min(want, ub.size);
 	while (freed < want) {
 		unsigned long got = ub_deflate_locked(want - freed, false);
 
@@ -738,6 +746,50 @@ unsigned long ub_oom_deflate(void)
 out:
 	mutex_unlock(&ub.lock);
 	return freed;
+}
+
+/* The OOM killer is about to pick a victim: release oom_deflate_size. */
+unsigned long ub_oom_deflate(void)
+{
+	return ub_emergency_deflate(READ_ONCE(ub.set.oom_deflate_size) >>
+				    PAGE_SHIFT, true);
+}
+
+/*
+ * Reclaim pressure: below this much MemAvailable (the floor, or one
+ * oom_deflate_size if larger) the guest would rather have the balloon's
+ * pages than thrash its page cache until the OOM killer runs.
+ */
+static bool ub_under_pressure(void)
+{
+	u64 threshold = max(READ_ONCE(ub.set.floor),
+			    READ_ONCE(ub.set.oom_deflate_size));
+
+	return si_mem_available() < (long)(threshold >> PAGE_SHIFT);
+}
+
+/* Shrinker count: balloon pages we would release now, or 0. */
+unsigned long ub_pressure_count(void)
+{
+	if (!READ_ONCE(ub.set.oom_deflate) ||
+	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE) ||
+	    !ub_under_pressure())
+		return 0;
+	return READ_ONCE(ub.size);
+}
+
+/*
+ * Shrinker scan: release oom_deflate_size at once (or what reclaim asks, if
+ * more), so that a process in need waits for a few host round trips, not
+ * for hundreds of small reclaim passes.
+ */
+unsigned long ub_pressure_deflate(unsigned long nr)
+{
+	unsigned long chunk = READ_ONCE(ub.set.oom_deflate_size) >> PAGE_SHIFT;
+
+	if (!ub_under_pressure())
+		return 0;
+	return ub_emergency_deflate(max(nr, chunk), false);
 }
 
 int ub_engine_init(void)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab  # noqa: E402
-from lab import MiB, Guest, kernels  # noqa: E402
+from lab import MiB, Guest, build_module, kernels  # noqa: E402
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
@@ -42,9 +42,13 @@ def report(ok, name, detail="", skip=False):
 
 
 def test(name, fn, *args):
-    """Run one test; an exception or a failed assert is a failure."""
+    """Run one test; an exception or a failed assert is a failure.
+    A test that returns "SKIP: why" could not run here."""
     try:
         detail = fn(*args)
+        if isinstance(detail, str) and detail.startswith("SKIP: "):
+            report(True, name, detail[6:], skip=True)
+            return True
         report(True, name, detail or "")
         return True
     except Exception as e:  # noqa: BLE001 - any failure is reported, the run goes on
@@ -65,18 +69,6 @@ def kernel_source():
         subprocess.run(["tar", "-xJf", tarball, "-C", dst, "--strip-components=1",
                         f"{top}/scripts", f"{top}/Documentation/ABI/README"], check=True)
     return dst
-
-
-def build_module(kver):
-    """Build in a copy of the tree per kernel, as dkms would, warnings as errors."""
-    out = BUILD / "mod" / kver
-    subprocess.run(["rm", "-rf", out], check=True)
-    out.mkdir(parents=True)
-    for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
-        subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
-    r = subprocess.run(["make", f"KERNELRELEASE={kver}"], cwd=out, capture_output=True, text=True)
-    assert r.returncode == 0 and (out / "uniballoon.ko").exists(), r.stdout[-3000:] + r.stderr[-3000:]
-    return str(out / "uniballoon.ko")
 
 
 def checkpatch():
@@ -240,9 +232,11 @@ def t_oom_deflate_needs_host(g):
 
 
 def t_bpftrace_host_inflate(g):
-    g.run("bpftrace -e 'tracepoint:balloon:inflate { @ = sum(args->pages); }' > /tmp/bt.out 2>&1 &"
+    # BEGIN fires once every probe is attached ("Attaching" is printed before)
+    g.run("bpftrace -e 'BEGIN { printf(\"READY\\n\"); } "
+          "tracepoint:balloon:inflate { @ = sum(args->pages); }' > /tmp/bt.out 2>&1 &"
           " echo $! > /tmp/bt.pid")
-    g.wait_for(lambda: "Attaching" in g.run("cat /tmp/bt.out")[1], 120, what="bpftrace attached")
+    g.wait_for(lambda: "READY" in g.run("cat /tmp/bt.out")[1], 120, what="bpftrace attached")
     balloon_to(g, 200 * MiB)
     g.run("kill -INT $(cat /tmp/bt.pid); while kill -0 $(cat /tmp/bt.pid) 2>/dev/null; do sleep 0.1; done",
           timeout=60)
@@ -267,6 +261,39 @@ def t_rmmod_full(g):
     assert rc != 0, f"{SYSB} still there"
 
 
+def t_freeze_restore(g):
+    """Suspend with pm_test=devices runs the drivers' freeze and restore."""
+    if g.run("test -w /sys/power/pm_test", check=False)[0] != 0:
+        return "SKIP: kernel without CONFIG_PM_DEBUG"
+    balloon_to(g, 200 * MiB)
+    g.run("dmesg -C")
+    g.run("echo devices > /sys/power/pm_test && echo freeze > /sys/power/state; "
+          "rc=$?; echo none > /sys/power/pm_test; exit $rc", timeout=120)
+    dmesg = g.run("dmesg")[1]
+    assert "all pages returned" in dmesg and "backend virtio active" in dmesg, dmesg[-3000:]
+    # after restore the balloon goes back to what the host asks
+    g.wait_for(lambda: sysb_int(g, "size") == 200 * MiB and actual(g) == GUEST_MB * MiB - 200 * MiB,
+               60, what="balloon back after restore")
+    balloon_to(g, 0)
+
+
+def t_device_removal(g, ko):
+    """Hot-unplug of the device while the balloon holds pages."""
+    g.run(f"insmod {ko}")
+    balloon_to(g, 300 * MiB)
+    total = g.meminfo()["MemTotal"]
+    g.qmp("device_del", id="balloon0")
+    g.wait_for(lambda: sysb(g, "backend") == "none", 60, what="backend gone after unplug")
+    assert g.meminfo()["MemTotal"] == total + 300 * 1024
+    assert "all pages returned" in g.run("dmesg")[1]
+    g.run("rmmod uniballoon")
+
+
+def t_version_1(g, want):
+    out = g.run("cat /sys/kernel/debug/balloon/backend")[1]
+    assert f"version_1: {want}" in out, out
+
+
 def guest_plain(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"plain-{kver}") as g:
         figures.append((kver, "boot to agent", f"{g.boot_seconds:.1f} s"))
@@ -279,8 +306,11 @@ def guest_plain(kver, ko):
         test(f"{kver}: guest-stats read by the host match /proc/meminfo", t_guest_stats, g)
         test(f"{kver}: oom_deflate needs the host's DEFLATE_ON_OOM", t_oom_deflate_needs_host, g)
         test(f"{kver}: bpftrace one-liner sums host-driven inflation", t_bpftrace_host_inflate, g)
+        test(f"{kver}: the modern (VERSION_1) device is driven as such", t_version_1, g, 1)
+        test(f"{kver}: freeze and restore hand pages back and refill", t_freeze_restore, g)
         run_selftests(g, kver)
         test(f"{kver}: rmmod with a full balloon returns every page", t_rmmod_full, g)
+        test(f"{kver}: device removal with a full balloon returns every page", t_device_removal, g, ko)
 
 
 # ---------------------------------------------------------------- guest B: deflate-on-oom
@@ -329,9 +359,12 @@ def t_oom_deflate_off(g):
 
 
 def guest_oom(kver, ko):
-    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="deflate-on-oom=on", name=f"oom-{kver}") as g:
-        if not test(f"{kver}: module loads on a deflate-on-oom device", load, g, ko):
+    # a legacy-only device: the same protocol with guest-endian frame numbers
+    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="deflate-on-oom=on,disable-modern=on",
+               name=f"oom-{kver}") as g:
+        if not test(f"{kver}: module loads on a legacy deflate-on-oom device", load, g, ko):
             return
+        test(f"{kver}: the legacy device is driven as such", t_version_1, g, 0)
         test(f"{kver}: OOM with oom_deflate 1: the process gets the memory, nobody is killed",
              t_oom_deflate_on, g, kver)
         test(f"{kver}: OOM with oom_deflate 0: the balloon keeps its pages", t_oom_deflate_off, g)

@@ -42,6 +42,20 @@ def kernels():
     return out.split()
 
 
+def build_module(kver):
+    """Build uniballoon.ko for kver in a copy of the tree (as dkms would), so that
+    builds for several kernels never share generated files; returns its path."""
+    out = PROJECT / "build" / "mod" / kver
+    subprocess.run(["rm", "-rf", out], check=True)
+    out.mkdir(parents=True)
+    for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
+        subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
+    r = subprocess.run(["make", f"KERNELRELEASE={kver}"], cwd=out, capture_output=True, text=True)
+    if r.returncode != 0 or not (out / "uniballoon.ko").exists():
+        raise RuntimeError(f"build for {kver} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+    return str(out / "uniballoon.ko")
+
+
 def wait_for(predicate, timeout, interval=0.2, what="condition"):
     """Poll predicate() until it returns something truthy; return that value.
     Raises TimeoutError naming `what` and the last value (or exception) seen."""

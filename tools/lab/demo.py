@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""make demo: build uniballoon, boot a guest, and show the balloon from both sides."""
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lab import MiB, Guest, build_module, kernels  # noqa: E402
+
+MEM = 1024
+B = "/sys/kernel/balloon"
+
+
+def say(text):
+    print(f"\n=== {text}", flush=True)
+
+
+def host_view(g):
+    actual = g.qmp("query-balloon")["actual"]
+    print(f"host  (QMP query-balloon): guest has {actual >> 20} MiB of {MEM} MiB")
+
+
+def guest_view(g):
+    _, out = g.run(f"cd {B} && for f in backend size host_target target target_source; do "
+                   "printf '%-14s %s\\n' $f \"$(cat $f)\"; done; grep -E 'MemTotal|MemAvailable' /proc/meminfo")
+    print("guest (/sys/kernel/balloon):")
+    print("  " + out.rstrip().replace("\n", "\n  "))
+
+
+def wait_size(g, size):
+    g.wait_for(lambda: int(g.run(f"cat {B}/size")[1]) == size, 120, what=f"size {size >> 20} MiB")
+
+
+def main():
+    kver = kernels()[-1]
+    say(f"building uniballoon for {kver}")
+    ko = build_module(kver)
+    print(ko)
+    say(f"booting a {MEM} MiB guest under QEMU (TCG) with a virtio-balloon device")
+    with Guest(kver, mem_mb=MEM, balloon_opts="deflate-on-oom=on", name="demo") as g:
+        print(f"booted in {g.boot_seconds:.1f} s")
+        g.run(f"insmod {ko}")
+        print(g.run("dmesg | grep uniballoon")[1].rstrip())
+        guest_view(g)
+        host_view(g)
+
+        say("host: QMP balloon value=768M (the host wants 256 MiB back)")
+        t0 = time.monotonic()
+        g.qmp("balloon", value=768 * MiB)
+        wait_size(g, 256 * MiB)
+        print(f"done in {time.monotonic() - t0:.2f} s")
+        guest_view(g)
+        host_view(g)
+
+        say("guest: echo 512M > /sys/kernel/balloon/target (the guest gives more on its own)")
+        g.run(f"echo 512M > {B}/target")
+        wait_size(g, 512 * MiB)
+        guest_view(g)
+        host_view(g)
+
+        say("guest: echo host > /sys/kernel/balloon/target (the host is in charge again)")
+        g.run(f"echo host > {B}/target")
+        wait_size(g, 256 * MiB)
+        guest_view(g)
+        host_view(g)
+
+        say("guest: a process needs 600 MiB; the balloon gives memory back on OOM")
+        g.qmp("balloon", value=256 * MiB)
+        wait_size(g, 768 * MiB)
+        _, out = g.run("python3 -c 'import mmap\nn = 600 << 20\nm = mmap.mmap(-1, n)\n"
+                       "for i in range(0, n, 4096): m[i] = 1\nprint(\"got 600 MiB\")'", timeout=300)
+        print(out.rstrip())
+        print(g.run(f"echo oom_deflations: $(cat {B}/stats/oom_deflations)")[1].rstrip())
+        guest_view(g)
+        host_view(g)
+
+        say("guest: rmmod uniballoon (every page goes back, the host is told first)")
+        g.run("rmmod uniballoon", timeout=120)
+        host_view(g)
+        print(g.run("grep MemTotal /proc/meminfo")[1].rstrip())
+    say("demo finished")
+
+
+if __name__ == "__main__":
+    main()
