@@ -6,7 +6,6 @@
 #   make install                  install into /lib/modules/<release>/updates
 #   make check                    the whole test suite (sets itself up)
 #   make demo                     boot a guest and show the balloon working
-#   make bench                    benchmark figures
 
 KERNELRELEASE ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KERNELRELEASE)/build
@@ -33,7 +32,4 @@ check:
 demo:
 	tools/lab/demo.sh
 
-bench:
-	tools/lab/bench.sh
-
-.PHONY: all modules install clean check demo bench FORCE
+.PHONY: all modules install clean check demo FORCE

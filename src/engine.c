@@ -5,7 +5,8 @@
  *
  * Pages are taken and accounted the way the kernel's balloon infrastructure
  * does it (balloon_dev_info, PageOffline, the balloon_inflate/deflate and
- * balloon_migrate vmstat counters), and they leave MemTotal while ballooned.
+ * balloon_migrate vmstat counters). They leave MemTotal while ballooned,
+ * unless the host lets the guest take them back on OOM.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -584,51 +585,44 @@ void ub_set_host_target(unsigned long pages)
 	ub_kick();
 }
 
-int ub_set_user_target(u64 bytes)
+/*
+ * The user sets (@override) or clears the guest override. Either is a new
+ * request, so it also lifts an OOM cap.
+ */
+static int ub_user_request(bool override, u64 bytes)
 {
 	unsigned long old;
 	enum ub_reason why;
+	int err = 0;
 
 	mutex_lock(&ub.lock);
-	if (!ub.ops) {
-		mutex_unlock(&ub.lock);
-		return -ENODEV;
+	if (!ub.ops)
+		err = -ENODEV;
+	else if (override && bytes > ub_pages_to_bytes(ub_guest_pages()))
+		err = -ERANGE;
+	else if (override || ub.user_override) {
+		old = ub_target_locked(&why);
+		ub.user_override = override;
+		ub.user_target = override ? bytes >> PAGE_SHIFT : 0;
+		ub.oom_capped = false;
+		ub_count(UB_STAT_TARGET_CHANGES, 1);
+		ub_note_target_locked(old, override ? UB_REASON_USER :
+						      UB_REASON_HOST);
 	}
-	if (bytes > ub_pages_to_bytes(ub_guest_pages())) {
-		mutex_unlock(&ub.lock);
-		return -ERANGE;
-	}
-	old = ub_target_locked(&why);
-	ub.user_target = bytes >> PAGE_SHIFT;
-	ub.user_override = true;
-	ub.oom_capped = false;
-	ub_count(UB_STAT_TARGET_CHANGES, 1);
-	ub_note_target_locked(old, UB_REASON_USER);
 	mutex_unlock(&ub.lock);
-	ub_kick();
-	return 0;
+	if (!err)
+		ub_kick();
+	return err;
+}
+
+int ub_set_user_target(u64 bytes)
+{
+	return ub_user_request(true, bytes);
 }
 
 int ub_clear_user_target(void)
 {
-	unsigned long old;
-	enum ub_reason why;
-
-	mutex_lock(&ub.lock);
-	if (!ub.ops) {
-		mutex_unlock(&ub.lock);
-		return -ENODEV;
-	}
-	if (ub.user_override) {
-		old = ub_target_locked(&why);
-		ub.user_override = false;
-		ub.oom_capped = false;
-		ub_count(UB_STAT_TARGET_CHANGES, 1);
-		ub_note_target_locked(old, UB_REASON_HOST);
-	}
-	mutex_unlock(&ub.lock);
-	ub_kick();
-	return 0;
+	return ub_user_request(false, 0);
 }
 
 int ub_set_floor(u64 bytes)
