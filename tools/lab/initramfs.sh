@@ -63,6 +63,8 @@ done
 chmod 1777 /newroot/tmp /newroot/var/tmp
 # The project share must stay coherent with the host (results are read there), so no caching.
 if [ -n "$labwork" ]; then
+  # a project under /tmp (CI clones) lies below a tmpfs now: make the mount point there
+  mkdir -p "/newroot$labwork" 2>/dev/null
   mount9p work "/newroot$labwork" rw || die "cannot mount work share at $labwork"
 fi
 mkdir -p /dev/pts /dev/shm
