@@ -16,21 +16,25 @@
 
 struct ub_backend_desc {
 	const char *name;
-	/* may this backend run here? NULL: let init find its device */
-	bool (*detect)(void);
-	/* start; @forced: the user chose it, wait for a device if need be */
+	/*
+	 * Start if this is our hypervisor (each backend knows how to tell);
+	 * @forced: the user chose it, so skip detection.
+	 */
 	int (*init)(bool forced);
 	void (*exit)(void);
 };
 
 /* In the order autodetection tries them. */
 static const struct ub_backend_desc ub_backends[] = {
-	{ "virtio", NULL, ub_virtio_init, ub_virtio_exit },
+#ifdef CONFIG_X86
+	{ "vmware", ub_vmware_init, ub_vmware_exit },
+#endif
+	{ "virtio", ub_virtio_init, ub_virtio_exit },
 };
 
 static char *backend = "auto";
 module_param(backend, charp, 0444);
-MODULE_PARM_DESC(backend, "auto (default) or one of: virtio");
+MODULE_PARM_DESC(backend, "auto (default) or one of: vmware, virtio");
 
 static const struct ub_backend_desc *ub_active;
 
@@ -38,8 +42,6 @@ static int ub_try_backend(const struct ub_backend_desc *desc, bool forced)
 {
 	int err;
 
-	if (!forced && desc->detect && !desc->detect())
-		return -ENODEV;
 	err = desc->init(forced);
 	if (err)
 		return err;

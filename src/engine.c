@@ -44,6 +44,7 @@ const char *const ub_stat_names[UB_STAT_NR] = {
 	[UB_STAT_FLOOR_HOLDS]		= "floor_holds",
 	[UB_STAT_RATE_DELAYS]		= "rate_delays",
 	[UB_STAT_MIGRATIONS]		= "migrations",
+	[UB_STAT_HOST_RESETS]		= "host_resets",
 };
 
 static const char *const ub_reason_names[] = {
@@ -64,6 +65,13 @@ static struct uniballoon {
 	struct balloon_dev_info pages;
 	/* pages the host refused this cycle: kept so we don't take them again */
 	struct list_head refused;
+	/* pages of the backend's huge_order (not movable), and how many */
+	struct list_head huge;
+	unsigned long huge_count;
+	/* huge allocations failed or were refused: 4 KiB until cycle end */
+	bool huge_off;
+	bool need_reset;		/* a host reset seen where we could not act */
+	bool need_restart;		/* the protocol must be started again */
 
 	const struct ub_backend_ops *ops;
 	void *priv;
@@ -86,6 +94,7 @@ static struct uniballoon {
 	struct ub_batch batch;
 	struct workqueue_struct *wq;
 	struct delayed_work work;
+	struct delayed_work poll_work;
 	atomic64_t stats[UB_STAT_NR];
 } ub;
 
@@ -109,16 +118,16 @@ static inline bool ub_adjusts_managed(void)
 	return !(ub.features & UB_FEAT_OOM_DEFLATE);
 }
 
-static void ub_page_leaves(struct page *page)
+static void ub_page_leaves(struct page *page, unsigned int order)
 {
 	if (ub_adjusts_managed())
-		adjust_managed_page_count(page, -1);
+		adjust_managed_page_count(page, -(1L << order));
 }
 
-static void ub_page_returns(struct page *page)
+static void ub_page_returns(struct page *page, unsigned int order)
 {
 	if (ub_adjusts_managed())
-		adjust_managed_page_count(page, 1);
+		adjust_managed_page_count(page, 1L << order);
 }
 
 static inline u64 ub_pages_to_bytes(unsigned long pages)
@@ -223,6 +232,49 @@ static void ub_report_size_locked(void)
 		ub.ops->report_size(ub.priv, ub.size);
 }
 
+/* Huge pages are taken only where the allocator has them without reclaim. */
+#define UB_HUGE_GFP	((GFP_HIGHUSER & ~__GFP_RECLAIM) | __GFP_NOWARN | \
+			 __GFP_NOMEMALLOC)
+
+static void ub_batch_init(struct ub_batch *batch, unsigned int order)
+{
+	batch->order = order;
+	batch->count = 0;
+	batch->stop = false;
+	batch->has_target = false;
+}
+
+static void ub_batch_add(struct ub_batch *batch, struct page *page)
+{
+	batch->refused[batch->count] = false;
+	batch->pages[batch->count++] = page;
+}
+
+static void ub_host_target_locked(unsigned long pages)
+{
+	unsigned long old;
+	enum ub_reason why;
+
+	old = ub_target_locked(&why);
+	if (pages != ub.host_target) {
+		ub.host_target = pages;
+		ub_count(UB_STAT_TARGET_CHANGES, 1);
+	}
+	/*
+	 * Every host request, a repeated one too, ends an OOM cap: the host
+	 * saw the deflation in the balloon's size and asks again.
+	 */
+	if (!ub.user_override)
+		ub.oom_capped = false;
+	ub_note_target_locked(old, UB_REASON_HOST);
+}
+
+/* Pages the balloon holds in order-0 pages (on the balloon_dev_info list). */
+static unsigned long ub_small_pages(void)
+{
+	return ub.size - (ub.huge_count << ub.ops->huge_order);
+}
+
 /* End of an inflation cycle: refused pages may now go back to the guest. */
 static void ub_release_refused_locked(void)
 {
@@ -232,6 +284,75 @@ static void ub_release_refused_locked(void)
 		list_del(&page->lru);
 		__free_page(page);
 	}
+	ub.huge_off = false;
+}
+
+/*
+ * The host has forgotten every page (a reset, or a shutdown that says so):
+ * free them all without telling it. Pages in the middle of a migration
+ * come back to the list when their migration fails on our lock.
+ */
+static void ub_drop_all_locked(void)
+{
+	unsigned int order = ub.ops->huge_order;
+	struct page *page, *next;
+	LIST_HEAD(list);
+
+	ub_release_refused_locked();
+	while (ub_small_pages()) {
+		size_t got = balloon_page_list_dequeue(&ub.pages, &list,
+						       ub_small_pages());
+
+		if (!got) {
+			schedule_timeout_uninterruptible(1);
+			continue;
+		}
+		list_for_each_entry_safe(page, next, &list, lru) {
+			list_del(&page->lru);
+			ub_page_returns(page, 0);
+			put_page(page);
+		}
+		ub.size -= got;
+	}
+	list_for_each_entry_safe(page, next, &ub.huge, lru) {
+		list_del(&page->lru);
+		ub_page_returns(page, order);
+		__count_vm_events(BALLOON_DEFLATE, 1 << order);
+		__free_pages(page, order);
+	}
+	ub.size -= ub.huge_count << order;
+	ub.huge_count = 0;
+	ub_report_size_locked();
+}
+
+static void ub_restart_locked(void)
+{
+	int err = ub.ops->restart ? ub.ops->restart(ub.priv) : 0;
+
+	ub.need_restart = !!err;
+	if (err)
+		ub_backend_error("restart", err);
+}
+
+/* The host demanded a reset: it holds none of our pages any more. */
+static void ub_host_reset_locked(void)
+{
+	trace_backend(ub.ops->name, "reset", 0);
+	ub_count(UB_STAT_HOST_RESETS, 1);
+	ub.need_reset = false;
+	ub_drop_all_locked();
+	ub_restart_locked();
+}
+
+/* A failed exchange: a reset is handled now, anything else retried later. */
+static unsigned long ub_host_failed_locked(const char *event, int err)
+{
+	if (err == -ECONNRESET) {
+		ub_host_reset_locked();
+		return 0;
+	}
+	ub_backend_error(event, err);
+	return UB_RETRY_DELAY;
 }
 
 /* Pages the floor still lets us take. */
@@ -243,106 +364,199 @@ static unsigned long ub_floor_allowance(void)
 	return avail > 0 && avail > floor ? avail - floor : 0;
 }
 
+static void ub_fill_batch(struct ub_batch *batch, unsigned int order,
+			  unsigned long n)
+{
+	ub_batch_init(batch, order);
+	while (batch->count < n) {
+		struct page *page = order ? alloc_pages(UB_HUGE_GFP, order) :
+					    balloon_page_alloc();
+
+		if (!page) {
+			if (!order)
+				ub_count(UB_STAT_ALLOC_FAILURES, 1);
+			break;
+		}
+		ub_batch_add(batch, page);
+	}
+}
+
+/* A page the host refused stays aside, as 4 KiB pages, until cycle end. */
+static void ub_set_aside(struct page *page, unsigned int order)
+{
+	unsigned int i;
+
+	ub_count(UB_STAT_HOST_REFUSALS, 1);
+	if (order)
+		split_page(page, order);
+	for (i = 0; i < (1U << order); i++)
+		list_add(&page[i].lru, &ub.refused);
+}
+
 static unsigned long ub_inflate_step_locked(unsigned long want)
 {
+	unsigned int order = ub.ops->huge_order, i, accepted = 0;
 	struct ub_batch *batch = &ub.batch;
-	unsigned int i, accepted = 0;
-	bool short_alloc = false;
+	unsigned long n, delay;
 	ktime_t start;
 	int err;
 
 	want = min_t(unsigned long, want,
-		     ub_rate_batch(ub.set.inflate_rate, ub.ops->batch_max));
-	batch->order = 0;
-	batch->count = 0;
-	while (batch->count < want) {
-		struct page *page = balloon_page_alloc();
-
-		if (!page) {
-			ub_count(UB_STAT_ALLOC_FAILURES, 1);
-			short_alloc = true;
-			break;
-		}
-		batch->refused[batch->count] = false;
-		batch->pages[batch->count++] = page;
+		     ub_rate_batch(ub.set.inflate_rate,
+				   ub.ops->batch_max << order));
+	if (ub.huge_off || want < (1UL << order) ||
+	    (ub.ops->huge_ready && !ub.ops->huge_ready(ub.priv)))
+		order = 0;
+	n = min_t(unsigned long, want >> order, ub.ops->batch_max);
+	ub_fill_batch(batch, order, n);
+	if (order && !batch->count) {
+		/* no huge page free without reclaim: fall back to 4 KiB */
+		ub.huge_off = true;
+		order = 0;
+		n = min_t(unsigned long, want, ub.ops->batch_max);
+		ub_fill_batch(batch, 0, n);
 	}
 	if (!batch->count)
 		return UB_RETRY_DELAY;
 
 	start = ktime_get();
 	err = ub.ops->inflate(ub.priv, batch);
+	if (batch->has_target)
+		ub_host_target_locked(batch->target);
 	if (err) {
 		for (i = 0; i < batch->count; i++)
-			__free_page(batch->pages[i]);
-		ub_backend_error("inflate", err);
-		return UB_RETRY_DELAY;
+			__free_pages(batch->pages[i], order);
+		return ub_host_failed_locked("inflate", err);
 	}
 	for (i = 0; i < batch->count; i++) {
 		struct page *page = batch->pages[i];
 
 		if (batch->refused[i]) {
-			list_add(&page->lru, &ub.refused);
-			ub_count(UB_STAT_HOST_REFUSALS, 1);
+			ub_set_aside(page, order);
+			ub.huge_off |= order > 0;
 			continue;
 		}
-		balloon_page_enqueue(&ub.pages, page);
-		ub_page_leaves(page);
+		if (order) {
+			list_add(&page->lru, &ub.huge);
+			ub.huge_count++;
+			__count_vm_events(BALLOON_INFLATE, 1 << order);
+		} else {
+			balloon_page_enqueue(&ub.pages, page);
+		}
+		ub_page_leaves(page, order);
 		accepted++;
 	}
-	ub.size += accepted;
+	ub.size += (unsigned long)accepted << order;
 	ub_report_size_locked();
-	ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(accepted));
-	trace_inflate(accepted, 0, ktime_to_ns(ktime_sub(ktime_get(), start)));
+	ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(accepted << order));
+	trace_inflate(accepted, order,
+		      ktime_to_ns(ktime_sub(ktime_get(), start)));
 
-	return max(ub_rate_delay(&ub.inflate_next, ub.set.inflate_rate,
-				 ub_pages_to_bytes(batch->count), start),
-		   short_alloc ? UB_RETRY_DELAY : 0UL);
+	delay = ub_rate_delay(&ub.inflate_next, ub.set.inflate_rate,
+			      ub_pages_to_bytes(batch->count << order), start);
+	if (batch->stop)
+		delay = max(delay, ub.ops->poll_interval ?: UB_RETRY_DELAY);
+	if (batch->count < n)
+		delay = max(delay, UB_RETRY_DELAY);
+	return delay;
+}
+
+/* Take up to @want pages (order-0 first) off the balloon into @batch. */
+static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
+{
+	unsigned int order = ub.ops->huge_order;
+	struct page *page, *next;
+	LIST_HEAD(list);
+
+	if (ub_small_pages() || !ub.huge_count) {
+		ub_batch_init(batch, 0);
+		balloon_page_list_dequeue(&ub.pages, &list,
+					  min_t(unsigned long, want,
+						ub.ops->batch_max));
+		list_for_each_entry_safe(page, next, &list, lru) {
+			list_del(&page->lru);
+			ub_batch_add(batch, page);
+		}
+		return;
+	}
+	ub_batch_init(batch, order);
+	want = min_t(unsigned long, DIV_ROUND_UP(want, 1UL << order),
+		     ub.ops->batch_max);
+	list_for_each_entry_safe(page, next, &ub.huge, lru) {
+		if (batch->count == want)
+			break;
+		list_del(&page->lru);
+		ub.huge_count--;
+		ub_batch_add(batch, page);
+	}
+}
+
+static void ub_put_back(struct page *page, unsigned int order)
+{
+	if (order) {
+		list_add(&page->lru, &ub.huge);
+		ub.huge_count++;
+	} else {
+		balloon_page_enqueue(&ub.pages, page);
+	}
 }
 
 /*
- * Give up to @want pages back to the guest, telling the host first.
- * With @force (the device is going away) pages are released even if the
- * host could not be told. Returns the number of pages released.
+ * Give up to @want pages back to the guest, telling the host first; pages
+ * the host would not release stay in the balloon. With @force (the device
+ * is going away) pages are released even if the host could not be told.
+ * Returns the number of pages released.
  */
 static unsigned long ub_deflate_locked(unsigned long want, bool force)
 {
 	struct ub_batch *batch = &ub.batch;
-	struct page *page, *next;
-	LIST_HEAD(list);
-	unsigned int i = 0;
+	unsigned long released = 0;
+	unsigned int i, order;
+	bool keep_all = false;
 	ktime_t start;
-	size_t got;
 	int err;
 
-	want = min_t(unsigned long, want, ub.ops->batch_max);
-	got = balloon_page_list_dequeue(&ub.pages, &list, want);
-	if (!got)
+	ub_take_pages_locked(batch, want);
+	if (!batch->count)
 		return 0;
-	list_for_each_entry(page, &list, lru)
-		batch->pages[i++] = page;
-	batch->count = got;
-	batch->order = 0;
+	order = batch->order;
 
 	start = ktime_get();
 	err = ub.ops->deflate(ub.priv, batch);
-	if (err) {
+	if (batch->has_target)
+		ub_host_target_locked(batch->target);
+	if (err && err != -ECONNRESET) {
 		ub_backend_error("deflate", err);
-		if (!force && (ub.features & UB_FEAT_TELL_HOST)) {
-			/* The host must hear first: keep the pages. */
-			balloon_page_list_enqueue(&ub.pages, &list);
-			return 0;
+		/* The host must hear first: keep the pages. */
+		keep_all = !force && (ub.features & UB_FEAT_TELL_HOST);
+	}
+	for (i = 0; i < batch->count; i++) {
+		struct page *page = batch->pages[i];
+
+		/* after a reset the host holds nothing: release them all */
+		if (err != -ECONNRESET && !force &&
+		    (keep_all || batch->refused[i])) {
+			ub_put_back(page, order);
+			continue;
 		}
+		ub_page_returns(page, order);
+		if (order) {
+			__count_vm_events(BALLOON_DEFLATE, 1 << order);
+			__free_pages(page, order);
+		} else {
+			put_page(page);
+		}
+		released++;
 	}
-	list_for_each_entry_safe(page, next, &list, lru) {
-		list_del(&page->lru);
-		ub_page_returns(page);
-		put_page(page);
-	}
-	ub.size -= got;
+	released <<= order;
+	ub.size -= released;
 	ub_report_size_locked();
-	ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(got));
-	trace_deflate(got, 0, ktime_to_ns(ktime_sub(ktime_get(), start)));
-	return got;
+	ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(released));
+	trace_deflate(released >> order, order,
+		      ktime_to_ns(ktime_sub(ktime_get(), start)));
+	if (err == -ECONNRESET)
+		ub_host_reset_locked();
+	return released;
 }
 
 static unsigned long ub_deflate_step_locked(unsigned long want)
@@ -351,7 +565,8 @@ static unsigned long ub_deflate_step_locked(unsigned long want)
 	unsigned long got;
 
 	want = min_t(unsigned long, want,
-		     ub_rate_batch(ub.set.deflate_rate, ub.ops->batch_max));
+		     ub_rate_batch(ub.set.deflate_rate,
+				   ub.ops->batch_max << ub.ops->huge_order));
 	got = ub_deflate_locked(want, false);
 	if (!got)
 		return ub.pages.isolated_pages ? UB_ISOLATED_RETRY :
@@ -398,6 +613,13 @@ static unsigned long ub_step_locked(void)
 
 	if (!ub.ops || ub.paused)
 		return UB_IDLE;
+	if (ub.need_reset)
+		ub_host_reset_locked();
+	if (ub.need_restart) {
+		ub_restart_locked();
+		if (ub.need_restart)
+			return UB_RETRY_DELAY;
+	}
 
 	requested = ub_requested_locked(&why);
 	if (requested > ub.size) {
@@ -417,6 +639,31 @@ static unsigned long ub_step_locked(void)
 	if (requested < ub.size)
 		return ub_deflate_step_locked(ub.size - requested);
 	return UB_IDLE;
+}
+
+/* Hosts that do not signal: ask for the target every poll_interval. */
+static void ub_poll_fn(struct work_struct *work)
+{
+	unsigned long target;
+	int err;
+
+	mutex_lock(&ub.lock);
+	if (!ub.ops || ub.paused) {
+		mutex_unlock(&ub.lock);
+		return;
+	}
+	if (ub.need_restart)
+		ub_restart_locked();
+	err = ub.need_restart ? 0 : ub.ops->poll(ub.priv, &target);
+	if (err == -ECONNRESET)
+		ub_host_reset_locked();
+	else if (err)
+		ub_backend_error("poll", err);
+	else if (!ub.need_restart)
+		ub_host_target_locked(target);
+	queue_delayed_work(ub.wq, &ub.poll_work, ub.ops->poll_interval);
+	mutex_unlock(&ub.lock);
+	ub_kick();
 }
 
 static void ub_work_fn(struct work_struct *work)
@@ -451,20 +698,23 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 		return -EAGAIN;
 	}
 
-	batch->count = 1;
-	batch->order = 0;
-	batch->pages[0] = newpage;
-	batch->refused[0] = false;
+	ub_batch_init(batch, 0);
+	ub_batch_add(batch, newpage);
 	err = ub.ops->inflate(ub.priv, batch);
 	if (err || batch->refused[0]) {
+		/* a reset waits for this page to come back: leave it to the worker */
+		if (err == -ECONNRESET) {
+			ub.need_reset = true;
+			ub_kick();
+		}
 		mutex_unlock(&ub.lock);
 		return -EAGAIN;
 	}
 
 	get_page(newpage);	/* the balloon's reference */
 	if (page_zone(page) != page_zone(newpage)) {
-		ub_page_returns(page);
-		ub_page_leaves(newpage);
+		ub_page_returns(page, 0);
+		ub_page_leaves(newpage, 0);
 	}
 	spin_lock_irqsave(&pages->pages_lock, flags);
 	balloon_page_insert(pages, newpage);
@@ -472,10 +722,15 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 	__count_vm_event(BALLOON_MIGRATE);
 	spin_unlock_irqrestore(&pages->pages_lock, flags);
 
-	batch->pages[0] = page;
+	ub_batch_init(batch, 0);
+	ub_batch_add(batch, page);
 	err = ub.ops->deflate(ub.priv, batch);
-	if (err)
+	if (err == -ECONNRESET) {
+		ub.need_reset = true;
+		ub_kick();
+	} else if (err) {
 		ub_backend_error("migrate", err);
+	}
 	ub_count(UB_STAT_MIGRATIONS, 1);
 	mutex_unlock(&ub.lock);
 
@@ -505,6 +760,10 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 	ub.priv = priv;
 	ub.features = features;
 	ub.paused = false;
+	ub.need_reset = false;
+	ub.need_restart = false;
+	ub.huge_off = false;
+	ub.huge_count = 0;
 	ub.size = 0;
 	ub.host_target = 0;
 	ub.user_override = false;
@@ -512,6 +771,8 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 	ub.floor_held = false;
 	ub.set.oom_deflate = !!(features & UB_FEAT_OOM_DEFLATE);
 	mutex_unlock(&ub.lock);
+	if (ops->poll)
+		queue_delayed_work(ub.wq, &ub.poll_work, 0);
 	pr_info("backend %s active\n", ops->name);
 	return 0;
 }
@@ -522,6 +783,7 @@ static void ub_stop_worker(void)
 	mutex_lock(&ub.lock);
 	ub.paused = true;
 	mutex_unlock(&ub.lock);
+	cancel_delayed_work_sync(&ub.poll_work);
 	cancel_delayed_work_sync(&ub.work);
 }
 
@@ -535,6 +797,9 @@ void ub_detach(void)
 
 	mutex_lock(&ub.lock);
 	ub_release_refused_locked();
+	/* some hosts drop every page themselves when told we are leaving */
+	if (ub.ops->shutdown && !ub.ops->shutdown(ub.priv))
+		ub_drop_all_locked();
 	while (ub.size) {
 		if (ub_deflate_locked(ub.size, true))
 			continue;
@@ -559,28 +824,16 @@ void ub_resume(void)
 {
 	mutex_lock(&ub.lock);
 	ub.paused = false;
+	if (ub.ops && ub.ops->poll)
+		queue_delayed_work(ub.wq, &ub.poll_work, 0);
 	mutex_unlock(&ub.lock);
 	ub_kick();
 }
 
 void ub_set_host_target(unsigned long pages)
 {
-	unsigned long old;
-	enum ub_reason why;
-
 	mutex_lock(&ub.lock);
-	old = ub_target_locked(&why);
-	if (pages != ub.host_target) {
-		ub.host_target = pages;
-		ub_count(UB_STAT_TARGET_CHANGES, 1);
-	}
-	/*
-	 * Every host request, a repeated one too, ends an OOM cap: the host
-	 * saw the deflation in the balloon's size and asks again.
-	 */
-	if (!ub.user_override)
-		ub.oom_capped = false;
-	ub_note_target_locked(old, UB_REASON_HOST);
+	ub_host_target_locked(pages);
 	mutex_unlock(&ub.lock);
 	ub_kick();
 }
@@ -792,7 +1045,9 @@ int ub_engine_init(void)
 
 	mutex_init(&ub.lock);
 	INIT_LIST_HEAD(&ub.refused);
+	INIT_LIST_HEAD(&ub.huge);
 	INIT_DELAYED_WORK(&ub.work, ub_work_fn);
+	INIT_DELAYED_WORK(&ub.poll_work, ub_poll_fn);
 	for (i = 0; i < UB_STAT_NR; i++)
 		atomic64_set(&ub.stats[i], 0);
 	ub.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE;

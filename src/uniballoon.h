@@ -45,6 +45,11 @@ struct ub_batch {
 	unsigned int order;
 	struct page *pages[UB_BATCH_MAX];
 	bool refused[UB_BATCH_MAX];
+	/* set by the backend: the host wants no more pages this cycle */
+	bool stop;
+	/* set by the backend: the host's answer carried its target */
+	bool has_target;
+	unsigned long target;
 };
 
 struct ub_backend_ops {
@@ -57,8 +62,22 @@ struct ub_backend_ops {
 	int (*deflate)(void *priv, struct ub_batch *batch);
 	/* the balloon now holds @pages pages (virtio: the "actual" field) */
 	void (*report_size)(void *priv, unsigned long pages);
-	/* raw protocol detail for /sys/kernel/debug/balloon/<name> */
+	/* raw protocol detail for /sys/kernel/debug/balloon/backend */
 	int (*debugfs_show)(void *priv, struct seq_file *m);
+
+	/*
+	 * Optional, for hosts that are polled and may reset the protocol.
+	 * Any operation may return -ECONNRESET: the host has dropped every
+	 * page, so the engine frees them without telling it and calls
+	 * @restart. @huge_order > 0: the host also takes pages of that order.
+	 */
+	unsigned int huge_order;
+	bool (*huge_ready)(void *priv);	/* NULL: always */
+	unsigned long poll_interval;	/* jiffies */
+	int (*poll)(void *priv, unsigned long *target);
+	int (*restart)(void *priv);
+	/* before unload: 0 if the host has forgotten every page itself */
+	int (*shutdown)(void *priv);
 };
 
 /* Counters under /sys/kernel/balloon/stats/, one file each. */
@@ -74,6 +93,7 @@ enum ub_stat {
 	UB_STAT_FLOOR_HOLDS,
 	UB_STAT_RATE_DELAYS,
 	UB_STAT_MIGRATIONS,
+	UB_STAT_HOST_RESETS,
 	UB_STAT_NR,
 };
 
@@ -137,5 +157,7 @@ void ub_oom_exit(void);
 /* backends: each one's entry points, listed in core.c */
 int ub_virtio_init(bool forced);
 void ub_virtio_exit(void);
+int ub_vmware_init(bool forced);
+void ub_vmware_exit(void);
 
 #endif /* UNIBALLOON_H */

@@ -410,6 +410,176 @@ def guest_oom(kver, ko):
         test(f"{kver}: freeze and restore hand pages back and refill", t_freeze_restore, g, ko)
 
 
+# ---------------------------------------------------------------- guest C: VMware host model
+
+MODEL = "/sys/kernel/debug/uniballoon_vmware_model"
+CAPSETS = (("basic", 0x2), ("basic+batched", 0x6), ("basic+batched+2m", 0xe),
+           ("basic+batched+2m+64bit", 0x2e))
+
+
+def model_set(g, knob, value):
+    g.run(f"echo {value} > {MODEL}/{knob}")
+
+
+def model_audit(g):
+    out = g.run(f"cat {MODEL}/audit")[1]
+    return {k: int(v, 0) for k, v in (l.split(": ") for l in out.splitlines())}
+
+
+def model_clean(g):
+    a = model_audit(g)
+    assert a["not_set_aside"] == 0 and a["bad_locks"] == 0 and a["bad_unlocks"] == 0, a
+    return a
+
+
+def vm_balloon(g, mib, timeout=120):
+    """The model host asks for mib MiB; wait until guest and model agree."""
+    model_set(g, "target", mib * 256)
+    g.wait_for(lambda: sysb_int(g, "size") == mib * MiB and
+               model_audit(g)["locked_frames"] == mib * 256, timeout,
+               what=f"{mib} MiB ballooned (size {sysb(g, 'size')}, model {model_audit(g)['locked_frames']})")
+
+
+def vmstat(g, key):
+    return int(g.run(f"awk '$1 == \"{key}\" {{ print $2 }}' /proc/vmstat")[1])
+
+
+def no_page_lost(g):
+    """balloon_inflate - balloon_deflate (4 KiB units) is what the balloon holds."""
+    held = vmstat(g, "balloon_inflate") - vmstat(g, "balloon_deflate")
+    assert held * 4096 == sysb_int(g, "size"), f"vmstat says {held} pages, size {sysb(g, 'size')}"
+
+
+def vm_reset_to(g, caps):
+    resets = sysb_int(g, "stats/host_resets")
+    model_set(g, "caps", caps)
+    model_set(g, "reset_now", 1)
+    g.wait_for(lambda: sysb_int(g, "stats/host_resets") > resets and
+               model_audit(g)["granted"] == caps, 30, what=f"restart with caps {caps:#x}")
+
+
+def t_vm_load(g, ko):
+    g.run("dmesg -C")
+    g.run(f"insmod {ko} backend=vmware")
+    assert sysb(g, "backend") == "vmware"
+    assert "TEST BUILD" in g.run("dmesg")[1]
+    assert "oom_deflate" in sysb(g, "features").split()
+
+
+def t_vm_capset(g, kver, name, caps):
+    vm_reset_to(g, caps)
+    c0 = model_audit(g)["commands"]
+    vm_balloon(g, 64)
+    calls = model_audit(g)["commands"] - c0
+    model_clean(g)
+    no_page_lost(g)
+    backend = g.run("cat /sys/kernel/debug/balloon/backend")[1]
+    if caps & 0x8:
+        assert re.search(r"cmd_batched_2m_lock: [1-9]", backend), backend
+    vm_balloon(g, 0)
+    assert model_audit(g)["locked_pages"] == 0
+    no_page_lost(g)
+    figures.append((kver, f"vmware {name}: commands for 64 MiB inflate", f"{calls} ({calls * 16} per GiB)"))
+    return f"{calls} commands for 64 MiB"
+
+
+def t_vm_refusals(g):
+    refusals = sysb_int(g, "stats/host_refusals")
+    model_set(g, "refuse_every", 7)
+    try:
+        vm_balloon(g, 32)
+    finally:
+        model_set(g, "refuse_every", 0)
+    assert sysb_int(g, "stats/host_refusals") > refusals
+    model_clean(g)
+    no_page_lost(g)
+    vm_balloon(g, 0)
+
+
+def t_vm_busy(g):
+    errors = sysb_int(g, "stats/host_errors")
+    model_set(g, "busy_next", 3)
+    vm_balloon(g, 16)
+    assert sysb_int(g, "stats/host_errors") > errors
+    model_clean(g)
+    vm_balloon(g, 0)
+
+
+def t_vm_reset_mid_batch(g):
+    vm_reset_to(g, 0x6)                  # 4 KiB batches of 512 entries
+    free0 = g.meminfo()["MemFree"]
+    resets = sysb_int(g, "stats/host_resets")
+    model_set(g, "reset_after", 3000)    # inside the 6th batch
+    vm_balloon(g, 64)
+    assert sysb_int(g, "stats/host_resets") > resets, "no reset seen"
+    model_clean(g)
+    no_page_lost(g)
+    vm_balloon(g, 0)
+    no_page_lost(g)
+    free = g.meminfo()["MemFree"]
+    assert abs(free - free0) < 16 * 1024, f"MemFree {free0} -> {free} kB"
+    vm_reset_to(g, 0x2e)
+
+
+def t_vm_64bit(g):
+    avail = g.meminfo()["MemAvailable"] * 1024
+    g.run(f"echo {avail - 32 * MiB} > {SYSB}/floor")     # keep the guest alive
+    try:
+        huge = (1 << 32) + 4096
+        model_set(g, "target", huge)
+        g.wait_for(lambda: sysb_int(g, "host_target") == huge * 4096, 30, what="64-bit target")
+        vm_reset_to(g, 0xe)                              # no 64-bit targets
+        g.wait_for(lambda: sysb_int(g, "host_target") == 4096 * 4096, 30, what="32-bit target")
+    finally:
+        vm_reset_to(g, 0x2e)
+        g.run(f"echo 0 > {SYSB}/floor")
+        vm_balloon(g, 0)
+
+
+def t_vm_trace(g):
+    g.run("bpftrace -e 'BEGIN { printf(\"READY\\n\"); } "
+          "tracepoint:balloon:inflate { @ = sum(args->pages << args->order); }' > /tmp/bt.out 2>&1 &"
+          " echo $! > /tmp/bt.pid")
+    g.wait_for(lambda: "READY" in g.run("cat /tmp/bt.out")[1], 120, what="bpftrace attached")
+    vm_balloon(g, 40)
+    g.run("kill -INT $(cat /tmp/bt.pid); while kill -0 $(cat /tmp/bt.pid) 2>/dev/null; do sleep 0.1; done",
+          timeout=60)
+    out = g.run("cat /tmp/bt.out")[1]
+    m = re.search(r"^@: (\d+)$", out, re.M)
+    assert m and int(m.group(1)) == 40 * 256, out
+    vm_balloon(g, 0)
+
+
+def t_vm_rmmod(g):
+    free0 = g.meminfo()["MemFree"]
+    vm_balloon(g, 128)
+    g.run("rmmod uniballoon", timeout=120)
+    assert vmstat(g, "balloon_inflate") == vmstat(g, "balloon_deflate")
+    free = g.meminfo()["MemFree"]
+    assert abs(free - free0) < 16 * 1024, f"MemFree {free0} -> {free} kB"
+
+
+def guest_vmware(kver, ko):
+    with Guest(kver, mem_mb=GUEST_MB, name=f"vmware-{kver}") as g:
+        if not test(f"{kver}: vmware: loads against the host model (test build)", t_vm_load, g, ko):
+            return
+        for name, caps in CAPSETS:
+            test(f"{kver}: vmware {name}: inflate and deflate to the host's targets",
+                 t_vm_capset, g, kver, name, caps)
+        test(f"{kver}: vmware: refused pages are set aside, none lost", t_vm_refusals, g)
+        test(f"{kver}: vmware: BUSY is retried", t_vm_busy, g)
+        test(f"{kver}: vmware: RESET mid-batch: no page leaked or unlocked twice", t_vm_reset_mid_batch, g)
+        test(f"{kver}: vmware: 64-bit targets only when granted", t_vm_64bit, g)
+        test(f"{kver}: vmware: bpftrace sums inflated 4 KiB and 2 MiB pages", t_vm_trace, g)
+        test(f"{kver}: vmware: rmmod with a full balloon frees every page", t_vm_rmmod, g)
+
+
+def no_test_hook(ko):
+    r = subprocess.run(["nm", ko], capture_output=True, text=True, check=True)
+    assert "ubw_model" not in r.stdout, "production build contains the host model"
+    assert b"TEST BUILD" not in Path(ko).read_bytes()
+
+
 def main():
     t_start = time.monotonic()
     test("checkpatch: src/ is clean", checkpatch)
@@ -425,8 +595,11 @@ def main():
         except Exception as e:  # noqa: BLE001
             report(False, f"{kver}: module builds with warnings as errors", str(e))
             continue
-        for guest in (guest_plain, guest_oom):
+        test(f"{kver}: the production build contains no test hook", no_test_hook, ko)
+        for guest in (guest_plain, guest_oom, guest_vmware):
             try:
+                if guest is guest_vmware:
+                    ko = build_module(kver, test_build=True)
                 guest(kver, ko)
             except Exception as e:  # noqa: BLE001 - a dead guest fails, the run goes on
                 report(False, f"{kver}: {guest.__name__} guest ran", f"{e}")

@@ -42,15 +42,17 @@ def kernels():
     return out.split()
 
 
-def build_module(kver):
+def build_module(kver, test_build=False):
     """Build uniballoon.ko for kver in a copy of the tree (as dkms would), so that
-    builds for several kernels never share generated files; returns its path."""
-    out = PROJECT / "build" / "mod" / kver
+    builds for several kernels never share generated files; returns its path.
+    test_build: with the VMware host model (UB_TEST_HOST_MODEL=y)."""
+    out = PROJECT / "build" / ("mod-test" if test_build else "mod") / kver
     subprocess.run(["rm", "-rf", out], check=True)
     out.mkdir(parents=True)
     for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
         subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
-    r = subprocess.run(["make", f"KERNELRELEASE={kver}"], cwd=out, capture_output=True, text=True)
+    extra = ["UB_TEST_HOST_MODEL=y"] if test_build else []
+    r = subprocess.run(["make", f"KERNELRELEASE={kver}", *extra], cwd=out, capture_output=True, text=True)
     if r.returncode != 0 or not (out / "uniballoon.ko").exists():
         raise RuntimeError(f"build for {kver} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
     return str(out / "uniballoon.ko")

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * VMware balloon backend: the host is polled for its target once a second
+ * and takes pages one at a time (basic commands) or in batches of up to 512
+ * entries of 4 KiB or 2 MiB pages. The host may refuse single pages, answer
+ * BUSY, or demand a RESET, after which it holds none of our pages.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/dmi.h>
+#include <linux/gfp.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <asm/hypervisor.h>
+
+#include "uniballoon.h"
+#include "vmware_proto.h"
+
+/* What we ask for. The VMCI doorbell needs vmw_vmci; we poll instead. */
+#define UBW_CAPS_WANTED	(UBW_CAP_BASIC | UBW_CAP_BATCHED | \
+			 UBW_CAP_BATCHED_2M | UBW_CAP_64BIT_TARGET)
+
+struct ub_vmware {
+	unsigned long caps;		/* granted by the last START */
+	u64 *entries;			/* the batch page */
+	u64 calls[UBW_CMD_NR];
+	u64 failures[UBW_CMD_NR];
+	u64 entry_status[UBW_NR_STATUS];	/* refusals by status */
+	u64 starts;
+};
+
+static struct ub_vmware *ubw;
+
+static unsigned long ubw_backdoor(unsigned long cmd, unsigned long arg1,
+				  unsigned long arg2, unsigned long *result,
+				  unsigned long *caps)
+{
+#ifdef UB_VMWARE_HOST_MODEL
+	return ubw_model_call(cmd, arg1, arg2, result, caps);
+#else
+	unsigned long status, ecx, edx;
+
+	asm volatile("inl %%dx"
+		     : "=a"(status), "=c"(ecx), "=d"(edx), "=b"(*result)
+		     : "0"(UBW_MAGIC), "1"(cmd), "2"(UBW_PORT), "3"(arg1),
+		       "S"(arg2)
+		     : "memory");
+	*caps = ecx;
+	return status;
+#endif
+}
+
+/* One command, counted; the raw status is returned. */
+static unsigned long ubw_cmd(struct ub_vmware *b, unsigned int cmd,
+			     unsigned long arg1, unsigned long arg2,
+			     unsigned long *result, unsigned long *caps)
+{
+	unsigned long status, res = 0, ecx = 0;
+
+	b->calls[cmd]++;
+	status = ubw_backdoor(cmd, arg1, arg2, &res, &ecx);
+	if (status != UBW_SUCCESS &&
+	    !(cmd == UBW_CMD_START && status == UBW_SUCCESS_WITH_CAPS))
+		b->failures[cmd]++;
+	if (result)
+		*result = res;
+	if (caps)
+		*caps = ecx;
+	return status;
+}
+
+static int ubw_errno(unsigned long status)
+{
+	switch (status) {
+	case UBW_SUCCESS:
+		return 0;
+	case UBW_RESET:
+		return -ECONNRESET;
+	case UBW_BUSY:
+		return -EBUSY;
+	default:
+		return -EIO;
+	}
+}
+
+/* START and GUEST_ID: what the host expects after load and after a reset. */
+static int ubw_restart(void *priv)
+{
+	struct ub_vmware *b = priv;
+	unsigned long status, caps;
+
+	b->starts++;
+	status = ubw_cmd(b, UBW_CMD_START, UBW_CAPS_WANTED, 0, NULL, &caps);
+	if (status == UBW_SUCCESS)
+		caps = UBW_CAP_BASIC;		/* an old host */
+	else if (status != UBW_SUCCESS_WITH_CAPS)
+		return ubw_errno(status);
+	b->caps = caps & UBW_CAPS_WANTED;
+	/* without the batched commands 2 MiB pages are not used */
+	if (!(b->caps & UBW_CAP_BATCHED))
+		b->caps &= ~UBW_CAP_BATCHED_2M;
+	if (!(b->caps & (UBW_CAP_BASIC | UBW_CAP_BATCHED)))
+		return -EIO;
+	status = ubw_cmd(b, UBW_CMD_GUEST_ID, UBW_GUEST_LINUX, 0, NULL, NULL);
+	return ubw_errno(status);
+}
+
+static int ubw_poll(void *priv, unsigned long *target)
+{
+	struct ub_vmware *b = priv;
+	unsigned long limit = totalram_pages(), status;
+
+	/* a host without 64-bit targets takes 32-bit arguments only */
+	if (!(b->caps & UBW_CAP_64BIT_TARGET) && limit > U32_MAX)
+		limit = U32_MAX;
+	status = ubw_cmd(b, UBW_CMD_GET_TARGET, limit, 0, target, NULL);
+	return ubw_errno(status);
+}
+
+static bool ubw_huge_ready(void *priv)
+{
+	struct ub_vmware *b = priv;
+
+	return b->caps & UBW_CAP_BATCHED_2M;
+}
+
+/* Per-entry result: refused pages stay aside; NOTNEEDED ends the cycle. */
+static void ubw_entry_result(struct ub_vmware *b, struct ub_batch *batch,
+			     unsigned int i, unsigned long status)
+{
+	if (status == UBW_SUCCESS)
+		return;
+	batch->refused[i] = true;
+	b->entry_status[min_t(unsigned long, status, UBW_NR_STATUS - 1)]++;
+	if (status == UBW_PPN_NOTNEEDED)
+		batch->stop = true;
+}
+
+static int ubw_batched(struct ub_vmware *b, struct ub_batch *batch,
+		       bool lock)
+{
+	unsigned int cmd, i;
+	unsigned long status;
+
+	if (batch->order)
+		cmd = lock ? UBW_CMD_BATCHED_2M_LOCK : UBW_CMD_BATCHED_2M_UNLOCK;
+	else
+		cmd = lock ? UBW_CMD_BATCHED_LOCK : UBW_CMD_BATCHED_UNLOCK;
+	for (i = 0; i < batch->count; i++)
+		b->entries[i] = (u64)page_to_pfn(batch->pages[i]) << PAGE_SHIFT;
+	status = ubw_cmd(b, cmd, PHYS_PFN(__pa(b->entries)), batch->count,
+			 &batch->target, NULL);
+	/* a failed command overrides whatever the entries say */
+	if (status != UBW_SUCCESS)
+		return ubw_errno(status);
+	batch->has_target = true;
+	for (i = 0; i < batch->count; i++)
+		ubw_entry_result(b, batch, i,
+				 b->entries[i] & UBW_BATCH_STATUS_MASK);
+	return 0;
+}
+
+/* Basic commands: one page per call; pages must have 32-bit numbers. */
+static int ubw_one_by_one(struct ub_vmware *b, struct ub_batch *batch,
+			  bool lock)
+{
+	unsigned int cmd = lock ? UBW_CMD_LOCK : UBW_CMD_UNLOCK, i;
+	unsigned long status, pfn;
+
+	for (i = 0; i < batch->count; i++) {
+		pfn = page_to_pfn(batch->pages[i]);
+		if (pfn > U32_MAX) {
+			ubw_entry_result(b, batch, i, UBW_PPN_INVALID);
+			continue;
+		}
+		status = ubw_cmd(b, cmd, pfn, 0, &batch->target, NULL);
+		if (status == UBW_RESET)
+			return -ECONNRESET;
+		if (status == UBW_SUCCESS)
+			batch->has_target = true;
+		ubw_entry_result(b, batch, i, status);
+		if (status == UBW_BUSY || status == UBW_PPN_NOTNEEDED) {
+			/* no point in asking again now: the rest waits */
+			while (++i < batch->count)
+				batch->refused[i] = true;
+			batch->stop = true;
+		}
+	}
+	return 0;
+}
+
+static int ubw_exchange(struct ub_vmware *b, struct ub_batch *batch,
+			bool lock)
+{
+	if (b->caps & UBW_CAP_BATCHED)
+		return ubw_batched(b, batch, lock);
+	if (batch->order)
+		return -EINVAL;
+	return ubw_one_by_one(b, batch, lock);
+}
+
+static int ubw_inflate(void *priv, struct ub_batch *batch)
+{
+	return ubw_exchange(priv, batch, true);
+}
+
+static int ubw_deflate(void *priv, struct ub_batch *batch)
+{
+	return ubw_exchange(priv, batch, false);
+}
+
+/* Unload: a START without capabilities makes the host drop every page. */
+static int ubw_shutdown(void *priv)
+{
+	struct ub_vmware *b = priv;
+	unsigned long status = ubw_cmd(b, UBW_CMD_START, 0, 0, NULL, NULL);
+
+	return status == UBW_SUCCESS || status == UBW_SUCCESS_WITH_CAPS ?
+	       0 : -EIO;
+}
+
+static const char *const ubw_cmd_names[UBW_CMD_NR] = {
+	[UBW_CMD_START]			= "start",
+	[UBW_CMD_GET_TARGET]		= "get_target",
+	[UBW_CMD_LOCK]			= "lock",
+	[UBW_CMD_UNLOCK]		= "unlock",
+	[UBW_CMD_GUEST_ID]		= "guest_id",
+	[UBW_CMD_BATCHED_LOCK]		= "batched_lock",
+	[UBW_CMD_BATCHED_UNLOCK]	= "batched_unlock",
+	[UBW_CMD_BATCHED_2M_LOCK]	= "batched_2m_lock",
+	[UBW_CMD_BATCHED_2M_UNLOCK]	= "batched_2m_unlock",
+	[UBW_CMD_VMCI_DOORBELL_SET]	= "doorbell_set",
+};
+
+static const char *const ubw_status_names[UBW_NR_STATUS] = {
+	"success", "cmd_invalid", "ppn_invalid", "ppn_locked",
+	"ppn_unlocked", "ppn_pinned", "ppn_notneeded", "reset", "busy",
+};
+
+static int ubw_debugfs_show(void *priv, struct seq_file *m)
+{
+	struct ub_vmware *b = priv;
+	int i;
+
+	seq_puts(m, "backend: vmware\n");
+#ifdef UB_VMWARE_HOST_MODEL
+	seq_puts(m, "transport: host model (test build)\n");
+#else
+	seq_puts(m, "transport: backdoor port 0x5670\n");
+#endif
+	seq_printf(m, "capabilities_offered: 0x%lx\n",
+		   (unsigned long)UBW_CAPS_WANTED);
+	seq_printf(m, "capabilities_granted: 0x%lx\n", b->caps);
+	seq_printf(m, "page_sizes: 4k%s\n",
+		   b->caps & UBW_CAP_BATCHED_2M ? " 2m" : "");
+	seq_puts(m, "target_notification: poll 1s\n");
+	seq_printf(m, "starts: %llu\n", b->starts);
+	for (i = 0; i < UBW_CMD_NR; i++)
+		if (ubw_cmd_names[i])
+			seq_printf(m, "cmd_%s: %llu calls, %llu failed\n",
+				   ubw_cmd_names[i], b->calls[i],
+				   b->failures[i]);
+	for (i = 1; i < UBW_NR_STATUS; i++)
+		seq_printf(m, "refused_%s: %llu\n", ubw_status_names[i],
+			   b->entry_status[i]);
+	return 0;
+}
+
+static const struct ub_backend_ops ubw_ops = {
+	.name		= "vmware",
+	.batch_max	= UBW_BATCH_MAX,
+	.inflate	= ubw_inflate,
+	.deflate	= ubw_deflate,
+	.debugfs_show	= ubw_debugfs_show,
+	.huge_order	= UBW_2M_ORDER,
+	.huge_ready	= ubw_huge_ready,
+	.poll_interval	= HZ,
+	.poll		= ubw_poll,
+	.restart	= ubw_restart,
+	.shutdown	= ubw_shutdown,
+};
+
+#ifndef UB_VMWARE_HOST_MODEL
+static bool ubw_detect(void)
+{
+	return x86_hyper_type == X86_HYPER_VMWARE ||
+	       dmi_match(DMI_SYS_VENDOR, "VMware, Inc.");
+}
+#endif
+
+int ub_vmware_init(bool forced)
+{
+	int err;
+
+#ifdef UB_VMWARE_HOST_MODEL
+	/* test builds talk to the model only, and only when asked to */
+	if (!forced)
+		return -ENODEV;
+	err = ubw_model_init();
+	if (err)
+		return err;
+#else
+	if (!forced && !ubw_detect())
+		return -ENODEV;
+#endif
+	err = -ENOMEM;
+	ubw = kzalloc(sizeof(*ubw), GFP_KERNEL);
+	if (!ubw)
+		goto out_model;
+	ubw->entries = (u64 *)get_zeroed_page(GFP_KERNEL);
+	if (!ubw->entries)
+		goto out_free;
+	err = ubw_restart(ubw);
+	if (err)
+		goto out_page;
+	/* the host may take pages back, so OOM deflation is always allowed */
+	err = ub_attach(&ubw_ops, ubw,
+			UB_FEAT_TELL_HOST | UB_FEAT_OOM_DEFLATE);
+	if (!err)
+		return 0;
+out_page:
+	free_page((unsigned long)ubw->entries);
+out_free:
+	kfree(ubw);
+	ubw = NULL;
+out_model:
+#ifdef UB_VMWARE_HOST_MODEL
+	ubw_model_exit();
+#endif
+	return err;
+}
+
+void ub_vmware_exit(void)
+{
+	ub_detach();
+	free_page((unsigned long)ubw->entries);
+	kfree(ubw);
+	ubw = NULL;
+#ifdef UB_VMWARE_HOST_MODEL
+	ubw_model_exit();
+#endif
+}
+
+MODULE_ALIAS("dmi:*:svnVMware*:*");
+MODULE_ALIAS("vmware_vmmemctl");
