@@ -250,21 +250,25 @@ static void ub_batch_add(struct ub_batch *batch, struct page *page)
 	batch->pages[batch->count++] = page;
 }
 
-static void ub_host_target_locked(unsigned long pages)
+/*
+ * The host's target, as it asked for it (@request: a notification, such as
+ * virtio's config change) or as we learned it (a poll, or the answer to a
+ * command). A request, a repeated one too, ends an OOM cap: the host saw
+ * the deflation in the balloon's size and asks again. A polled target ends
+ * it only when it changes, or the balloon would refill a second after OOM.
+ */
+static void ub_host_target_locked(unsigned long pages, bool request)
 {
+	bool changed = pages != ub.host_target;
 	unsigned long old;
 	enum ub_reason why;
 
 	old = ub_target_locked(&why);
-	if (pages != ub.host_target) {
+	if (changed) {
 		ub.host_target = pages;
 		ub_count(UB_STAT_TARGET_CHANGES, 1);
 	}
-	/*
-	 * Every host request, a repeated one too, ends an OOM cap: the host
-	 * saw the deflation in the balloon's size and asks again.
-	 */
-	if (!ub.user_override)
+	if (!ub.user_override && (request || changed))
 		ub.oom_capped = false;
 	ub_note_target_locked(old, UB_REASON_HOST);
 }
@@ -422,7 +426,7 @@ static unsigned long ub_inflate_step_locked(unsigned long want)
 	start = ktime_get();
 	err = ub.ops->inflate(ub.priv, batch);
 	if (batch->has_target)
-		ub_host_target_locked(batch->target);
+		ub_host_target_locked(batch->target, false);
 	if (err) {
 		for (i = 0; i < batch->count; i++)
 			__free_pages(batch->pages[i], order);
@@ -524,7 +528,7 @@ static unsigned long ub_deflate_locked(unsigned long want, bool force)
 	start = ktime_get();
 	err = ub.ops->deflate(ub.priv, batch);
 	if (batch->has_target)
-		ub_host_target_locked(batch->target);
+		ub_host_target_locked(batch->target, false);
 	if (err && err != -ECONNRESET) {
 		ub_backend_error("deflate", err);
 		/* The host must hear first: keep the pages. */
@@ -660,7 +664,7 @@ static void ub_poll_fn(struct work_struct *work)
 	else if (err)
 		ub_backend_error("poll", err);
 	else if (!ub.need_restart)
-		ub_host_target_locked(target);
+		ub_host_target_locked(target, false);
 	queue_delayed_work(ub.wq, &ub.poll_work, ub.ops->poll_interval);
 	mutex_unlock(&ub.lock);
 	ub_kick();
@@ -678,65 +682,89 @@ static void ub_work_fn(struct work_struct *work)
 }
 
 #ifdef CONFIG_BALLOON_COMPACTION
-/*
- * Compaction moves a ballooned page: the host takes the new page before it
- * gives the old one back, so the balloon never shrinks on the way.
- */
-static int ub_migratepage(struct balloon_dev_info *pages,
-			  struct page *newpage, struct page *page,
-			  enum migrate_mode mode)
+/* One page to the host (@take) or back from it; 0 if the host agreed. */
+static int ub_migrate_exchange(struct page *page, bool take)
 {
 	struct ub_batch *batch = &ub.batch;
-	unsigned long flags;
 	int err;
-
-	/* The worker may be allocating, and allocation may compact. */
-	if (!mutex_trylock(&ub.lock))
-		return -EAGAIN;
-	if (!ub.ops || ub.paused) {
-		mutex_unlock(&ub.lock);
-		return -EAGAIN;
-	}
-
-	ub_batch_init(batch, 0);
-	ub_batch_add(batch, newpage);
-	err = ub.ops->inflate(ub.priv, batch);
-	if (err || batch->refused[0]) {
-		/* a reset waits for this page to come back: leave it to the worker */
-		if (err == -ECONNRESET) {
-			ub.need_reset = true;
-			ub_kick();
-		}
-		mutex_unlock(&ub.lock);
-		return -EAGAIN;
-	}
-
-	get_page(newpage);	/* the balloon's reference */
-	if (page_zone(page) != page_zone(newpage)) {
-		ub_page_returns(page, 0);
-		ub_page_leaves(newpage, 0);
-	}
-	spin_lock_irqsave(&pages->pages_lock, flags);
-	balloon_page_insert(pages, newpage);
-	pages->isolated_pages--;
-	__count_vm_event(BALLOON_MIGRATE);
-	spin_unlock_irqrestore(&pages->pages_lock, flags);
 
 	ub_batch_init(batch, 0);
 	ub_batch_add(batch, page);
-	err = ub.ops->deflate(ub.priv, batch);
+	err = take ? ub.ops->inflate(ub.priv, batch) :
+		     ub.ops->deflate(ub.priv, batch);
 	if (err == -ECONNRESET) {
+		/* the reset waits for this page to be back: the worker acts */
 		ub.need_reset = true;
 		ub_kick();
 	} else if (err) {
 		ub_backend_error("migrate", err);
 	}
+	return err ?: (batch->refused[0] ? -EAGAIN : 0);
+}
+
+/*
+ * Compaction moves a ballooned page. Most hosts take the new page before
+ * they give the old one back, so the balloon never shrinks on the way; a
+ * host at its target may refuse a page more (VMware), so there the old page
+ * goes back first and, if the new one is then refused, the balloon is one
+ * page smaller until the worker refills it.
+ */
+static int ub_migratepage(struct balloon_dev_info *pages,
+			  struct page *newpage, struct page *page,
+			  enum migrate_mode mode)
+{
+	unsigned long flags;
+	bool taken;
+
+	/* The worker may be allocating, and allocation may compact. */
+	if (!mutex_trylock(&ub.lock))
+		return -EAGAIN;
+	if (!ub.ops || ub.paused)
+		goto again;
+	if (ub.ops->migrate_release_first) {
+		if (ub_migrate_exchange(page, false))
+			goto again;
+		taken = !ub_migrate_exchange(newpage, true);
+	} else {
+		if (ub_migrate_exchange(newpage, true))
+			goto again;
+		taken = true;
+		/* if this fails the host holds both: nothing to undo */
+		ub_migrate_exchange(page, false);
+	}
+
+	if (taken) {
+		get_page(newpage);	/* the balloon's reference */
+		if (page_zone(page) != page_zone(newpage)) {
+			ub_page_returns(page, 0);
+			ub_page_leaves(newpage, 0);
+		}
+	} else {
+		ub_page_returns(page, 0);
+		ub.size--;
+		ub_report_size_locked();
+		ub_count(UB_STAT_DEFLATED, PAGE_SIZE);
+		ub_kick();
+	}
+	spin_lock_irqsave(&pages->pages_lock, flags);
+	if (taken) {
+		balloon_page_insert(pages, newpage);
+		__count_vm_event(BALLOON_MIGRATE);
+	} else {
+		__count_vm_event(BALLOON_DEFLATE);
+	}
+	pages->isolated_pages--;
+	spin_unlock_irqrestore(&pages->pages_lock, flags);
 	ub_count(UB_STAT_MIGRATIONS, 1);
 	mutex_unlock(&ub.lock);
 
 	balloon_page_finalize(page);
 	put_page(page);		/* drop the balloon's reference */
 	return MIGRATEPAGE_SUCCESS;
+
+again:
+	mutex_unlock(&ub.lock);
+	return -EAGAIN;
 }
 #endif
 
@@ -833,7 +861,7 @@ void ub_resume(void)
 void ub_set_host_target(unsigned long pages)
 {
 	mutex_lock(&ub.lock);
-	ub_host_target_locked(pages);
+	ub_host_target_locked(pages, true);
 	mutex_unlock(&ub.lock);
 	ub_kick();
 }

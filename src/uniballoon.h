@@ -78,6 +78,8 @@ struct ub_backend_ops {
 	int (*restart)(void *priv);
 	/* before unload: 0 if the host has forgotten every page itself */
 	int (*shutdown)(void *priv);
+	/* migration: give the old page back before the host takes the new */
+	bool migrate_release_first;
 };
 
 /* Counters under /sys/kernel/balloon/stats/, one file each. */
@@ -105,6 +107,7 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 void ub_detach(void);
 void ub_pause(void);
 void ub_resume(void);
+/* the host asked for a balloon of @pages (a notification, not a poll) */
 void ub_set_host_target(unsigned long pages);
 void ub_backend_error(const char *event, int err);
 

@@ -279,6 +279,8 @@ static const struct ub_backend_ops ubw_ops = {
 	.poll		= ubw_poll,
 	.restart	= ubw_restart,
 	.shutdown	= ubw_shutdown,
+	/* at its target the host would refuse a page more: unlock, then lock */
+	.migrate_release_first = true,
 };
 
 #ifndef UB_VMWARE_HOST_MODEL

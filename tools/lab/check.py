@@ -550,7 +550,32 @@ def t_vm_trace(g):
     vm_balloon(g, 0)
 
 
+def t_vm_oom(g, kver):
+    """OOM deflation on VMware, and no refill at the next poll of an unchanged target."""
+    vm_balloon(g, 800)
+    kills0, deflations0 = oom_kills(g), sysb_int(g, "stats/oom_deflations")
+    t0 = time.monotonic()
+    rc, out = g.run(HOG, timeout=300, check=False)
+    took = time.monotonic() - t0
+    assert rc == 0, f"hog rc={rc}: {out}"
+    assert oom_kills(g) == kills0, "the OOM killer ran"
+    assert sysb_int(g, "stats/oom_deflations") > deflations0
+    size = sysb_int(g, "size")
+    polls = lambda: int(re.search(r"cmd_get_target: (\d+)",  # noqa: E731
+                                  g.run("cat /sys/kernel/debug/balloon/backend")[1]).group(1))
+    p0 = polls()
+    g.wait_for(lambda: polls() >= p0 + 2, 30, what="two more polls")
+    assert sysb_int(g, "size") <= size and sysb(g, "target_source") == "oom", \
+        f"refilled after OOM: {sysb(g, 'size')} > {size}"
+    model_clean(g)
+    no_page_lost(g)
+    figures.append((kver, "vmware OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s"))
+    vm_balloon(g, 0)
+    return f"{out.strip()}; {took:.1f} s; balloon {size >> 20} MiB after"
+
+
 def t_vm_rmmod(g):
+    vm_balloon(g, 0)
     free0 = g.meminfo()["MemFree"]
     vm_balloon(g, 128)
     g.run("rmmod uniballoon", timeout=120)
@@ -571,6 +596,8 @@ def guest_vmware(kver, ko):
         test(f"{kver}: vmware: RESET mid-batch: no page leaked or unlocked twice", t_vm_reset_mid_batch, g)
         test(f"{kver}: vmware: 64-bit targets only when granted", t_vm_64bit, g)
         test(f"{kver}: vmware: bpftrace sums inflated 4 KiB and 2 MiB pages", t_vm_trace, g)
+        test(f"{kver}: vmware: OOM: the process gets the memory, the balloon stays down",
+             t_vm_oom, g, kver)
         test(f"{kver}: vmware: rmmod with a full balloon frees every page", t_vm_rmmod, g)
 
 
