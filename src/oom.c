@@ -9,11 +9,100 @@
  *   (engine.c), the balloon releases pages before the guest thrashes its
  *   page cache, which can keep the OOM killer from ever being reached.
  */
+#include <linux/mm.h>
 #include <linux/notifier.h>
 #include <linux/oom.h>
 #include <linux/shrinker.h>
 
-#include "uniballoon.h"
+#include "engine.h"
+#include "ub_trace.h"
+
+/*
+ * Emergency deflation, for the OOM notifier and for reclaim pressure: give
+ * back up to @want pages and keep the balloon from refilling until the host
+ * or the user asks again. @may_sleep_on_lock is false in reclaim, where the
+ * worker may hold the lock while it allocates.
+ */
+static unsigned long ub_emergency_deflate(unsigned long want,
+					  bool may_sleep_on_lock)
+{
+	unsigned long freed = 0, old;
+	enum ub_reason why;
+
+	if (may_sleep_on_lock)
+		mutex_lock(&ub.lock);
+	else if (!mutex_trylock(&ub.lock))
+		return 0;
+	if (!ub.ops || ub.paused || !ub.set.oom_deflate ||
+	    !(ub.features & UB_FEAT_OOM_DEFLATE))
+		goto out;
+
+	old = ub_target_locked(&why);
+	want = min(want, ub.size);
+	while (freed < want) {
+		unsigned long got = ub_deflate_locked(want - freed, false);
+
+		if (!got)
+			break;
+		freed += got;
+	}
+	if (freed) {
+		ub.oom_capped = true;
+		ub.oom_cap = ub.size;
+		ub_count(UB_STAT_OOM_DEFLATIONS, 1);
+		ub_count(UB_STAT_OOM_DEFLATED, ub_pages_to_bytes(freed));
+		trace_oom_deflate(freed, ub_pages_to_bytes(ub.size));
+		ub_note_target_locked(old, UB_REASON_OOM);
+	}
+out:
+	mutex_unlock(&ub.lock);
+	return freed;
+}
+
+/* The OOM killer is about to pick a victim: release oom_deflate_size. */
+static unsigned long ub_oom_deflate(void)
+{
+	return ub_emergency_deflate(READ_ONCE(ub.set.oom_deflate_size) >>
+				    PAGE_SHIFT, true);
+}
+
+/*
+ * Reclaim pressure: below this much MemAvailable (the floor, or one
+ * oom_deflate_size if larger) the guest would rather have the balloon's
+ * pages than thrash its page cache until the OOM killer runs.
+ */
+static bool ub_under_pressure(void)
+{
+	u64 threshold = max(READ_ONCE(ub.set.floor),
+			    READ_ONCE(ub.set.oom_deflate_size));
+
+	return si_mem_available() < (long)(threshold >> PAGE_SHIFT);
+}
+
+/* Shrinker count: balloon pages we would release now, or 0. */
+static unsigned long ub_pressure_count(void)
+{
+	if (!READ_ONCE(ub.set.oom_deflate) ||
+	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE) ||
+	    !ub_under_pressure())
+		return 0;
+	return READ_ONCE(ub.size);
+}
+
+/*
+ * Shrinker scan: release oom_deflate_size at once (or what reclaim asks, if
+ * more), so that a process in need waits for a few host round trips, not
+ * for hundreds of small reclaim passes.
+ */
+static unsigned long ub_pressure_deflate(unsigned long nr)
+{
+	unsigned long chunk = READ_ONCE(ub.set.oom_deflate_size) >> PAGE_SHIFT;
+
+	if (!ub_under_pressure())
+		return 0;
+	return ub_emergency_deflate(max(nr, chunk), false);
+}
+
 
 static int ub_oom_notify(struct notifier_block *nb, unsigned long unused,
 			 void *parm)

@@ -143,9 +143,6 @@ int ub_set_oom_deflate(bool on, u64 size);
 u64 ub_stat_read(enum ub_stat stat);
 unsigned long ub_guest_pages(void);
 int ub_backend_debugfs_show(struct seq_file *m);
-unsigned long ub_oom_deflate(void);
-unsigned long ub_pressure_count(void);
-unsigned long ub_pressure_deflate(unsigned long nr);
 int ub_engine_init(void);
 void ub_engine_exit(void);
 

@@ -517,7 +517,8 @@ def t_vm_reset_mid_batch(g):
     vm_balloon(g, 0)
     no_page_lost(g)
     free = g.meminfo()["MemFree"]
-    assert abs(free - free0) < 16 * 1024, f"MemFree {free0} -> {free} kB"
+    # a leaked page would be missing from MemFree; other memory may have been freed
+    assert free > free0 - 16 * 1024, f"MemFree {free0} -> {free} kB"
     vm_reset_to(g, 0x2e)
 
 
@@ -581,7 +582,8 @@ def t_vm_rmmod(g):
     g.run("rmmod uniballoon", timeout=120)
     assert vmstat(g, "balloon_inflate") == vmstat(g, "balloon_deflate")
     free = g.meminfo()["MemFree"]
-    assert abs(free - free0) < 16 * 1024, f"MemFree {free0} -> {free} kB"
+    # a leaked page would be missing from MemFree; other memory may have been freed
+    assert free > free0 - 16 * 1024, f"MemFree {free0} -> {free} kB"
 
 
 def guest_vmware(kver, ko):

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Inside the engine: the balloon's state, shared by engine.c (policy and the
+ * worker), pages.c (taking and returning pages) and oom.c (giving memory
+ * back under pressure). Everything here is under ub.lock unless it says so.
+ */
+#ifndef UB_ENGINE_H
+#define UB_ENGINE_H
+
+#include <linux/atomic.h>
+#include <linux/ktime.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/workqueue.h>
+
+#include "uniballoon.h"
+
+/* After an allocation failure or a host error, try again this much later. */
+#define UB_RETRY_DELAY		(HZ / 5)
+/* While the floor holds, look at MemAvailable again this often. */
+#define UB_FLOOR_RECHECK	HZ
+/* Pages in migration cannot be dequeued; they come back very soon. */
+#define UB_ISOLATED_RETRY	(HZ / 50)
+#define UB_IDLE			ULONG_MAX
+
+struct uniballoon {
+	/* serialises the host protocol, the page lists and all state below */
+	struct mutex lock;
+	struct balloon_dev_info pages;
+	/* pages the host refused this cycle: kept so we don't take them again */
+	struct list_head refused;
+	/* pages of the backend's huge_order (not movable), and how many */
+	struct list_head huge;
+	unsigned long huge_count;
+	/* huge allocations failed or were refused: 4 KiB until cycle end */
+	bool huge_off;
+	bool need_reset;		/* a host reset seen where we could not act */
+	bool need_restart;		/* the protocol must be started again */
+
+	const struct ub_backend_ops *ops;
+	void *priv;
+	unsigned long features;
+	bool paused;
+
+	unsigned long size;		/* pages the host holds */
+	unsigned long host_target;	/* pages the host asks for */
+	unsigned long user_target;	/* pages; valid if user_override */
+	unsigned long oom_cap;		/* pages; valid if oom_capped */
+	unsigned long floor_cap;	/* pages; valid if floor_held */
+	bool user_override;
+	bool oom_capped;
+	bool floor_held;
+
+	struct ub_settings set;
+	ktime_t inflate_next;		/* rate limit: earliest next batch */
+	ktime_t deflate_next;
+
+	struct ub_batch batch;
+	struct workqueue_struct *wq;
+	struct delayed_work work;
+	struct delayed_work poll_work;
+	atomic64_t stats[UB_STAT_NR];
+};
+
+extern struct uniballoon ub;
+
+static inline void ub_count(enum ub_stat stat, u64 n)
+{
+	atomic64_add(n, &ub.stats[stat]);
+}
+
+/*
+ * Ballooned pages leave MemTotal, except when the host lets the guest take
+ * them back on OOM: then they still count as the guest's memory, so that
+ * overcommit checks let a process ask for what the balloon would release.
+ */
+static inline bool ub_adjusts_managed(void)
+{
+	return !(ub.features & UB_FEAT_OOM_DEFLATE);
+}
+
+static inline u64 ub_pages_to_bytes(unsigned long pages)
+{
+	return (u64)pages << PAGE_SHIFT;
+}
+
+/* engine.c */
+unsigned long ub_requested_locked(enum ub_reason *why);
+unsigned long ub_target_locked(enum ub_reason *why);
+void ub_note_target_locked(unsigned long old, enum ub_reason cause);
+void ub_host_target_locked(unsigned long pages, bool request);
+void ub_kick(void);
+
+/* pages.c */
+void ub_release_refused_locked(void);
+void ub_drop_all_locked(void);
+void ub_restart_locked(void);
+void ub_host_reset_locked(void);
+unsigned long ub_inflate_step_locked(unsigned long want);
+unsigned long ub_deflate_locked(unsigned long want, bool force);
+unsigned long ub_deflate_step_locked(unsigned long want);
+#ifdef CONFIG_BALLOON_COMPACTION
+int ub_migratepage(struct balloon_dev_info *pages, struct page *newpage,
+		   struct page *page, enum migrate_mode mode);
+#endif
+
+#endif /* UB_ENGINE_H */

@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Taking pages from the guest and giving them back, a batch per host
+ * exchange. Pages are taken and accounted the way the kernel's balloon
+ * infrastructure does it (balloon_dev_info, PageOffline, the
+ * balloon_inflate/deflate and balloon_migrate vmstat counters). They leave
+ * MemTotal while ballooned, unless the host lets the guest take them back on
+ * OOM. Huge pages (a backend's huge_order) are kept on a list of their own.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/delay.h>
+#include <linux/gfp.h>
+#include <linux/migrate.h>
+#include <linux/mm.h>
+#include <linux/vmstat.h>
+
+#include "engine.h"
+#include "ub_trace.h"
+
+static void ub_page_leaves(struct page *page, unsigned int order)
+{
+	if (ub_adjusts_managed())
+		adjust_managed_page_count(page, -(1L << order));
+}
+
+static void ub_page_returns(struct page *page, unsigned int order)
+{
+	if (ub_adjusts_managed())
+		adjust_managed_page_count(page, 1L << order);
+}
+
+/* Pages of one batch when a rate limit is set: about 100 ms worth. */
+static unsigned int ub_rate_batch(u64 rate, unsigned int max)
+{
+	u64 pages;
+
+	if (!rate)
+		return max;
+	pages = div_u64(rate, 10) >> PAGE_SHIFT;
+	return clamp_t(u64, pages, 1, max);
+}
+
+/*
+ * Charge @bytes against @rate and return how long to wait before the next
+ * batch. An idle period earns no credit: the budget restarts at @start.
+ */
+static unsigned long ub_rate_delay(ktime_t *next, u64 rate, u64 bytes,
+				   ktime_t start)
+{
+	ktime_t now;
+
+	if (!rate)
+		return 0;
+	if (ktime_before(*next, start))
+		*next = start;
+	*next = ktime_add_ns(*next, div64_u64(bytes * NSEC_PER_SEC, rate));
+	now = ktime_get();
+	if (!ktime_after(*next, now))
+		return 0;
+	ub_count(UB_STAT_RATE_DELAYS, 1);
+	return max_t(unsigned long, 1,
+		     nsecs_to_jiffies(ktime_to_ns(ktime_sub(*next, now))));
+}
+
+static void ub_report_size_locked(void)
+{
+	if (ub.ops->report_size)
+		ub.ops->report_size(ub.priv, ub.size);
+}
+
+/* Huge pages are taken only where the allocator has them without reclaim. */
+#define UB_HUGE_GFP	((GFP_HIGHUSER & ~__GFP_RECLAIM) | __GFP_NOWARN | \
+			 __GFP_NOMEMALLOC)
+
+static void ub_batch_init(struct ub_batch *batch, unsigned int order)
+{
+	batch->order = order;
+	batch->count = 0;
+	batch->stop = false;
+	batch->has_target = false;
+}
+
+static void ub_batch_add(struct ub_batch *batch, struct page *page)
+{
+	batch->refused[batch->count] = false;
+	batch->pages[batch->count++] = page;
+}
+
+/* Pages the balloon holds in order-0 pages (on the balloon_dev_info list). */
+static unsigned long ub_small_pages(void)
+{
+	return ub.size - (ub.huge_count << ub.ops->huge_order);
+}
+
+/* End of an inflation cycle: refused pages may now go back to the guest. */
+void ub_release_refused_locked(void)
+{
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, &ub.refused, lru) {
+		list_del(&page->lru);
+		__free_page(page);
+	}
+	ub.huge_off = false;
+}
+
+/*
+ * The host has forgotten every page (a reset, or a shutdown that says so):
+ * free them all without telling it. Pages in the middle of a migration
+ * come back to the list when their migration fails on our lock.
+ */
+void ub_drop_all_locked(void)
+{
+	unsigned int order = ub.ops->huge_order;
+	struct page *page, *next;
+	LIST_HEAD(list);
+
+	ub_release_refused_locked();
+	while (ub_small_pages()) {
+		size_t got = balloon_page_list_dequeue(&ub.pages, &list,
+						       ub_small_pages());
+
+		if (!got) {
+			schedule_timeout_uninterruptible(1);
+			continue;
+		}
+		list_for_each_entry_safe(page, next, &list, lru) {
+			list_del(&page->lru);
+			ub_page_returns(page, 0);
+			put_page(page);
+		}
+		ub.size -= got;
+	}
+	list_for_each_entry_safe(page, next, &ub.huge, lru) {
+		list_del(&page->lru);
+		ub_page_returns(page, order);
+		__count_vm_events(BALLOON_DEFLATE, 1 << order);
+		__free_pages(page, order);
+	}
+	ub.size -= ub.huge_count << order;
+	ub.huge_count = 0;
+	ub_report_size_locked();
+}
+
+void ub_restart_locked(void)
+{
+	int err = ub.ops->restart ? ub.ops->restart(ub.priv) : 0;
+
+	ub.need_restart = !!err;
+	if (err)
+		ub_backend_error("restart", err);
+}
+
+/* The host demanded a reset: it holds none of our pages any more. */
+void ub_host_reset_locked(void)
+{
+	trace_backend(ub.ops->name, "reset", 0);
+	ub_count(UB_STAT_HOST_RESETS, 1);
+	ub.need_reset = false;
+	ub_drop_all_locked();
+	ub_restart_locked();
+}
+
+/* A failed exchange: a reset is handled now, anything else retried later. */
+static unsigned long ub_host_failed_locked(const char *event, int err)
+{
+	if (err == -ECONNRESET) {
+		ub_host_reset_locked();
+		return 0;
+	}
+	ub_backend_error(event, err);
+	return UB_RETRY_DELAY;
+}
+
+static void ub_fill_batch(struct ub_batch *batch, unsigned int order,
+			  unsigned long n)
+{
+	ub_batch_init(batch, order);
+	while (batch->count < n) {
+		struct page *page = order ? alloc_pages(UB_HUGE_GFP, order) :
+					    balloon_page_alloc();
+
+		if (!page) {
+			if (!order)
+				ub_count(UB_STAT_ALLOC_FAILURES, 1);
+			break;
+		}
+		ub_batch_add(batch, page);
+	}
+}
+
+/* A page the host refused stays aside, as 4 KiB pages, until cycle end. */
+static void ub_set_aside(struct page *page, unsigned int order)
+{
+	unsigned int i;
+
+	ub_count(UB_STAT_HOST_REFUSALS, 1);
+	if (order)
+		split_page(page, order);
+	for (i = 0; i < (1U << order); i++)
+		list_add(&page[i].lru, &ub.refused);
+}
+
+unsigned long ub_inflate_step_locked(unsigned long want)
+{
+	unsigned int order = ub.ops->huge_order, i, accepted = 0;
+	struct ub_batch *batch = &ub.batch;
+	unsigned long n, delay;
+	ktime_t start;
+	int err;
+
+	want = min_t(unsigned long, want,
+		     ub_rate_batch(ub.set.inflate_rate,
+				   ub.ops->batch_max << order));
+	if (ub.huge_off || want < (1UL << order) ||
+	    (ub.ops->huge_ready && !ub.ops->huge_ready(ub.priv)))
+		order = 0;
+	n = min_t(unsigned long, want >> order, ub.ops->batch_max);
+	ub_fill_batch(batch, order, n);
+	if (order && !batch->count) {
+		/* no huge page free without reclaim: fall back to 4 KiB */
+		ub.huge_off = true;
+		order = 0;
+		n = min_t(unsigned long, want, ub.ops->batch_max);
+		ub_fill_batch(batch, 0, n);
+	}
+	if (!batch->count)
+		return UB_RETRY_DELAY;
+
+	start = ktime_get();
+	err = ub.ops->inflate(ub.priv, batch);
+	if (batch->has_target)
+		ub_host_target_locked(batch->target, false);
+	if (err) {
+		for (i = 0; i < batch->count; i++)
+			__free_pages(batch->pages[i], order);
+		return ub_host_failed_locked("inflate", err);
+	}
+	for (i = 0; i < batch->count; i++) {
+		struct page *page = batch->pages[i];
+
+		if (batch->refused[i]) {
+			ub_set_aside(page, order);
+			ub.huge_off |= order > 0;
+			continue;
+		}
+		if (order) {
+			list_add(&page->lru, &ub.huge);
+			ub.huge_count++;
+			__count_vm_events(BALLOON_INFLATE, 1 << order);
+		} else {
+			balloon_page_enqueue(&ub.pages, page);
+		}
+		ub_page_leaves(page, order);
+		accepted++;
+	}
+	ub.size += (unsigned long)accepted << order;
+	ub_report_size_locked();
+	ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(accepted << order));
+	trace_inflate(accepted, order,
+		      ktime_to_ns(ktime_sub(ktime_get(), start)));
+
+	delay = ub_rate_delay(&ub.inflate_next, ub.set.inflate_rate,
+			      ub_pages_to_bytes(batch->count << order), start);
+	if (batch->stop)
+		delay = max(delay, ub.ops->poll_interval ?: UB_RETRY_DELAY);
+	if (batch->count < n)
+		delay = max(delay, UB_RETRY_DELAY);
+	return delay;
+}
+
+/* Take up to @want pages (order-0 first) off the balloon into @batch. */
+static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
+{
+	unsigned int order = ub.ops->huge_order;
+	struct page *page, *next;
+	LIST_HEAD(list);
+
+	if (ub_small_pages() || !ub.huge_count) {
+		ub_batch_init(batch, 0);
+		balloon_page_list_dequeue(&ub.pages, &list,
+					  min_t(unsigned long, want,
+						ub.ops->batch_max));
+		list_for_each_entry_safe(page, next, &list, lru) {
+			list_del(&page->lru);
+			ub_batch_add(batch, page);
+		}
+		return;
+	}
+	ub_batch_init(batch, order);
+	want = min_t(unsigned long, DIV_ROUND_UP(want, 1UL << order),
+		     ub.ops->batch_max);
+	list_for_each_entry_safe(page, next, &ub.huge, lru) {
+		if (batch->count == want)
+			break;
+		list_del(&page->lru);
+		ub.huge_count--;
+		ub_batch_add(batch, page);
+	}
+}
+
+static void ub_put_back(struct page *page, unsigned int order)
+{
+	if (order) {
+		list_add(&page->lru, &ub.huge);
+		ub.huge_count++;
+	} else {
+		balloon_page_enqueue(&ub.pages, page);
+	}
+}
+
+/*
+ * Give up to @want pages back to the guest, telling the host first; pages
+ * the host would not release stay in the balloon. With @force (the device
+ * is going away) pages are released even if the host could not be told.
+ * Returns the number of pages released.
+ */
+unsigned long ub_deflate_locked(unsigned long want, bool force)
+{
+	struct ub_batch *batch = &ub.batch;
+	unsigned long released = 0;
+	unsigned int i, order;
+	bool keep_all = false;
+	ktime_t start;
+	int err;
+
+	ub_take_pages_locked(batch, want);
+	if (!batch->count)
+		return 0;
+	order = batch->order;
+
+	start = ktime_get();
+	err = ub.ops->deflate(ub.priv, batch);
+	if (batch->has_target)
+		ub_host_target_locked(batch->target, false);
+	if (err && err != -ECONNRESET) {
+		ub_backend_error("deflate", err);
+		/* The host must hear first: keep the pages. */
+		keep_all = !force && (ub.features & UB_FEAT_TELL_HOST);
+	}
+	for (i = 0; i < batch->count; i++) {
+		struct page *page = batch->pages[i];
+
+		/* after a reset the host holds nothing: release them all */
+		if (err != -ECONNRESET && !force &&
+		    (keep_all || batch->refused[i])) {
+			ub_put_back(page, order);
+			continue;
+		}
+		ub_page_returns(page, order);
+		if (order) {
+			__count_vm_events(BALLOON_DEFLATE, 1 << order);
+			__free_pages(page, order);
+		} else {
+			put_page(page);
+		}
+		released++;
+	}
+	released <<= order;
+	ub.size -= released;
+	ub_report_size_locked();
+	ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(released));
+	trace_deflate(released >> order, order,
+		      ktime_to_ns(ktime_sub(ktime_get(), start)));
+	if (err == -ECONNRESET)
+		ub_host_reset_locked();
+	return released;
+}
+
+unsigned long ub_deflate_step_locked(unsigned long want)
+{
+	ktime_t start = ktime_get();
+	unsigned long got;
+
+	want = min_t(unsigned long, want,
+		     ub_rate_batch(ub.set.deflate_rate,
+				   ub.ops->batch_max << ub.ops->huge_order));
+	got = ub_deflate_locked(want, false);
+	if (!got)
+		return ub.pages.isolated_pages ? UB_ISOLATED_RETRY :
+						 UB_RETRY_DELAY;
+	return ub_rate_delay(&ub.deflate_next, ub.set.deflate_rate,
+			     ub_pages_to_bytes(got), start);
+}
+
+#ifdef CONFIG_BALLOON_COMPACTION
+/* One page to the host (@take) or back from it; 0 if the host agreed. */
+static int ub_migrate_exchange(struct page *page, bool take)
+{
+	struct ub_batch *batch = &ub.batch;
+	int err;
+
+	ub_batch_init(batch, 0);
+	ub_batch_add(batch, page);
+	err = take ? ub.ops->inflate(ub.priv, batch) :
+		     ub.ops->deflate(ub.priv, batch);
+	if (err == -ECONNRESET) {
+		/* the reset waits for this page to be back: the worker acts */
+		ub.need_reset = true;
+		ub_kick();
+	} else if (err) {
+		ub_backend_error("migrate", err);
+	}
+	return err ?: (batch->refused[0] ? -EAGAIN : 0);
+}
+
+/*
+ * Compaction moves a ballooned page. Most hosts take the new page before
+ * they give the old one back, so the balloon never shrinks on the way; a
+ * host at its target may refuse a page more (VMware), so there the old page
+ * goes back first and, if the new one is then refused, the balloon is one
+ * page smaller until the worker refills it.
+ */
+int ub_migratepage(struct balloon_dev_info *pages,
+			  struct page *newpage, struct page *page,
+			  enum migrate_mode mode)
+{
+	unsigned long flags;
+	bool taken;
+
+	/* The worker may be allocating, and allocation may compact. */
+	if (!mutex_trylock(&ub.lock))
+		return -EAGAIN;
+	if (!ub.ops || ub.paused)
+		goto again;
+	if (ub.ops->migrate_release_first) {
+		if (ub_migrate_exchange(page, false))
+			goto again;
+		taken = !ub_migrate_exchange(newpage, true);
+	} else {
+		if (ub_migrate_exchange(newpage, true))
+			goto again;
+		taken = true;
+		/* if this fails the host holds both: nothing to undo */
+		ub_migrate_exchange(page, false);
+	}
+
+	if (taken) {
+		get_page(newpage);	/* the balloon's reference */
+		if (page_zone(page) != page_zone(newpage)) {
+			ub_page_returns(page, 0);
+			ub_page_leaves(newpage, 0);
+		}
+	} else {
+		ub_page_returns(page, 0);
+		ub.size--;
+		ub_report_size_locked();
+		ub_count(UB_STAT_DEFLATED, PAGE_SIZE);
+		ub_kick();
+	}
+	spin_lock_irqsave(&pages->pages_lock, flags);
+	if (taken) {
+		balloon_page_insert(pages, newpage);
+		__count_vm_event(BALLOON_MIGRATE);
+	} else {
+		__count_vm_event(BALLOON_DEFLATE);
+	}
+	pages->isolated_pages--;
+	spin_unlock_irqrestore(&pages->pages_lock, flags);
+	ub_count(UB_STAT_MIGRATIONS, 1);
+	mutex_unlock(&ub.lock);
+
+	balloon_page_finalize(page);
+	put_page(page);		/* drop the balloon's reference */
+	return MIGRATEPAGE_SUCCESS;
+
+again:
+	mutex_unlock(&ub.lock);
+	return -EAGAIN;
+}
+#endif
