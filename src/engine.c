@@ -330,6 +330,13 @@ void ub_resume(void)
 	ub_kick();
 }
 
+/* A backend learned that the host's target changed: poll now. */
+void ub_poll_now(void)
+{
+	if (ub.wq)
+		mod_delayed_work(ub.wq, &ub.poll_work, 0);
+}
+
 void ub_set_host_target(unsigned long pages)
 {
 	mutex_lock(&ub.lock);

@@ -110,6 +110,7 @@ void ub_resume(void);
 /* the host asked for a balloon of @pages (a notification, not a poll) */
 void ub_set_host_target(unsigned long pages);
 void ub_backend_error(const char *event, int err);
+void ub_poll_now(void);
 
 /* engine.c: the interface sysfs.c, debugfs.c and oom.c use */
 struct ub_settings {

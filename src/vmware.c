@@ -12,14 +12,17 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/vmw_vmci_api.h>
+#include <linux/vmw_vmci_defs.h>
 #include <asm/hypervisor.h>
 
 #include "uniballoon.h"
 #include "vmware_proto.h"
 
-/* What we ask for. The VMCI doorbell needs vmw_vmci; we poll instead. */
+/* What we ask for; the doorbell is used only where vmw_vmci is loaded. */
 #define UBW_CAPS_WANTED	(UBW_CAP_BASIC | UBW_CAP_BATCHED | \
-			 UBW_CAP_BATCHED_2M | UBW_CAP_64BIT_TARGET)
+			 UBW_CAP_BATCHED_2M | UBW_CAP_SIGNALLED_WAKEUP | \
+			 UBW_CAP_64BIT_TARGET)
 
 struct ub_vmware {
 	unsigned long caps;		/* granted by the last START */
@@ -28,6 +31,12 @@ struct ub_vmware {
 	u64 failures[UBW_CMD_NR];
 	u64 entry_status[UBW_NR_STATUS];	/* refusals by status */
 	u64 starts;
+
+	/* the VMCI doorbell the host rings when the target changes */
+	struct vmci_handle doorbell;
+	bool doorbell_made;
+	bool doorbell_set;
+	atomic64_t rings;
 };
 
 static struct ub_vmware *ubw;
@@ -84,6 +93,81 @@ static int ubw_errno(unsigned long status)
 	}
 }
 
+#ifdef UB_VMWARE_HOST_MODEL
+#define ubw_doorbell_create	ubw_model_doorbell_create
+#define ubw_doorbell_destroy	ubw_model_doorbell_destroy
+#else
+/*
+ * vmw_vmci is optional: we use it only if it is loaded, and hold it while
+ * our doorbell exists.
+ */
+static int ubw_doorbell_create(struct vmci_handle *handle,
+			       vmci_callback notify, void *data)
+{
+	typeof(&vmci_doorbell_create) create = symbol_get(vmci_doorbell_create);
+	int err;
+
+	if (!create)
+		return -ENODEV;
+	err = create(handle, VMCI_FLAG_DELAYED_CB,
+		     VMCI_PRIVILEGE_FLAG_RESTRICTED, notify, data);
+	if (err != VMCI_SUCCESS) {
+		symbol_put(vmci_doorbell_create);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void ubw_doorbell_destroy(struct vmci_handle handle)
+{
+	typeof(&vmci_doorbell_destroy) destroy;
+
+	destroy = symbol_get(vmci_doorbell_destroy);
+	if (destroy) {
+		destroy(handle);
+		symbol_put(vmci_doorbell_destroy);
+	}
+	symbol_put(vmci_doorbell_create);
+}
+#endif
+
+/* The host rang: ask for the target now rather than at the next poll. */
+static void ubw_doorbell_rung(void *data)
+{
+	struct ub_vmware *b = data;
+
+	atomic64_inc(&b->rings);
+	ub_poll_now();
+}
+
+/*
+ * Give the host our doorbell if it offers to ring one. Without it (not
+ * granted, or no vmw_vmci) the once-a-second poll does the job alone.
+ */
+static void ubw_doorbell_connect(struct ub_vmware *b)
+{
+	unsigned long status;
+
+	b->doorbell_set = false;
+	if (!(b->caps & UBW_CAP_SIGNALLED_WAKEUP))
+		return;
+	if (!b->doorbell_made &&
+	    ubw_doorbell_create(&b->doorbell, ubw_doorbell_rung, b))
+		return;
+	b->doorbell_made = true;
+	status = ubw_cmd(b, UBW_CMD_VMCI_DOORBELL_SET, b->doorbell.context,
+			 b->doorbell.resource, NULL, NULL);
+	b->doorbell_set = status == UBW_SUCCESS;
+}
+
+static void ubw_doorbell_disconnect(struct ub_vmware *b)
+{
+	if (b->doorbell_set)
+		ubw_cmd(b, UBW_CMD_VMCI_DOORBELL_SET, VMCI_INVALID_ID,
+			VMCI_INVALID_ID, NULL, NULL);
+	b->doorbell_set = false;
+}
+
 /* START and GUEST_ID: what the host expects after load and after a reset. */
 static int ubw_restart(void *priv)
 {
@@ -103,7 +187,10 @@ static int ubw_restart(void *priv)
 	if (!(b->caps & (UBW_CAP_BASIC | UBW_CAP_BATCHED)))
 		return -EIO;
 	status = ubw_cmd(b, UBW_CMD_GUEST_ID, UBW_GUEST_LINUX, 0, NULL, NULL);
-	return ubw_errno(status);
+	if (status != UBW_SUCCESS)
+		return ubw_errno(status);
+	ubw_doorbell_connect(b);
+	return 0;
 }
 
 static int ubw_poll(void *priv, unsigned long *target)
@@ -214,8 +301,10 @@ static int ubw_deflate(void *priv, struct ub_batch *batch)
 static int ubw_shutdown(void *priv)
 {
 	struct ub_vmware *b = priv;
-	unsigned long status = ubw_cmd(b, UBW_CMD_START, 0, 0, NULL, NULL);
+	unsigned long status;
 
+	ubw_doorbell_disconnect(b);
+	status = ubw_cmd(b, UBW_CMD_START, 0, 0, NULL, NULL);
 	return status == UBW_SUCCESS || status == UBW_SUCCESS_WITH_CAPS ?
 	       0 : -EIO;
 }
@@ -254,7 +343,10 @@ static int ubw_debugfs_show(void *priv, struct seq_file *m)
 	seq_printf(m, "capabilities_granted: 0x%lx\n", b->caps);
 	seq_printf(m, "page_sizes: 4k%s\n",
 		   b->caps & UBW_CAP_BATCHED_2M ? " 2m" : "");
-	seq_puts(m, "target_notification: poll 1s\n");
+	seq_printf(m, "target_notification: %s\n",
+		   b->doorbell_set ? "doorbell, poll 1s" : "poll 1s");
+	seq_printf(m, "doorbell_rings: %lld\n",
+		   (long long)atomic64_read(&b->rings));
 	seq_printf(m, "starts: %llu\n", b->starts);
 	for (i = 0; i < UBW_CMD_NR; i++)
 		if (ubw_cmd_names[i])
@@ -336,6 +428,8 @@ out_model:
 void ub_vmware_exit(void)
 {
 	ub_detach();
+	if (ubw->doorbell_made)
+		ubw_doorbell_destroy(ubw->doorbell);
 	free_page((unsigned long)ubw->entries);
 	kfree(ubw);
 	ubw = NULL;

@@ -17,6 +17,7 @@
 #include <linux/mutex.h>
 #include <linux/page-flags.h>
 #include <linux/seq_file.h>
+#include <linux/vmw_vmci_defs.h>
 #include <linux/xarray.h>
 
 #include "uniballoon.h"
@@ -45,7 +46,28 @@ static struct ubw_model {
 	u64 bad_unlocks;		/* not locked, or with the wrong size */
 	u32 page_count;			/* for refuse_every */
 	struct dentry *dir;
+
+	/* the guest's doorbell, and where the guest told us it is */
+	vmci_callback ring;
+	void *ring_data;
+	struct vmci_handle doorbell;
 } m;
+
+/* Stands in for vmw_vmci's vmci_doorbell_create() in test builds. */
+int ubw_model_doorbell_create(struct vmci_handle *handle,
+			      vmci_callback notify, void *data)
+{
+	m.ring = notify;
+	m.ring_data = data;
+	handle->context = 1;
+	handle->resource = 0x42;
+	return 0;
+}
+
+void ubw_model_doorbell_destroy(struct vmci_handle handle)
+{
+	m.ring = NULL;
+}
 
 static void ubw_model_forget(void)
 {
@@ -159,8 +181,10 @@ unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
 	*result = 0;
 	*caps = 0;
 	if (cmd == UBW_CMD_START) {
-		/* a new session: the host forgets every page */
+		/* a new session: the host forgets every page and the doorbell */
 		ubw_model_forget();
+		m.doorbell.context = VMCI_INVALID_ID;
+		m.doorbell.resource = VMCI_INVALID_ID;
 		m.granted = arg1 & m.caps;
 		m.started = true;
 		*caps = m.granted;
@@ -186,6 +210,14 @@ unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
 	wide = m.granted & UBW_CAP_64BIT_TARGET;
 	switch (cmd) {
 	case UBW_CMD_GUEST_ID:
+		break;
+	case UBW_CMD_VMCI_DOORBELL_SET:
+		if (!(m.granted & UBW_CAP_SIGNALLED_WAKEUP)) {
+			status = UBW_CMD_INVALID;
+			break;
+		}
+		m.doorbell.context = arg1;
+		m.doorbell.resource = arg2;
 		break;
 	case UBW_CMD_GET_TARGET:
 		if (!wide && arg1 > U32_MAX)
@@ -244,10 +276,22 @@ static int audit_show(struct seq_file *s, void *unused)
 	seq_printf(s, "commands: %llu\nrefusals: %llu\nresets: %llu\n",
 		   m.commands, m.refusals, m.resets);
 	seq_printf(s, "granted: 0x%lx\n", m.granted);
+	seq_printf(s, "doorbell_set: %d\n", m.doorbell.context == 1 &&
+		   m.doorbell.resource == 0x42);
 	mutex_unlock(&m.lock);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(audit);
+
+/* Writing anything rings the guest's doorbell, as the host would. */
+static int ring_set(void *data, u64 val)
+{
+	if (!m.ring || m.doorbell.context != 1)
+		return -ENODEV;
+	m.ring(m.ring_data);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(ring_fops, NULL, ring_set, "%llu\n");
 
 int ubw_model_init(void)
 {
@@ -255,6 +299,8 @@ int ubw_model_init(void)
 	xa_init(&m.locked);
 	m.caps = UBW_CAP_BASIC | UBW_CAP_BATCHED | UBW_CAP_BATCHED_2M |
 		 UBW_CAP_64BIT_TARGET;
+	m.doorbell.context = VMCI_INVALID_ID;
+	m.doorbell.resource = VMCI_INVALID_ID;
 	m.dir = debugfs_create_dir("uniballoon_vmware_model", NULL);
 	debugfs_create_u64("target", 0600, m.dir, &m.target);
 	debugfs_create_x64("caps", 0600, m.dir, &m.caps);
@@ -263,6 +309,7 @@ int ubw_model_init(void)
 	debugfs_create_u32("reset_after", 0600, m.dir, &m.reset_after);
 	debugfs_create_u32("reset_now", 0600, m.dir, &m.reset_now);
 	debugfs_create_file("audit", 0400, m.dir, NULL, &audit_fops);
+	debugfs_create_file_unsafe("ring", 0200, m.dir, NULL, &ring_fops);
 	pr_warn("uniballoon: TEST BUILD: VMware host model in place of the backdoor\n");
 	return 0;
 }

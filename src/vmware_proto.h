@@ -59,6 +59,9 @@ unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
 			     unsigned long *caps);
 int ubw_model_init(void);
 void ubw_model_exit(void);
+int ubw_model_doorbell_create(struct vmci_handle *handle,
+			      vmci_callback notify, void *data);
+void ubw_model_doorbell_destroy(struct vmci_handle handle);
 #endif
 
 #endif /* UB_VMWARE_PROTO_H */

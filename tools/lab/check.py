@@ -575,6 +575,24 @@ def t_vm_oom(g, kver):
     return f"{out.strip()}; {took:.1f} s; balloon {size >> 20} MiB after"
 
 
+def t_vm_doorbell(g):
+    """With SIGNALLED_WAKEUP the guest hands the host a doorbell; a ring polls at once."""
+    vm_reset_to(g, 0x3e)
+    backend = lambda: g.run("cat /sys/kernel/debug/balloon/backend")[1]  # noqa: E731
+    assert "target_notification: doorbell" in backend(), backend()
+    assert model_audit(g)["doorbell_set"] == 1
+    rings = lambda: int(re.search(r"doorbell_rings: (\d+)", backend()).group(1))  # noqa: E731
+    r0 = rings()
+    model_set(g, "target", 24 * 256)
+    model_set(g, "ring", 1)
+    g.wait_for(lambda: rings() > r0 and sysb_int(g, "size") == 24 * MiB, 30,
+               what="doorbell rung and target reached")
+    model_clean(g)
+    vm_balloon(g, 0)
+    vm_reset_to(g, 0x2e)                 # doorbell-less again
+    assert "target_notification: poll" in backend(), backend()
+
+
 def t_vm_rmmod(g):
     vm_balloon(g, 0)
     free0 = g.meminfo()["MemFree"]
@@ -593,6 +611,7 @@ def guest_vmware(kver, ko):
         for name, caps in CAPSETS:
             test(f"{kver}: vmware {name}: inflate and deflate to the host's targets",
                  t_vm_capset, g, kver, name, caps)
+        test(f"{kver}: vmware: the VMCI doorbell, where granted, triggers a poll", t_vm_doorbell, g)
         test(f"{kver}: vmware: refused pages are set aside, none lost", t_vm_refusals, g)
         test(f"{kver}: vmware: BUSY is retried", t_vm_busy, g)
         test(f"{kver}: vmware: RESET mid-batch: no page leaked or unlocked twice", t_vm_reset_mid_batch, g)
