@@ -173,13 +173,34 @@ static unsigned long ub_host_failed_locked(const char *event, int err)
 	return UB_RETRY_DELAY;
 }
 
+/*
+ * 4 KiB pages are taken first where the allocator has them without reclaim;
+ * once that fails, for the rest of the batch, with the light reclaim of
+ * balloon_page_alloc() (no retries, never the OOM killer).
+ */
+static struct page *ub_alloc_small(bool *reclaim)
+{
+	struct page *page;
+
+	if (!*reclaim) {
+		page = alloc_page((balloon_mapping_gfp_mask() & ~__GFP_RECLAIM) |
+				  __GFP_NOMEMALLOC | __GFP_NOWARN);
+		if (page)
+			return page;
+		*reclaim = true;
+	}
+	return balloon_page_alloc();
+}
+
 static void ub_fill_batch(struct ub_batch *batch, unsigned int order,
 			  unsigned long n)
 {
+	bool reclaim = false;
+
 	ub_batch_init(batch, order);
 	while (batch->count < n) {
 		struct page *page = order ? alloc_pages(UB_HUGE_GFP, order) :
-					    balloon_page_alloc();
+					    ub_alloc_small(&reclaim);
 
 		if (!page) {
 			if (!order)
