@@ -8,12 +8,14 @@
 
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/page_reporting.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
 #include <linux/vmstat.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -37,7 +39,19 @@
 #endif
 #define UBV_NR_STATS		16
 
-enum { UBV_VQ_INFLATE, UBV_VQ_DEFLATE, UBV_VQ_STATS, UBV_NR_VQS };
+/*
+ * Queues in protocol order. A queue whose feature was not negotiated has no
+ * name when the queues are set up: it is skipped and the next one takes its
+ * index on the device.
+ */
+enum {
+	UBV_VQ_INFLATE,
+	UBV_VQ_DEFLATE,
+	UBV_VQ_STATS,
+	UBV_VQ_FREE_PAGE,
+	UBV_VQ_REPORTING,
+	UBV_NR_VQS
+};
 
 struct ub_virtio {
 	struct virtio_device *vdev;
@@ -64,6 +78,15 @@ struct ub_virtio {
 	u64 stats_requests;
 	u64 config_changes;
 	u64 broken_waits;
+
+#ifdef CONFIG_PAGE_REPORTING
+	/* free page reporting: the kernel hands us free blocks to report */
+	struct page_reporting_dev_info reporting;
+	bool reporting_on;
+	u64 reports;
+	u64 reported_bytes;
+	u64 report_errors;
+#endif
 };
 
 static struct ub_virtio *ubv_bound;	/* the one device we drive */
@@ -131,6 +154,90 @@ static int ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 	}
 	return n;
 }
+
+#ifdef CONFIG_PAGE_REPORTING
+/*
+ * The kernel's page reporting hands us up to PAGE_REPORTING_CAPACITY free
+ * blocks it has taken off the free lists. The host may discard their
+ * contents: send them as device-writable buffers and wait until the host
+ * has used them, as the blocks go back to the free lists when we return.
+ */
+static int ubv_report_free(struct page_reporting_dev_info *prdev,
+			   struct scatterlist *sgl, unsigned int nents)
+{
+	struct ub_virtio *vb = container_of(prdev, struct ub_virtio,
+					    reporting);
+	struct virtqueue *vq = vb->vqs[UBV_VQ_REPORTING];
+	struct scatterlist *sg;
+	unsigned int i, len;
+	u64 bytes = 0;
+	int err;
+
+	/* the queue is empty between reports and holds a full report */
+	err = virtqueue_add_inbuf(vq, sgl, nents, vb, GFP_NOWAIT | __GFP_NOWARN);
+	if (err) {
+		vb->report_errors++;
+		return err;
+	}
+	virtqueue_kick(vq);
+	wait_event(vb->acked,
+		   virtqueue_get_buf(vq, &len) || virtqueue_is_broken(vq));
+	if (virtqueue_is_broken(vq)) {
+		vb->broken_waits++;
+		return -EIO;
+	}
+	for_each_sg(sgl, sg, nents, i)
+		bytes += sg->length;
+	vb->reports++;
+	vb->reported_bytes += bytes;
+	return 0;
+}
+
+/* Returns whether reporting runs; failing to start it is not fatal. */
+static bool ubv_start_reporting(struct ub_virtio *vb)
+{
+	struct virtqueue *vq = vb->vqs[UBV_VQ_REPORTING];
+	int err;
+
+	vb->reporting_on = false;
+	if (!virtio_has_feature(vb->vdev, VIRTIO_BALLOON_F_REPORTING))
+		return false;
+	if (virtqueue_get_vring_size(vq) < PAGE_REPORTING_CAPACITY) {
+		dev_warn(&vb->vdev->dev,
+			 "reporting queue too small (%u), no free page reporting\n",
+			 virtqueue_get_vring_size(vq));
+		return false;
+	}
+	/* order 0: the kernel's default minimum (pageblock_order) */
+	vb->reporting.report = ubv_report_free;
+	err = page_reporting_register(&vb->reporting);
+	if (err) {
+		/* e.g. -EBUSY: another device reports free pages already */
+		dev_warn(&vb->vdev->dev,
+			 "cannot register for free page reporting: %d\n", err);
+		return false;
+	}
+	vb->reporting_on = true;
+	return true;
+}
+
+static void ubv_stop_reporting(struct ub_virtio *vb)
+{
+	/* waits for a report in progress, which needs the device working */
+	if (vb->reporting_on)
+		page_reporting_unregister(&vb->reporting);
+	vb->reporting_on = false;
+}
+#else
+static bool ubv_start_reporting(struct ub_virtio *vb)
+{
+	return false;
+}
+
+static void ubv_stop_reporting(struct ub_virtio *vb)
+{
+}
+#endif /* CONFIG_PAGE_REPORTING */
 
 static int ubv_inflate(void *priv, struct ub_batch *batch)
 {
@@ -293,6 +400,14 @@ static int ubv_debugfs_show(void *priv, struct seq_file *m)
 	seq_printf(m, "stats_requests: %llu\n", vb->stats_requests);
 	seq_printf(m, "config_changes: %llu\n", vb->config_changes);
 	seq_printf(m, "broken_waits: %llu\n", vb->broken_waits);
+	seq_printf(m, "free_page_reporting: %d\n",
+		   virtio_has_feature(vdev, VIRTIO_BALLOON_F_REPORTING));
+#ifdef CONFIG_PAGE_REPORTING
+	seq_printf(m, "reporting_active: %d\n", vb->reporting_on);
+	seq_printf(m, "reports: %llu\n", vb->reports);
+	seq_printf(m, "reported_bytes: %llu\n", vb->reported_bytes);
+	seq_printf(m, "report_errors: %llu\n", vb->report_errors);
+#endif
 	return 0;
 }
 
@@ -305,25 +420,51 @@ static const struct ub_backend_ops ubv_ops = {
 	.debugfs_show	= ubv_debugfs_show,
 };
 
-static int ubv_find_vqs(struct ub_virtio *vb, unsigned int nvqs)
+/* Name of queue @i, or NULL if its feature was not negotiated. */
+static const char *ubv_vq_name(struct virtio_device *vdev, unsigned int i)
 {
+	switch (i) {
+	case UBV_VQ_INFLATE:
+		return "inflate";
+	case UBV_VQ_DEFLATE:
+		return "deflate";
+	case UBV_VQ_STATS:
+		return virtio_has_feature(vdev, VIRTIO_BALLOON_F_STATS_VQ) ?
+		       "stats" : NULL;
+	case UBV_VQ_REPORTING:
+		return virtio_has_feature(vdev, VIRTIO_BALLOON_F_REPORTING) ?
+		       "reporting" : NULL;
+	}
+	return NULL;
+}
+
+static vq_callback_t *ubv_vq_callback(unsigned int i)
+{
+	return i == UBV_VQ_STATS ? ubv_stats_requested : ubv_ack;
+}
+
+static int ubv_find_vqs(struct ub_virtio *vb)
+{
+	struct virtio_device *vdev = vb->vdev;
+	unsigned int i;
 #ifdef UB_HAVE_VIRTQUEUE_INFO
-	struct virtqueue_info info[UBV_NR_VQS] = {
-		[UBV_VQ_INFLATE] = { "inflate", ubv_ack },
-		[UBV_VQ_DEFLATE] = { "deflate", ubv_ack },
-		[UBV_VQ_STATS]	 = { "stats", ubv_stats_requested },
-	};
+	struct virtqueue_info info[UBV_NR_VQS];
 
-	return virtio_find_vqs(vb->vdev, nvqs, vb->vqs, info, NULL);
+	for (i = 0; i < UBV_NR_VQS; i++) {
+		info[i].name = ubv_vq_name(vdev, i);
+		info[i].callback = ubv_vq_callback(i);
+		info[i].ctx = false;
+	}
+	return virtio_find_vqs(vdev, UBV_NR_VQS, vb->vqs, info, NULL);
 #else
-	vq_callback_t *callbacks[UBV_NR_VQS] = {
-		ubv_ack, ubv_ack, ubv_stats_requested
-	};
-	static const char * const names[UBV_NR_VQS] = {
-		"inflate", "deflate", "stats"
-	};
+	vq_callback_t *callbacks[UBV_NR_VQS];
+	const char *names[UBV_NR_VQS];
 
-	return virtio_find_vqs(vb->vdev, nvqs, vb->vqs, callbacks, names,
+	for (i = 0; i < UBV_NR_VQS; i++) {
+		names[i] = ubv_vq_name(vdev, i);
+		callbacks[i] = ubv_vq_callback(i);
+	}
+	return virtio_find_vqs(vdev, UBV_NR_VQS, vb->vqs, callbacks, names,
 			       NULL);
 #endif
 }
@@ -336,7 +477,7 @@ static int ubv_start(struct ub_virtio *vb)
 	unsigned long features = 0;
 	int err;
 
-	err = ubv_find_vqs(vb, stats ? UBV_NR_VQS : UBV_VQ_STATS);
+	err = ubv_find_vqs(vb);
 	if (err)
 		return err;
 	if (virtio_has_feature(vdev, VIRTIO_BALLOON_F_MUST_TELL_HOST))
@@ -348,8 +489,11 @@ static int ubv_start(struct ub_virtio *vb)
 
 	vb->stopping = false;
 	virtio_device_ready(vdev);
+	if (ubv_start_reporting(vb))
+		features |= UB_FEAT_FREE_PAGE_REPORTING;
 	err = ub_attach(&ubv_ops, vb, features);
 	if (err) {
+		ubv_stop_reporting(vb);
 		virtio_reset_device(vdev);
 		vdev->config->del_vqs(vdev);
 		return err;
@@ -369,6 +513,7 @@ static void ubv_stop(struct ub_virtio *vb)
 	spin_unlock_irq(&vb->stop_lock);
 	cancel_work_sync(&vb->config_work);
 	cancel_work_sync(&vb->stats_work);
+	ubv_stop_reporting(vb);
 
 	ub_detach();
 	virtio_reset_device(vb->vdev);
@@ -431,10 +576,25 @@ static int ubv_restore(struct virtio_device *vdev)
 }
 #endif
 
+/*
+ * The device reads buffers by guest physical address: no platform DMA
+ * translation. No indirect descriptors either, so that a free page report
+ * never needs to allocate memory.
+ */
+static int ubv_validate(struct virtio_device *vdev)
+{
+	__virtio_clear_bit(vdev, VIRTIO_RING_F_INDIRECT_DESC);
+	__virtio_clear_bit(vdev, VIRTIO_F_ACCESS_PLATFORM);
+	return 0;
+}
+
 static unsigned int ubv_features[] = {
 	VIRTIO_BALLOON_F_MUST_TELL_HOST,
 	VIRTIO_BALLOON_F_STATS_VQ,
 	VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+#ifdef CONFIG_PAGE_REPORTING
+	VIRTIO_BALLOON_F_REPORTING,
+#endif
 };
 
 static const struct virtio_device_id ubv_ids[] = {
@@ -450,6 +610,7 @@ static struct virtio_driver ubv_driver = {
 	.feature_table_size	= ARRAY_SIZE(ubv_features),
 	.feature_table_legacy	= ubv_features,
 	.feature_table_size_legacy = ARRAY_SIZE(ubv_features),
+	.validate		= ubv_validate,
 	.probe			= ubv_probe,
 	.remove			= ubv_remove,
 	.config_changed		= ubv_config_changed,

@@ -410,6 +410,59 @@ def guest_oom(kver, ko):
         test(f"{kver}: freeze and restore hand pages back and refill", t_freeze_restore, g, ko)
 
 
+# ---------------------------------------------------------------- guest C: free page reporting etc.
+
+def backend_counters(g):
+    """/sys/kernel/debug/balloon/backend as {name: int} (numeric lines only)."""
+    out = g.run("cat /sys/kernel/debug/balloon/backend")[1]
+    return {k.strip(): int(v) for k, v in (l.split(":", 1) for l in out.splitlines() if ":" in l)
+            if v.strip().lstrip("-").isdigit()}
+
+
+# touches 300 MiB, says so, then holds it until killed
+HOLD = ("python3 -c 'import mmap, time\n"
+        "n = 300 << 20\nm = mmap.mmap(-1, n)\n"
+        "for i in range(0, n, 4096): m[i] = 1\n"
+        "print(\"touched\", flush=True)\ntime.sleep(600)' > /tmp/hold.log 2>&1 & echo $! > /tmp/hold.pid")
+
+
+def t_free_page_reporting(g, kver):
+    assert "free_page_reporting" in sysb(g, "features").split(), sysb(g, "features")
+    c0 = backend_counters(g)
+    assert c0.get("reporting_active") == 1, c0
+    g.run(HOLD)
+    g.wait_for(lambda: "touched" in g.run("cat /tmp/hold.log")[1], 120, what="300 MiB touched")
+    peak = g.qemu_rss_kb()
+    t0 = time.monotonic()
+    g.run("kill $(cat /tmp/hold.pid); while kill -0 $(cat /tmp/hold.pid) 2>/dev/null; do sleep 0.1; done")
+    low = [peak]
+
+    def dropped():
+        low[0] = min(low[0], g.qemu_rss_kb())
+        return peak - low[0] >= 200 * 1024
+    g.wait_for(dropped, 60, interval=0.5, what=f"QEMU RSS to drop 200 MiB from {peak >> 10} MiB "
+               f"(lowest {low[0] >> 10} MiB)")
+    took = time.monotonic() - t0
+    c1 = backend_counters(g)
+    assert c1["reported_bytes"] - c0["reported_bytes"] >= 200 * MiB, (c0, c1)
+    figures.append((kver, "free page reporting: RSS -200 MiB after exit", f"{took:.1f} s"))
+    return (f"QEMU RSS {peak >> 10} MiB -> {low[0] >> 10} MiB in {took:.1f} s; "
+            f"guest reported {(c1['reported_bytes'] - c0['reported_bytes']) >> 20} MiB "
+            f"in {c1['reports'] - c0['reports']} reports")
+
+
+def guest_features(kver, ko):
+    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="free-page-reporting=on",
+               name=f"features-{kver}") as g:
+        if not test(f"{kver}: module loads on a device with free page reporting", load, g, ko):
+            return
+        test(f"{kver}: free page reporting: QEMU's RSS drops after a 300 MiB process exits",
+             t_free_page_reporting, g, kver)
+
+
+GUESTS = (guest_plain, guest_oom, guest_features)
+
+
 def main():
     t_start = time.monotonic()
     test("checkpatch: src/ is clean", checkpatch)
@@ -425,7 +478,10 @@ def main():
         except Exception as e:  # noqa: BLE001
             report(False, f"{kver}: module builds with warnings as errors", str(e))
             continue
-        for guest in (guest_plain, guest_oom):
+        only_guests = os.environ.get("LAB_GUESTS", "").split()
+        for guest in GUESTS:
+            if only_guests and guest.__name__ not in only_guests:
+                continue
             try:
                 guest(kver, ko)
             except Exception as e:  # noqa: BLE001 - a dead guest fails, the run goes on
