@@ -9,6 +9,7 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/page_reporting.h>
+#include <linux/poison.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
@@ -78,6 +79,7 @@ struct ub_virtio {
 	u64 stats_requests;
 	u64 config_changes;
 	u64 broken_waits;
+	u32 poison_val;		/* as written, if PAGE_POISON */
 
 #ifdef CONFIG_PAGE_REPORTING
 	/* free page reporting: the kernel hands us free blocks to report */
@@ -153,6 +155,42 @@ static int ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 		return -EIO;
 	}
 	return n;
+}
+
+/* Freed pages are zeroed (init_on_free) or filled with PAGE_POISON. */
+static bool ubv_guest_zeroes(void)
+{
+#ifdef UB_HAVE_WANT_INIT_ON_FREE
+	return want_init_on_free();
+#else
+	return false;
+#endif
+}
+
+static bool ubv_guest_poisons(void)
+{
+#ifdef UB_HAVE_PAGE_POISONING_ENABLED_STATIC
+	return page_poisoning_enabled_static();
+#else
+	return false;
+#endif
+}
+
+/*
+ * Tell the host what freed pages contain, so that it can keep that content
+ * in pages it discards. Only the low byte matters: PAGE_POISON repeated.
+ */
+static void ubv_write_poison_val(struct ub_virtio *vb)
+{
+	u32 val = 0;
+
+	if (!virtio_has_feature(vb->vdev, VIRTIO_BALLOON_F_PAGE_POISON))
+		return;
+	if (!ubv_guest_zeroes())
+		memset(&val, PAGE_POISON, sizeof(val));
+	vb->poison_val = val;
+	virtio_cwrite_le(vb->vdev, struct virtio_balloon_config, poison_val,
+			 &val);
 }
 
 #ifdef CONFIG_PAGE_REPORTING
@@ -400,6 +438,9 @@ static int ubv_debugfs_show(void *priv, struct seq_file *m)
 	seq_printf(m, "stats_requests: %llu\n", vb->stats_requests);
 	seq_printf(m, "config_changes: %llu\n", vb->config_changes);
 	seq_printf(m, "broken_waits: %llu\n", vb->broken_waits);
+	seq_printf(m, "page_poison: %d\n",
+		   virtio_has_feature(vdev, VIRTIO_BALLOON_F_PAGE_POISON));
+	seq_printf(m, "poison_val: 0x%08x\n", vb->poison_val);
 	seq_printf(m, "free_page_reporting: %d\n",
 		   virtio_has_feature(vdev, VIRTIO_BALLOON_F_REPORTING));
 #ifdef CONFIG_PAGE_REPORTING
@@ -487,6 +528,8 @@ static int ubv_start(struct ub_virtio *vb)
 	if (stats)
 		features |= UB_FEAT_STATS;
 
+	/* before DRIVER_OK: the host reads it when reporting starts */
+	ubv_write_poison_val(vb);
 	vb->stopping = false;
 	virtio_device_ready(vdev);
 	if (ubv_start_reporting(vb))
@@ -577,12 +620,20 @@ static int ubv_restore(struct virtio_device *vdev)
 #endif
 
 /*
+ * PAGE_POISON only when freed pages have a known content. If they do and
+ * the host cannot be told, no free page reporting: the host would hand
+ * reported pages back zeroed, which the poison checks take for corruption.
+ *
  * The device reads buffers by guest physical address: no platform DMA
  * translation. No indirect descriptors either, so that a free page report
  * never needs to allocate memory.
  */
 static int ubv_validate(struct virtio_device *vdev)
 {
+	if (!ubv_guest_zeroes() && !ubv_guest_poisons())
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_PAGE_POISON);
+	else if (!virtio_has_feature(vdev, VIRTIO_BALLOON_F_PAGE_POISON))
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_REPORTING);
 	__virtio_clear_bit(vdev, VIRTIO_RING_F_INDIRECT_DESC);
 	__virtio_clear_bit(vdev, VIRTIO_F_ACCESS_PLATFORM);
 	return 0;
@@ -592,6 +643,7 @@ static unsigned int ubv_features[] = {
 	VIRTIO_BALLOON_F_MUST_TELL_HOST,
 	VIRTIO_BALLOON_F_STATS_VQ,
 	VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+	VIRTIO_BALLOON_F_PAGE_POISON,
 #ifdef CONFIG_PAGE_REPORTING
 	VIRTIO_BALLOON_F_REPORTING,
 #endif

@@ -460,7 +460,41 @@ def guest_features(kver, ko):
              t_free_page_reporting, g, kver)
 
 
-GUESTS = (guest_plain, guest_oom, guest_features)
+def poison_case(kver, ko, balloon_opts, append):
+    """Boot a guest whose freed pages are poisoned/zeroed; return (features, debugfs counters)."""
+    with Guest(kver, mem_mb=GUEST_MB, balloon_opts=balloon_opts, append=append,
+               name=f"poison-{kver}") as g:
+        load(g, ko)
+        return sysb(g, "features").split(), backend_counters(g), g.run("cat /sys/kernel/debug/balloon/backend")[1]
+
+
+def t_poison_no_host_support(kver, ko):
+    """page_poison=1 in the guest, a host without PAGE_POISON: no free page reporting."""
+    feats, c, raw = poison_case(kver, ko, "free-page-reporting=on,page-poison=off", "page_poison=1")
+    assert "free_page_reporting" not in feats, feats
+    assert "page_poison: 0" in raw and "free_page_reporting: 0" in raw, raw
+    return "reporting refused: " + " ".join(feats)
+
+
+def t_poison_val(kver, ko):
+    """page_poison=1 with a host that has PAGE_POISON: poison_val 0xaa.., reporting stays."""
+    feats, c, raw = poison_case(kver, ko, "free-page-reporting=on", "page_poison=1")
+    assert "free_page_reporting" in feats, feats
+    assert "page_poison: 1" in raw and "poison_val: 0xaaaaaaaa" in raw, raw
+    feats, c, raw = poison_case(kver, ko, "free-page-reporting=on", "init_on_free=1")
+    assert "free_page_reporting" in feats, feats
+    assert "page_poison: 1" in raw and "poison_val: 0x00000000" in raw, raw
+    return "page_poison=1: poison_val 0xaaaaaaaa; init_on_free=1: poison_val 0"
+
+
+def guest_poison(kver, ko):
+    test(f"{kver}: poisoning guest, host without PAGE_POISON: free page reporting is off",
+         t_poison_no_host_support, kver, ko)
+    test(f"{kver}: poisoning or zeroing guest writes poison_val and keeps reporting",
+         t_poison_val, kver, ko)
+
+
+GUESTS = (guest_plain, guest_oom, guest_features, guest_poison)
 
 
 def main():
