@@ -451,6 +451,54 @@ def t_free_page_reporting(g, kver):
             f"in {c1['reports'] - c0['reports']} reports")
 
 
+def vmstat(g, field):
+    return int(g.run(f"awk '$1 == \"{field}\" {{ print $2 }}' /proc/vmstat")[1].strip() or 0)
+
+
+# Compaction moves pages into free pages of partly used pageblocks only (a
+# wholly free pageblock is no migration target), and a fresh guest's free
+# memory is all whole blocks. So: balloon first (it gets the low pages, where
+# the migrate scanner starts), then a process fills 500 MiB and frees every
+# other page of it (private and without THP, so that MADV_DONTNEED really frees
+# the pages), leaving holes up there.
+HOLES = ("python3 -c 'import mmap, time\n"
+         "n = 500 << 20\nm = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)\n"
+         "m.madvise(mmap.MADV_NOHUGEPAGE)\n"
+         "for i in range(0, n, 4096): m[i] = 1\n"
+         "for i in range(0, n, 8192): m.madvise(mmap.MADV_DONTNEED, i, 4096)\n"
+         "print(\"holes\", flush=True)\ntime.sleep(600)' > /tmp/holes.log 2>&1 & echo $! > /tmp/holes.pid")
+
+
+def t_compaction(g, kver):
+    if "migration" not in sysb(g, "features").split():
+        return "SKIP: kernel without CONFIG_BALLOON_COMPACTION"
+    balloon_to(g, 200 * MiB)
+    g.run(HOLES)
+    try:
+        g.wait_for(lambda: "holes" in g.run("cat /tmp/holes.log")[1], 180, what="holes punched")
+        mig0, ours0 = vmstat(g, "balloon_migrate"), sysb_int(g, "stats/migrations")
+        runs = [0]
+
+        def compact():
+            runs[0] += 1
+            g.run("echo 1 > /proc/sys/vm/compact_memory", timeout=120)
+            return vmstat(g, "balloon_migrate") > mig0
+        try:
+            g.wait_for(compact, 120, interval=1, what="balloon_migrate to grow after compaction")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n" + g.run("grep -E 'compact|balloon' /proc/vmstat")[1]) from None
+    finally:
+        g.run("kill $(cat /tmp/holes.pid); while kill -0 $(cat /tmp/holes.pid) 2>/dev/null; do sleep 0.1; done")
+    mig, ours = vmstat(g, "balloon_migrate") - mig0, sysb_int(g, "stats/migrations") - ours0
+    assert ours == mig, f"vmstat balloon_migrate +{mig}, stats/migrations +{ours}"
+    # the balloon did not shrink on the way, and both sides still agree
+    assert sysb_int(g, "size") == 200 * MiB, sysb(g, "size")
+    assert actual(g) == GUEST_MB * MiB - 200 * MiB, f"host sees {actual(g)}"
+    assert sysb_int(g, "stats/host_errors") == 0, sysb(g, "stats/host_errors")
+    balloon_to(g, 0)
+    return f"{mig} balloon pages migrated after {runs[0]} compaction run(s)"
+
+
 # The guest of the hinting test runs from its initramfs only: QEMU refuses to
 # migrate while a 9p share is mounted, and the lab's guests live on 9p.
 HINT_INIT = """#!/bin/busybox sh
@@ -527,12 +575,14 @@ def t_free_page_hint(kver, ko):
 
 
 def guest_features(kver, ko):
-    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="free-page-reporting=on",
-               name=f"features-{kver}") as g:
+    with Guest(kver, mem_mb=GUEST_MB, name=f"features-{kver}",
+               balloon_opts="free-page-reporting=on") as g:
         if not test(f"{kver}: module loads on a device with free page reporting", load, g, ko):
             return
         test(f"{kver}: free page reporting: QEMU's RSS drops after a 300 MiB process exits",
              t_free_page_reporting, g, kver)
+        test(f"{kver}: compaction migrates ballooned pages, host and guest still agree",
+             t_compaction, g, kver)
 
 
 def poison_case(kver, ko, balloon_opts, append):
