@@ -2,9 +2,12 @@
 """make check: every test of uniballoon, on every kernel the lab has.
 
 Host-side checks (build with -Werror, checkpatch, ABI documentation), then
-per kernel two guests under QEMU: one with a plain virtio-balloon device, one
-with deflate-on-oom=on. The host drives QMP; the guest runs the kselftests in
-selftests/ (KTAP), whose results are counted one by one.
+per kernel guests under QEMU: a plain virtio-balloon device, a legacy one
+with deflate-on-oom=on, one with free page reporting (and compaction), short
+ones for page poisoning, and one without 9p for free page hinting during a
+migration (LAB_GUESTS="guest_hint ..." picks some). The host drives QMP;
+the guest runs the kselftests in selftests/ (KTAP), whose results are
+counted one by one.
 Ends with the line 'N passed, N failed, N skipped'.
 """
 import os
