@@ -88,6 +88,8 @@ static const struct {
 	{ UB_FEAT_STATS,	"stats" },
 	{ UB_FEAT_OOM_DEFLATE,	"oom_deflate" },
 	{ UB_FEAT_MIGRATION,	"migration" },
+	{ UB_FEAT_FREE_PAGE_REPORTING, "free_page_reporting" },
+	{ UB_FEAT_FREE_PAGE_HINT, "free_page_hint" },
 };
 
 static ssize_t features_show(struct kobject *kobj, struct kobj_attribute *attr,

@@ -24,6 +24,8 @@
 #define UB_FEAT_STATS		BIT(1)	/* guest memory stats go to the host */
 #define UB_FEAT_OOM_DEFLATE	BIT(2)	/* host allows deflation on OOM */
 #define UB_FEAT_MIGRATION	BIT(3)	/* ballooned pages stay movable */
+#define UB_FEAT_FREE_PAGE_REPORTING BIT(4) /* free memory goes back to the host */
+#define UB_FEAT_FREE_PAGE_HINT	BIT(5)	/* free memory is hinted during migration */
 
 /* Why the target in force changed; the strings are the tracepoint ABI. */
 enum ub_reason {

@@ -2,9 +2,12 @@
 """make check: every test of uniballoon, on every kernel the lab has.
 
 Host-side checks (build with -Werror, checkpatch, ABI documentation), then
-per kernel two guests under QEMU: one with a plain virtio-balloon device, one
-with deflate-on-oom=on. The host drives QMP; the guest runs the kselftests in
-selftests/ (KTAP), whose results are counted one by one.
+per kernel guests under QEMU: a plain virtio-balloon device, a legacy one
+with deflate-on-oom=on, one with free page reporting (and compaction), short
+ones for page poisoning, and one without 9p for free page hinting during a
+migration (LAB_GUESTS="guest_hint ..." picks some). The host drives QMP;
+the guest runs the kselftests in selftests/ (KTAP), whose results are
+counted one by one.
 Ends with the line 'N passed, N failed, N skipped'.
 """
 import os
@@ -626,6 +629,221 @@ def no_test_hook(ko):
     r = subprocess.run(["nm", ko], capture_output=True, text=True, check=True)
     assert "ubw_model" not in r.stdout, "production build contains the host model"
     assert b"TEST BUILD" not in Path(ko).read_bytes()
+# ---------------------------------------------------------------- guest C: free page reporting etc.
+
+def backend_counters(g):
+    """/sys/kernel/debug/balloon/backend as {name: int} (numeric lines only)."""
+    out = g.run("cat /sys/kernel/debug/balloon/backend")[1]
+    return {k.strip(): int(v) for k, v in (l.split(":", 1) for l in out.splitlines() if ":" in l)
+            if v.strip().lstrip("-").isdigit()}
+
+
+# touches 300 MiB, says so, then holds it until killed
+HOLD = ("python3 -c 'import mmap, time\n"
+        "n = 300 << 20\nm = mmap.mmap(-1, n)\n"
+        "for i in range(0, n, 4096): m[i] = 1\n"
+        "print(\"touched\", flush=True)\ntime.sleep(600)' > /tmp/hold.log 2>&1 & echo $! > /tmp/hold.pid")
+
+
+def t_free_page_reporting(g, kver):
+    assert "free_page_reporting" in sysb(g, "features").split(), sysb(g, "features")
+    c0 = backend_counters(g)
+    assert c0.get("reporting_active") == 1, c0
+    g.run(HOLD)
+    g.wait_for(lambda: "touched" in g.run("cat /tmp/hold.log")[1], 120, what="300 MiB touched")
+    peak = g.qemu_rss_kb()
+    t0 = time.monotonic()
+    g.run("kill $(cat /tmp/hold.pid); while kill -0 $(cat /tmp/hold.pid) 2>/dev/null; do sleep 0.1; done")
+    low = [peak]
+
+    def dropped():
+        low[0] = min(low[0], g.qemu_rss_kb())
+        return peak - low[0] >= 200 * 1024
+    g.wait_for(dropped, 60, interval=0.5, what=f"QEMU RSS to drop 200 MiB from {peak >> 10} MiB "
+               f"(lowest {low[0] >> 10} MiB)")
+    took = time.monotonic() - t0
+    c1 = backend_counters(g)
+    assert c1["reported_bytes"] - c0["reported_bytes"] >= 200 * MiB, (c0, c1)
+    figures.append((kver, "free page reporting: RSS -200 MiB after exit", f"{took:.1f} s"))
+    return (f"QEMU RSS {peak >> 10} MiB -> {low[0] >> 10} MiB in {took:.1f} s; "
+            f"guest reported {(c1['reported_bytes'] - c0['reported_bytes']) >> 20} MiB "
+            f"in {c1['reports'] - c0['reports']} reports")
+
+
+def vmstat(g, field):
+    return int(g.run(f"awk '$1 == \"{field}\" {{ print $2 }}' /proc/vmstat")[1].strip() or 0)
+
+
+# Compaction moves pages into free pages of partly used pageblocks only (a
+# wholly free pageblock is no migration target), and a fresh guest's free
+# memory is all whole blocks. So: balloon first (it gets the low pages, where
+# the migrate scanner starts), then a process fills 500 MiB and frees every
+# other page of it (private and without THP, so that MADV_DONTNEED really frees
+# the pages), leaving holes up there.
+HOLES = ("python3 -c 'import mmap, time\n"
+         "n = 500 << 20\nm = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)\n"
+         "m.madvise(mmap.MADV_NOHUGEPAGE)\n"
+         "for i in range(0, n, 4096): m[i] = 1\n"
+         "for i in range(0, n, 8192): m.madvise(mmap.MADV_DONTNEED, i, 4096)\n"
+         "print(\"holes\", flush=True)\ntime.sleep(600)' > /tmp/holes.log 2>&1 & echo $! > /tmp/holes.pid")
+
+
+def t_compaction(g, kver):
+    if "migration" not in sysb(g, "features").split():
+        return "SKIP: kernel without CONFIG_BALLOON_COMPACTION"
+    balloon_to(g, 200 * MiB)
+    g.run(HOLES)
+    try:
+        g.wait_for(lambda: "holes" in g.run("cat /tmp/holes.log")[1], 180, what="holes punched")
+        mig0, ours0 = vmstat(g, "balloon_migrate"), sysb_int(g, "stats/migrations")
+        runs = [0]
+
+        def compact():
+            runs[0] += 1
+            g.run("echo 1 > /proc/sys/vm/compact_memory", timeout=120)
+            return vmstat(g, "balloon_migrate") > mig0
+        try:
+            g.wait_for(compact, 120, interval=1, what="balloon_migrate to grow after compaction")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n" + g.run("grep -E 'compact|balloon' /proc/vmstat")[1]) from None
+    finally:
+        g.run("kill $(cat /tmp/holes.pid); while kill -0 $(cat /tmp/holes.pid) 2>/dev/null; do sleep 0.1; done")
+    mig, ours = vmstat(g, "balloon_migrate") - mig0, sysb_int(g, "stats/migrations") - ours0
+    assert ours == mig, f"vmstat balloon_migrate +{mig}, stats/migrations +{ours}"
+    # the balloon did not shrink on the way, and both sides still agree
+    assert sysb_int(g, "size") == 200 * MiB, sysb(g, "size")
+    assert actual(g) == GUEST_MB * MiB - 200 * MiB, f"host sees {actual(g)}"
+    assert sysb_int(g, "stats/host_errors") == 0, sysb(g, "stats/host_errors")
+    balloon_to(g, 0)
+    return f"{mig} balloon pages migrated after {runs[0]} compaction run(s)"
+
+
+# The guest of the hinting test runs from its initramfs only: QEMU refuses to
+# migrate while a 9p share is mounted, and the lab's guests live on 9p.
+HINT_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+for m in $(cat /mods/order); do insmod /mods/$m 2>/dev/null; done
+insmod /uniballoon.ko || echo HINT-FAIL insmod
+echo "HINT-FEATURES $(cat /sys/kernel/balloon/features)"
+# free memory that is not zero, so that the migration has to send it unless hinted
+dd if=/dev/urandom of=/fill bs=1M count=400 2>/dev/null
+rm /fill
+echo HINT-READY
+# the host inflates the balloon once the migration is over and the guest runs again
+i=0
+while [ "$(cat /sys/kernel/balloon/size)" = 0 ] && [ $i -lt 3000 ]; do
+  usleep 200000; i=$((i + 1))
+done
+sed 's/^/HINT-STAT /' /sys/kernel/debug/balloon/backend
+echo HINT-DONE
+sleep 1
+poweroff -f
+"""
+
+
+def hint_initrd(kver, ko):
+    """Uncompressed cpio with /hint-init and /uniballoon.ko, for Guest(initrd_prefix=)."""
+    d = BUILD / "lab" / f"hint-root-{kver}"
+    subprocess.run(["rm", "-rf", d], check=True)
+    d.mkdir(parents=True)
+    (d / "hint-init").write_text(HINT_INIT)
+    (d / "hint-init").chmod(0o755)
+    subprocess.run(["cp", ko, d / "uniballoon.ko"], check=True)
+    out = BUILD / "lab" / f"hint-{kver}.cpio"
+    with open(out, "wb") as f:
+        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input=b"hint-init\nuniballoon.ko\n",
+                       cwd=d, stdout=f, check=True)
+    return out
+
+
+def t_free_page_hint(kver, ko):
+    """A precopy migration (to a pipe that drops it) asks the guest for free page hints."""
+    with Guest(kver, mem_mb=GUEST_MB, name=f"hint-{kver}",
+               balloon_opts="free-page-hint=on,iothread=io0",
+               extra_qemu_args=("-object", "iothread,id=io0"), append="rdinit=/hint-init",
+               initrd_prefix=hint_initrd(kver, ko), ready_line="HINT-READY") as g:
+        feats = re.search(r"HINT-FEATURES (.*)", g.console()).group(1).split()
+        assert "free_page_hint" in feats, feats
+        # slow enough that the guest answers the host's request before the first pass ends
+        g.qmp("migrate-set-parameters", **{"max-bandwidth": 64 * MiB})
+        t0 = time.monotonic()
+        g.qmp("migrate", uri="exec:cat > /dev/null")
+        st = g.wait_for(lambda: g.qmp("query-migrate").get("status") in ("completed", "failed", "cancelled")
+                        and g.qmp("query-migrate"), 300, interval=0.5, what="migration to end")
+        took = time.monotonic() - t0
+        assert st["status"] == "completed", st
+        status = g.qmp("query-status")["status"]
+        g.qmp("cont")
+        g.qmp("balloon", value=GUEST_MB * MiB - 16 * MiB)
+        g.wait_for(lambda: "HINT-DONE" in g.console(), 120, what="the guest to run on after the migration")
+        c = {k: int(v) for k, v in re.findall(r"HINT-STAT (\w+): (\d+)", g.console())}
+        assert c["hint_commands"] >= 1 and c["hinted_blocks"] >= 1, c
+        assert c["hint_releases"] >= 1 and c["hinted_blocks_held"] == 0, c
+        ram = st.get("ram", {})
+        hinted = c["hinted_blocks"] << (c["hint_order"] + 12)
+        figures.append((kver, "migration with free page hints", f"{took:.1f} s"))
+        return (f"migration {took:.1f} s ({status} after it); {c['hint_commands']} hint command(s), "
+                f"{hinted >> 20} MiB hinted, released {c['hint_releases']} time(s); RAM sent "
+                f"{ram.get('transferred', 0) >> 20} MiB ({ram.get('normal', '?')} normal pages, "
+                f"{ram.get('duplicate', '?')} zero pages)")
+
+
+def guest_features(kver, ko):
+    with Guest(kver, mem_mb=GUEST_MB, name=f"features-{kver}",
+               balloon_opts="free-page-reporting=on") as g:
+        if not test(f"{kver}: module loads on a device with free page reporting", load, g, ko):
+            return
+        test(f"{kver}: free page reporting: QEMU's RSS drops after a 300 MiB process exits",
+             t_free_page_reporting, g, kver)
+        test(f"{kver}: compaction migrates ballooned pages, host and guest still agree",
+             t_compaction, g, kver)
+
+
+def poison_case(kver, ko, balloon_opts, append):
+    """Boot a guest whose freed pages are poisoned/zeroed; return (features, debugfs counters)."""
+    with Guest(kver, mem_mb=GUEST_MB, balloon_opts=balloon_opts, append=append,
+               name=f"poison-{kver}") as g:
+        load(g, ko)
+        return sysb(g, "features").split(), backend_counters(g), g.run("cat /sys/kernel/debug/balloon/backend")[1]
+
+
+def t_poison_no_host_support(kver, ko):
+    """page_poison=1 in the guest, a host without PAGE_POISON: no free page reporting."""
+    feats, c, raw = poison_case(kver, ko, "free-page-reporting=on,page-poison=off", "page_poison=1")
+    assert "free_page_reporting" not in feats, feats
+    assert "page_poison: 0" in raw and "free_page_reporting: 0" in raw, raw
+    return "reporting refused: " + " ".join(feats)
+
+
+def t_poison_val(kver, ko):
+    """page_poison=1 with a host that has PAGE_POISON: poison_val 0xaa.., reporting stays."""
+    feats, c, raw = poison_case(kver, ko, "free-page-reporting=on", "page_poison=1")
+    assert "free_page_reporting" in feats, feats
+    assert "page_poison: 1" in raw and "poison_val: 0xaaaaaaaa" in raw, raw
+    feats, c, raw = poison_case(kver, ko, "free-page-reporting=on", "init_on_free=1")
+    assert "free_page_reporting" in feats, feats
+    assert "page_poison: 1" in raw and "poison_val: 0x00000000" in raw, raw
+    return "page_poison=1: poison_val 0xaaaaaaaa; init_on_free=1: poison_val 0"
+
+
+def guest_poison(kver, ko):
+    test(f"{kver}: poisoning guest, host without PAGE_POISON: free page reporting is off",
+         t_poison_no_host_support, kver, ko)
+    test(f"{kver}: poisoning or zeroing guest writes poison_val and keeps reporting",
+         t_poison_val, kver, ko)
+
+
+def guest_hint(kver, ko):
+    test(f"{kver}: a migration gets free page hints, the guest runs on after it",
+         t_free_page_hint, kver, ko)
+
+
+GUESTS = (guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware)
 
 
 def main():
@@ -644,7 +862,10 @@ def main():
             report(False, f"{kver}: module builds with warnings as errors", str(e))
             continue
         test(f"{kver}: the production build contains no test hook", no_test_hook, ko)
-        for guest in (guest_plain, guest_oom, guest_vmware):
+        only_guests = os.environ.get("LAB_GUESTS", "").split()
+        for guest in GUESTS:
+            if only_guests and guest.__name__ not in only_guests:
+                continue
             try:
                 if guest is guest_vmware:
                     ko = build_module(kver, test_build=True)

@@ -160,12 +160,17 @@ class _LineSocket:
 
 class Guest:
     def __init__(self, kver, mem_mb=1024, smp=1, balloon_opts="", extra_qemu_args=(),
-                 name=None, append="", boot_timeout=120):
+                 name=None, append="", boot_timeout=120, initrd_prefix=None, ready_line=None):
+        """initrd_prefix: an uncompressed cpio placed before the lab's initramfs (its files
+        are added to it). ready_line: a guest without the agent (e.g. one booted with
+        rdinit= that never mounts the 9p shares, which block migration): start() returns
+        once this text appears on the serial console, and run() is unavailable."""
         self.kver, self.mem_mb, self.smp = kver, mem_mb, smp
         self.balloon_opts = balloon_opts.strip(",")
         self.extra_qemu_args = list(extra_qemu_args)
         self.name = name or f"guest-{kver}"
         self.append, self.boot_timeout = append, boot_timeout
+        self.initrd_prefix, self.ready_line = initrd_prefix, ready_line
         self.rundir = _build_dir() / "runs" / self.name      # logs survive the run
         self.console_log = self.rundir / "console.log"
         self.qemu_log = self.rundir / "qemu.log"
@@ -178,6 +183,10 @@ class Guest:
         initrd = _build_dir() / f"initramfs-{self.kver}.cpio.gz"
         subprocess.run([LAB_DIR / "initramfs.sh", self.kver, initrd], check=True)  # no-op if cached
         self.rundir.mkdir(parents=True, exist_ok=True)
+        if self.initrd_prefix:
+            combined = self.rundir / "initrd.img"
+            combined.write_bytes(Path(self.initrd_prefix).read_bytes() + initrd.read_bytes())
+            initrd = combined
         # Sockets live in a short /tmp path: unix socket paths are limited to 108 bytes.
         self._sockdir = Path(tempfile.mkdtemp(prefix="lab-"))
         qmp_sock, agent_sock = self._sockdir / "qmp", self._sockdir / "agent"
@@ -212,8 +221,12 @@ class Guest:
                      what="QEMU sockets")
             self._qmp = _LineSocket(qmp_sock, self._alive)
             self._qmp_handshake()
-            self._agent = _LineSocket(agent_sock, self._alive)
-            self._wait_agent(t0 + self.boot_timeout)
+            if self.ready_line:
+                wait_for(lambda: self._alive() and self.ready_line in self.console(), self.boot_timeout,
+                         what=f"{self.ready_line!r} on the console")
+            else:
+                self._agent = _LineSocket(agent_sock, self._alive)
+                self._wait_agent(t0 + self.boot_timeout)
         except BaseException:
             self.stop()
             raise
@@ -350,6 +363,10 @@ class Guest:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise GuestError("VmRSS not found")
+
+    def console(self):
+        """The serial console so far."""
+        return self.console_log.read_text(errors="replace")
 
     def console_tail(self, lines=40):
         try:
