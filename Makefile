@@ -6,6 +6,7 @@
 #   make install                  install into /lib/modules/<release>/updates
 #   make check                    the whole test suite (sets itself up)
 #   make demo                     boot a guest and show the balloon working
+#   make bench                    benchmark figures (VMware hypercalls per GiB)
 
 KERNELRELEASE ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KERNELRELEASE)/build
@@ -32,4 +33,7 @@ check:
 demo:
 	tools/lab/demo.sh
 
-.PHONY: all modules install clean check demo FORCE
+bench:
+	tools/lab/bench.sh
+
+.PHONY: all modules install clean check demo bench FORCE
