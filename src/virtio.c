@@ -156,13 +156,28 @@ static void ubv_stats_requested(struct virtqueue *vq)
 	ubv_queue(vb, &vb->stats_work);
 }
 
+/* Notify the host of the buffer just queued and wait until it used it. */
+static int ubv_kick_and_wait(struct ub_virtio *vb, struct virtqueue *vq)
+{
+	unsigned int len;
+
+	virtqueue_kick(vq);
+	wait_event(vb->acked,
+		   virtqueue_get_buf(vq, &len) || virtqueue_is_broken(vq));
+	if (virtqueue_is_broken(vq)) {
+		vb->broken_waits++;
+		return -EIO;
+	}
+	return 0;
+}
+
 /* Send one buffer of frame numbers and wait until the host has used it. */
 static int ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 			 struct ub_batch *batch)
 {
 	unsigned long frames_per_page = UBV_FRAMES_PER_PAGE << batch->order;
 	struct scatterlist sg;
-	unsigned int i, j, n = 0, len;
+	unsigned int i, j, n = 0;
 	int err;
 
 	if (WARN_ON(batch->count * frames_per_page > ARRAY_SIZE(vb->frames)))
@@ -178,14 +193,8 @@ static int ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 	err = virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
 	if (err)
 		return err;
-	virtqueue_kick(vq);
-	wait_event(vb->acked,
-		   virtqueue_get_buf(vq, &len) || virtqueue_is_broken(vq));
-	if (virtqueue_is_broken(vq)) {
-		vb->broken_waits++;
-		return -EIO;
-	}
-	return n;
+	err = ubv_kick_and_wait(vb, vq);
+	return err ?: n;
 }
 
 /* Freed pages are zeroed (init_on_free) or filled with PAGE_POISON. */
@@ -238,7 +247,7 @@ static int ubv_report_free(struct page_reporting_dev_info *prdev,
 					    reporting);
 	struct virtqueue *vq = vb->vqs[UBV_VQ_REPORTING];
 	struct scatterlist *sg;
-	unsigned int i, len;
+	unsigned int i;
 	u64 bytes = 0;
 	int err;
 
@@ -248,13 +257,9 @@ static int ubv_report_free(struct page_reporting_dev_info *prdev,
 		vb->report_errors++;
 		return err;
 	}
-	virtqueue_kick(vq);
-	wait_event(vb->acked,
-		   virtqueue_get_buf(vq, &len) || virtqueue_is_broken(vq));
-	if (virtqueue_is_broken(vq)) {
-		vb->broken_waits++;
-		return -EIO;
-	}
+	err = ubv_kick_and_wait(vb, vq);
+	if (err)
+		return err;
 	for_each_sg(sgl, sg, nents, i)
 		bytes += sg->length;
 	vb->reports++;
