@@ -118,8 +118,11 @@ void ub_drop_all_locked(void)
 
 	ub_release_refused_locked();
 	while (ub_small_pages()) {
+		/* in chunks: the list lock is held with interrupts off */
 		size_t got = balloon_page_list_dequeue(&ub.pages, &list,
-						       ub_small_pages());
+						       min_t(unsigned long,
+							     ub_small_pages(),
+							     UB_BATCH_MAX));
 
 		if (!got) {
 			schedule_timeout_uninterruptible(1);
@@ -131,12 +134,14 @@ void ub_drop_all_locked(void)
 			put_page(page);
 		}
 		ub.size -= got;
+		cond_resched();
 	}
 	list_for_each_entry_safe(page, next, &ub.huge, lru) {
 		list_del(&page->lru);
 		ub_page_returns(page, order);
 		__count_vm_events(BALLOON_DEFLATE, 1 << order);
 		__free_pages(page, order);
+		cond_resched();
 	}
 	ub.size -= ub.huge_count << order;
 	ub.huge_count = 0;
@@ -199,8 +204,12 @@ static void ub_fill_batch(struct ub_batch *batch, unsigned int order,
 
 	ub_batch_init(batch, order);
 	while (batch->count < n) {
-		struct page *page = order ? alloc_pages(UB_HUGE_GFP, order) :
-					    ub_alloc_small(&reclaim);
+		struct page *page;
+
+		/* allocation zeroes pages (init_on_alloc): let others run */
+		cond_resched();
+		page = order ? alloc_pages(UB_HUGE_GFP, order) :
+			       ub_alloc_small(&reclaim);
 
 		if (!page) {
 			if (!order)
@@ -237,7 +246,9 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 	if (ub.huge_off || want < (1UL << order) ||
 	    (ub.ops->huge_ready && !ub.ops->huge_ready(ub.priv)))
 		order = 0;
-	n = min_t(unsigned long, want >> order, ub.ops->batch_max);
+	/* a batch of huge pages is capped in bytes, so one step stays short */
+	n = min3(want >> order, (unsigned long)ub.ops->batch_max,
+		 UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
 	ub_fill_batch(batch, order, n);
 	if (order && !batch->count) {
 		/* no huge page free without reclaim: fall back to 4 KiB */

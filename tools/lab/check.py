@@ -336,6 +336,14 @@ def t_version_1(g, want):
     assert f"version_1: {want}" in out, out
 
 
+def t_no_stalls(g):
+    """The balloon never hogs a CPU: no soft lockup or RCU stall on the console."""
+    console = g.console_log.read_text(errors="replace")
+    bad = [l for l in console.splitlines()
+           if "soft lockup" in l or "rcu_sched self-detected stall" in l or "rcu: INFO:" in l]
+    assert not bad, "\n".join(bad[:5])
+
+
 def guest_plain(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"plain-{kver}") as g:
         figures.append((kver, "boot to agent", f"{g.boot_seconds:.1f} s"))
@@ -352,6 +360,7 @@ def guest_plain(kver, ko):
         run_selftests(g, kver)
         test(f"{kver}: rmmod with a full balloon returns every page", t_rmmod_full, g)
         test(f"{kver}: device removal with a full balloon returns every page", t_device_removal, g, ko)
+        test(f"{kver}: no soft lockup or RCU stall (plain guest)", t_no_stalls, g)
 
 
 # ---------------------------------------------------------------- guest B: deflate-on-oom
@@ -660,6 +669,7 @@ def guest_vmware(kver, ko):
              t_vm_oom, g, kver)
         test(f"{kver}: vmware: compaction migrates 4 KiB balloon pages, none lost", t_vm_compaction, g)
         test(f"{kver}: vmware: rmmod with a full balloon frees every page", t_vm_rmmod, g)
+        test(f"{kver}: no soft lockup or RCU stall (vmware guest)", t_no_stalls, g)
 
 
 def no_test_hook(ko):
