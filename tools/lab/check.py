@@ -270,18 +270,25 @@ def t_oom_deflate_needs_host(g):
     assert "oom_deflate" not in sysb(g, "features").split()
 
 
-def t_bpftrace_host_inflate(g):
+def bpftrace_sum(g, expr, action):
+    """Sum expr over tracepoint:balloon:inflate while action() runs, with the
+    issue's one-liner; returns (sum, bpftrace's output)."""
     # BEGIN fires once every probe is attached ("Attaching" is printed before)
     g.run("bpftrace -e 'BEGIN { printf(\"READY\\n\"); } "
-          "tracepoint:balloon:inflate { @ = sum(args->pages); }' > /tmp/bt.out 2>&1 &"
+          f"tracepoint:balloon:inflate {{ @ = sum({expr}); }}' > /tmp/bt.out 2>&1 &"
           " echo $! > /tmp/bt.pid")
     g.wait_for(lambda: "READY" in g.run("cat /tmp/bt.out")[1], 120, what="bpftrace attached")
-    balloon_to(g, 200 * MiB)
+    action()
     g.run("kill -INT $(cat /tmp/bt.pid); while kill -0 $(cat /tmp/bt.pid) 2>/dev/null; do sleep 0.1; done",
           timeout=60)
     out = g.run("cat /tmp/bt.out")[1]
     m = re.search(r"^@: (\d+)$", out, re.M)
-    assert m and int(m.group(1)) == 200 * 256, out
+    return (int(m.group(1)) if m else None), out
+
+
+def t_bpftrace_host_inflate(g):
+    total, out = bpftrace_sum(g, "args->pages", lambda: balloon_to(g, 200 * MiB))
+    assert total == 200 * 256, out
     balloon_to(g, 0)
 
 
@@ -565,16 +572,8 @@ def t_vm_64bit(g):
 
 
 def t_vm_trace(g):
-    g.run("bpftrace -e 'BEGIN { printf(\"READY\\n\"); } "
-          "tracepoint:balloon:inflate { @ = sum(args->pages << args->order); }' > /tmp/bt.out 2>&1 &"
-          " echo $! > /tmp/bt.pid")
-    g.wait_for(lambda: "READY" in g.run("cat /tmp/bt.out")[1], 120, what="bpftrace attached")
-    vm_balloon(g, 40)
-    g.run("kill -INT $(cat /tmp/bt.pid); while kill -0 $(cat /tmp/bt.pid) 2>/dev/null; do sleep 0.1; done",
-          timeout=60)
-    out = g.run("cat /tmp/bt.out")[1]
-    m = re.search(r"^@: (\d+)$", out, re.M)
-    assert m and int(m.group(1)) == 40 * 256, out
+    total, out = bpftrace_sum(g, "args->pages << args->order", lambda: vm_balloon(g, 40))
+    assert total == 40 * 256, out
     vm_balloon(g, 0)
 
 
