@@ -15,50 +15,17 @@ import re
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab  # noqa: E402
 from lab import MiB, Guest, build_module, kernels  # noqa: E402
+from ktap import figure, report, run_jobs, summary, test  # noqa: E402
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
 SYSB = "/sys/kernel/balloon"
 GUEST_MB = 1024
-
-results = {"passed": 0, "failed": 0, "skipped": 0}
-figures = []            # (kernel, what, value) for the closing report
-
-
-def report(ok, name, detail="", skip=False):
-    n = sum(results.values()) + 1
-    if skip:
-        results["skipped"] += 1
-        print(f"ok {n} {name} # SKIP {detail}", flush=True)
-        return
-    results["passed" if ok else "failed"] += 1
-    print(f"{'ok' if ok else 'not ok'} {n} {name}", flush=True)
-    if detail:
-        for line in str(detail).rstrip().splitlines()[-40:]:
-            print(f"#   {line}", flush=True)
-
-
-def test(name, fn, *args):
-    """Run one test; an exception or a failed assert is a failure.
-    A test that returns "SKIP: why" could not run here."""
-    try:
-        detail = fn(*args)
-        if isinstance(detail, str) and detail.startswith("SKIP: "):
-            report(True, name, detail[6:], skip=True)
-            return True
-        report(True, name, detail or "")
-        return True
-    except Exception as e:  # noqa: BLE001 - any failure is reported, the run goes on
-        report(False, name, f"{type(e).__name__}: {e}\n" +
-               ("" if isinstance(e, (AssertionError, TimeoutError)) else traceback.format_exc()))
-        return False
-
 
 # ---------------------------------------------------------------- host-side checks
 
@@ -179,7 +146,7 @@ def run_selftests(g, kver):
                 else:
                     report(m.group(1) == "ok", name, out if m.group(1) != "ok" else "")
             elif line.startswith("# ") and "took" in line:
-                figures.append((kver, script.stem, line[2:]))
+                figure(kver, script.stem, line[2:])
         if not seen or rc not in (0, 1, 4):
             report(False, f"{kver}: {script.stem}: ran", f"rc={rc}\n{out}")
 
@@ -204,8 +171,8 @@ def t_qmp_down_up(g, kver):
     assert total0 - total == 256 * 1024, f"MemTotal {total0} -> {total} kB"
     up = balloon_to(g, 0)
     assert g.meminfo()["MemTotal"] == total0
-    figures.append((kver, "QMP inflate 256 MiB", f"{down:.2f} s"))
-    figures.append((kver, "QMP deflate 256 MiB", f"{up:.2f} s"))
+    figure(kver, "QMP inflate 256 MiB", f"{down:.2f} s")
+    figure(kver, "QMP deflate 256 MiB", f"{up:.2f} s")
     return f"inflate 256 MiB {down:.2f} s, deflate {up:.2f} s"
 
 
@@ -353,7 +320,7 @@ def t_no_stalls(g):
 
 def guest_plain(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"plain-{kver}") as g:
-        figures.append((kver, "boot to agent", f"{g.boot_seconds:.1f} s"))
+        figure(kver, "boot to agent", f"{g.boot_seconds:.1f} s")
         test(f"{kver}: dmesg says when virtio_balloon owns the device", t_owned_by_intree, g, ko)
         if not test(f"{kver}: module loads and binds the virtio balloon", load, g, ko):
             return
@@ -403,7 +370,7 @@ def t_oom_deflate_on(g, kver):
     out, took = hog_gets_memory(g)
     assert sysb(g, "target_source") == "oom"
     assert actual(g) == GUEST_MB * MiB - sysb_int(g, "size"), "host and guest disagree"
-    figures.append((kver, "OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s"))
+    figure(kver, "OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s")
     return f"{out.strip()}; {took:.1f} s; balloon now {sysb_int(g, 'size') >> 20} MiB"
 
 
@@ -513,7 +480,7 @@ def t_vm_capset(g, kver, name, caps):
     vm_balloon(g, 0)
     assert model_audit(g)["locked_pages"] == 0
     no_page_lost(g)
-    figures.append((kver, f"vmware {name}: commands for 64 MiB inflate", f"{calls} ({calls * 16} per GiB)"))
+    figure(kver, f"vmware {name}: commands for 64 MiB inflate", f"{calls} ({calls * 16} per GiB)")
     return f"{calls} commands for 64 MiB"
 
 
@@ -590,7 +557,7 @@ def t_vm_oom(g, kver):
         f"refilled after OOM: {sysb(g, 'size')} > {size}"
     model_clean(g)
     no_page_lost(g)
-    figures.append((kver, "vmware OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s"))
+    figure(kver, "vmware OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s")
     vm_balloon(g, 0)
     return f"{out.strip()}; {took:.1f} s; balloon {size >> 20} MiB after"
 
@@ -710,7 +677,7 @@ def t_free_page_reporting(g, kver):
     took = time.monotonic() - t0
     c1 = backend_counters(g)
     assert c1["reported_bytes"] - c0["reported_bytes"] >= 200 * MiB, (c0, c1)
-    figures.append((kver, "free page reporting: RSS -200 MiB after exit", f"{took:.1f} s"))
+    figure(kver, "free page reporting: RSS -200 MiB after exit", f"{took:.1f} s")
     return (f"QEMU RSS {peak >> 10} MiB -> {low[0] >> 10} MiB in {took:.1f} s; "
             f"guest reported {(c1['reported_bytes'] - c0['reported_bytes']) >> 20} MiB "
             f"in {c1['reports'] - c0['reports']} reports")
@@ -832,7 +799,7 @@ def t_free_page_hint(kver, ko):
         assert c["hint_releases"] >= 1 and c["hinted_blocks_held"] == 0, c
         ram = st.get("ram", {})
         hinted = c["hinted_blocks"] << (c["hint_order"] + 12)
-        figures.append((kver, "migration with free page hints", f"{took:.1f} s"))
+        figure(kver, "migration with free page hints", f"{took:.1f} s")
         return (f"migration {took:.1f} s ({status} after it); {c['hint_commands']} hint command(s), "
                 f"{hinted >> 20} MiB hinted, released {c['hint_releases']} time(s); RAM sent "
                 f"{ram.get('transferred', 0) >> 20} MiB ({ram.get('normal', '?')} normal pages, "
@@ -890,6 +857,13 @@ def guest_hint(kver, ko):
 
 
 GUESTS = (guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware)
+# rough relative run times, to start the long guests first
+GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
+              "guest_poison": 3, "guest_hint": 2}
+
+
+def guest_job(guest, kver, ko, test_ko):
+    guest(kver, test_ko if guest is guest_vmware else ko)
 
 
 def main():
@@ -899,31 +873,29 @@ def main():
     only = os.environ.get("LAB_KERNELS")
     kvers = only.split() if only else kernels()
     test(f"dkms (Debian's {dkms_tool_version()}) builds the module from dkms.conf", dkms_build, kvers)
+    only_guests = os.environ.get("LAB_GUESTS", "").split()
+    jobs = []
     for kver in kvers:
-        ko = None
         try:
             ko = build_module(kver)
+            test_ko = build_module(kver, test_build=True)
             report(True, f"{kver}: module builds with warnings as errors")
         except Exception as e:  # noqa: BLE001
             report(False, f"{kver}: module builds with warnings as errors", str(e))
             continue
         test(f"{kver}: the production build contains no test hook", no_test_hook, ko)
-        only_guests = os.environ.get("LAB_GUESTS", "").split()
         for guest in GUESTS:
-            if only_guests and guest.__name__ not in only_guests:
-                continue
-            try:
-                if guest is guest_vmware:
-                    ko = build_module(kver, test_build=True)
-                guest(kver, ko)
-            except Exception as e:  # noqa: BLE001 - a dead guest fails, the run goes on
-                report(False, f"{kver}: {guest.__name__} guest ran", f"{e}")
-    print("# figures:")
-    for k, what, value in figures:
-        print(f"#   {k}: {what}: {value}")
+            if not only_guests or guest.__name__ in only_guests:
+                jobs.append((f"{kver}: {guest.__name__} guest", guest_job, (guest, kver, ko, test_ko)))
+    for kver in kvers:   # shared boot files, made once before guests run side by side
+        subprocess.run([lab.LAB_DIR / "initramfs.sh", kver, lab.BUILD_DIR / f"initramfs-{kver}.cpio.gz"],
+                       check=True)
+        lab.pvh_vmlinux(kver)
+    # longest guests first, so the two lanes end together
+    jobs.sort(key=lambda j: -GUEST_COST.get(j[2][0].__name__, 1))
+    run_jobs(jobs)
     print(f"# total time {time.monotonic() - t_start:.0f} s")
-    print(f"{results['passed']} passed, {results['failed']} failed, {results['skipped']} skipped")
-    return 1 if results["failed"] else 0
+    return summary()
 
 
 if __name__ == "__main__":
