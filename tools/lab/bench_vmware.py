@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import check  # noqa: E402
+import check  # noqa: E402 - its VMware helpers
 from lab import Guest, build_module, kernels  # noqa: E402
 
 MIB = 512           # inflated per run; the guest has 1 GiB
