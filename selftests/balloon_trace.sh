@@ -19,8 +19,8 @@ wait_until 60 value_is $B/size "$host"
 # BEGIN fires once every probe is attached ("Attaching" comes before that)
 bpftrace -e '
 BEGIN { printf("READY\n"); }
-tracepoint:balloon:inflate { @inflated = sum(args->pages); }
-tracepoint:balloon:deflate { @deflated = sum(args->pages); }
+tracepoint:balloon:inflate { @inflated = sum(args->pages << args->order); }
+tracepoint:balloon:deflate { @deflated = sum(args->pages << args->order); }
 tracepoint:balloon:target { @targets[args->reason] = count(); }
 ' > "$out" 2>&1 &
 tracer=$!

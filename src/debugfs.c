@@ -31,6 +31,9 @@ static int status_show(struct seq_file *m, void *unused)
 	seq_printf(m, "user override:    %s\n", snap.user_override ? "yes" : "no");
 	seq_printf(m, "held by floor:    %s\n", snap.floor_held ? "yes" : "no");
 	seq_printf(m, "capped after OOM: %s\n", snap.oom_capped ? "yes" : "no");
+	seq_printf(m, "huge pages:       %lu of order %u (%lu MiB)\n",
+		   snap.huge_pages, snap.huge_order,
+		   (snap.huge_pages << snap.huge_order) >> (20 - PAGE_SHIFT));
 	seq_printf(m, "pages migrating:  %lu\n", snap.isolated);
 	seq_printf(m, "floor:            %llu bytes\n", set.floor);
 	seq_printf(m, "inflate rate:     %llu bytes/s%s\n", set.inflate_rate,

@@ -444,6 +444,8 @@ void ub_snapshot(struct ub_snapshot *snap)
 	snap->oom_capped = ub.oom_capped;
 	snap->floor_held = ub.floor_held;
 	snap->isolated = ub.ops ? ub.pages.isolated_pages : 0;
+	snap->huge_order = ub.ops ? ub.ops->huge_order : 0;
+	snap->huge_pages = ub.huge_count;
 	mutex_unlock(&ub.lock);
 }
 

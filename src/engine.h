@@ -22,8 +22,6 @@
 /* Pages in migration cannot be dequeued; they come back very soon. */
 #define UB_ISOLATED_RETRY	(HZ / 50)
 #define UB_IDLE			ULONG_MAX
-/* At most this much per batch, whatever the page size: steps stay short. */
-#define UB_BATCH_MAX_BYTES	(64UL << 20)
 
 struct uniballoon {
 	/* serialises the host protocol, the page lists and all state below */

@@ -67,16 +67,30 @@ static unsigned long ub_oom_deflate(void)
 }
 
 /*
- * Reclaim pressure: below this much MemAvailable (the floor, or one
- * oom_deflate_size if larger) the guest would rather have the balloon's
- * pages than thrash its page cache until the OOM killer runs.
+ * Reclaim pressure: below this much MemAvailable the guest would rather have
+ * the balloon's pages than thrash its page cache until the OOM killer runs.
+ * It is the floor or one oom_deflate_size, or 1/32 of the guest's memory if
+ * larger: MemAvailable counts the page cache, and a guest left with only a
+ * few MiB of it is already re-reading its own programs from disk.
  */
-static bool ub_under_pressure(void)
+static unsigned long ub_pressure_threshold(void)
 {
-	u64 threshold = max(READ_ONCE(ub.set.floor),
-			    READ_ONCE(ub.set.oom_deflate_size));
+	u64 bytes = max(READ_ONCE(ub.set.floor),
+			READ_ONCE(ub.set.oom_deflate_size));
 
-	return si_mem_available() < (long)(threshold >> PAGE_SHIFT);
+	return max_t(unsigned long, bytes >> PAGE_SHIFT,
+		     ub_guest_pages() / 32);
+}
+
+/* Pages to release to get back above the threshold with room, or 0. */
+static unsigned long ub_pressure_deficit(void)
+{
+	unsigned long threshold = ub_pressure_threshold();
+	long available = si_mem_available();
+
+	if (available >= (long)threshold)
+		return 0;
+	return 2 * threshold - max(available, 0L);
 }
 
 /* Shrinker count: balloon pages we would release now, or 0. */
@@ -84,25 +98,26 @@ static unsigned long ub_pressure_count(void)
 {
 	if (!READ_ONCE(ub.set.oom_deflate) ||
 	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE) ||
-	    !ub_under_pressure())
+	    !ub_pressure_deficit())
 		return 0;
 	return READ_ONCE(ub.size);
 }
 
 /*
- * Shrinker scan: release oom_deflate_size at once (or what reclaim asks, if
- * more), so that a process in need waits for a few host round trips, not
- * for hundreds of small reclaim passes.
+ * Shrinker scan: release enough to bring MemAvailable to twice the
+ * threshold (at least oom_deflate_size, or what reclaim asks if more), so
+ * that a process in need waits for a few host round trips, not for hundreds
+ * of small reclaim passes.
  */
 static unsigned long ub_pressure_deflate(unsigned long nr)
 {
 	unsigned long chunk = READ_ONCE(ub.set.oom_deflate_size) >> PAGE_SHIFT;
+	unsigned long deficit = ub_pressure_deficit();
 
-	if (!ub_under_pressure())
+	if (!deficit)
 		return 0;
-	return ub_emergency_deflate(max(nr, chunk), false);
+	return ub_emergency_deflate(max3(nr, chunk, deficit), false);
 }
-
 
 static int ub_oom_notify(struct notifier_block *nb, unsigned long unused,
 			 void *parm)

@@ -77,6 +77,7 @@ static void ub_batch_init(struct ub_batch *batch, unsigned int order)
 {
 	batch->order = order;
 	batch->count = 0;
+	batch->started = 0;
 	batch->stop = false;
 	batch->has_target = false;
 }
@@ -217,6 +218,8 @@ static void ub_fill_batch(struct ub_batch *batch, unsigned int order,
 			break;
 		}
 		ub_batch_add(batch, page);
+		if (ub.ops->inflate_start)
+			ub.ops->inflate_start(ub.priv, batch);
 	}
 }
 
@@ -302,6 +305,27 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 	return delay;
 }
 
+/*
+ * Only huge pages are left and less than one is to go back: where the host
+ * counts 4 KiB frames, split one into order-0 balloon pages (movable, like
+ * any other) rather than give back more than asked.
+ */
+static void ub_split_huge_locked(void)
+{
+	unsigned int order = ub.ops->huge_order, i;
+	struct page *page;
+	unsigned long flags;
+
+	page = list_first_entry(&ub.huge, struct page, lru);
+	list_del(&page->lru);
+	ub.huge_count--;
+	split_page(page, order);
+	spin_lock_irqsave(&ub.pages.pages_lock, flags);
+	for (i = 0; i < (1U << order); i++)
+		balloon_page_insert(&ub.pages, page + i);
+	spin_unlock_irqrestore(&ub.pages.pages_lock, flags);
+}
+
 /* Take up to @want pages (order-0 first) off the balloon into @batch. */
 static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 {
@@ -309,6 +333,9 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 	struct page *page, *next;
 	LIST_HEAD(list);
 
+	if (!ub_small_pages() && ub.huge_count && want < (1UL << order) &&
+	    ub.ops->huge_splittable)
+		ub_split_huge_locked();
 	if (ub_small_pages() || !ub.huge_count) {
 		ub_batch_init(batch, 0);
 		balloon_page_list_dequeue(&ub.pages, &list,
@@ -321,8 +348,9 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 		return;
 	}
 	ub_batch_init(batch, order);
-	want = min_t(unsigned long, DIV_ROUND_UP(want, 1UL << order),
-		     ub.ops->batch_max);
+	want = min3(DIV_ROUND_UP(want, 1UL << order),
+		    (unsigned long)ub.ops->batch_max,
+		    UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
 	list_for_each_entry_safe(page, next, &ub.huge, lru) {
 		if (batch->count == want)
 			break;

@@ -17,7 +17,9 @@
 #include "compat.h"
 
 /* Largest batch a backend may ask for, in pages of the batch's order. */
-#define UB_BATCH_MAX		512
+#define UB_BATCH_MAX		2048
+/* At most this much per batch, whatever the page size: steps stay short. */
+#define UB_BATCH_MAX_BYTES	(64UL << 20)
 
 /* What the active backend supports; shown in /sys/kernel/balloon/features. */
 #define UB_FEAT_TELL_HOST	BIT(0)	/* host must hear of a deflate first */
@@ -45,6 +47,8 @@ const char *ub_reason_name(enum ub_reason reason);
 struct ub_batch {
 	unsigned int count;
 	unsigned int order;
+	/* pages [0, started) were already sent by the backend's inflate_start */
+	unsigned int started;
 	struct page *pages[UB_BATCH_MAX];
 	bool refused[UB_BATCH_MAX];
 	/* set by the backend: the host wants no more pages this cycle */
@@ -60,6 +64,12 @@ struct ub_backend_ops {
 	unsigned int batch_max;
 	/* the host takes these pages; 0, or -errno if none was taken */
 	int (*inflate)(void *priv, struct ub_batch *batch);
+	/*
+	 * Optional: called as each page joins an inflate batch, so the host
+	 * can start on the first pages while the guest takes the next ones;
+	 * @inflate then sends the rest and waits for the whole batch.
+	 */
+	void (*inflate_start)(void *priv, struct ub_batch *batch);
 	/* the host gives these pages back; called before the guest reuses them */
 	int (*deflate)(void *priv, struct ub_batch *batch);
 	/* the balloon now holds @pages pages (virtio: the "actual" field) */
@@ -75,6 +85,11 @@ struct ub_backend_ops {
 	 */
 	unsigned int huge_order;
 	bool (*huge_ready)(void *priv);	/* NULL: always */
+	/*
+	 * The host counts huge pages as 4 KiB frames, so the guest may split
+	 * one to give back part of it without telling the host.
+	 */
+	bool huge_splittable;
 	unsigned long poll_interval;	/* jiffies */
 	int (*poll)(void *priv, unsigned long *target);
 	int (*restart)(void *priv);
@@ -134,6 +149,8 @@ struct ub_snapshot {
 	bool oom_capped;
 	bool floor_held;
 	unsigned long isolated;		/* pages being migrated */
+	unsigned int huge_order;
+	unsigned long huge_pages;	/* of huge_order, included in size */
 };
 
 void ub_snapshot(struct ub_snapshot *snap);

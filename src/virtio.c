@@ -2,121 +2,12 @@
 /*
  * virtio-balloon backend: speaks the virtio balloon protocol (inflate and
  * deflate queues of 32-bit frame numbers, the stats queue, the num_pages and
- * actual config fields) and leaves every decision to the engine.
+ * actual config fields) and leaves every decision to the engine. This file
+ * holds the device: probe, queues, config space, the engine's ops.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/mm.h>
-#include <linux/module.h>
-#include <linux/page_reporting.h>
-#include <linux/poison.h>
-#include <linux/scatterlist.h>
-#include <linux/slab.h>
-#include <linux/spinlock.h>
-#include <linux/virtio.h>
-#include <linux/virtio_balloon.h>
-#include <linux/virtio_config.h>
-#include <linux/virtio_ring.h>
-#include <linux/vmstat.h>
-#include <linux/wait.h>
-#include <linux/workqueue.h>
-
-#include "uniballoon.h"
-
-/* The protocol counts 4 KiB frames whatever the guest's page size. */
-#define UBV_FRAME_SHIFT		12
-#define UBV_FRAMES_PER_PAGE	(PAGE_SIZE >> UBV_FRAME_SHIFT)
-/* 2 MiB per request: twice the in-tree driver's, same single round trip */
-#define UBV_BATCH		512
-
-/* Stats tags added by Linux 6.12's uapi header; the protocol had them first. */
-#ifndef VIRTIO_BALLOON_S_OOM_KILL
-#define VIRTIO_BALLOON_S_OOM_KILL	10
-#define VIRTIO_BALLOON_S_ALLOC_STALL	11
-#define VIRTIO_BALLOON_S_ASYNC_SCAN	12
-#define VIRTIO_BALLOON_S_DIRECT_SCAN	13
-#define VIRTIO_BALLOON_S_ASYNC_RECLAIM	14
-#define VIRTIO_BALLOON_S_DIRECT_RECLAIM	15
-#endif
-#define UBV_NR_STATS		16
-
-/*
- * Free page hints are blocks of the largest order the buddy allocator has.
- * MAX_PAGE_ORDER (6.8+) is that order; before, MAX_ORDER was one more
- * (until 6.4) or the same (6.4 to 6.7): MAX_ORDER - 1 is valid for both.
- */
-#ifdef MAX_PAGE_ORDER
-#define UBV_HINT_ORDER		MAX_PAGE_ORDER
-#else
-#define UBV_HINT_ORDER		(MAX_ORDER - 1)
-#endif
-#define UBV_HINT_GFP		(__GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC)
-
-/*
- * Queues in protocol order. A queue whose feature was not negotiated has no
- * name when the queues are set up: it is skipped and the next one takes its
- * index on the device.
- */
-enum {
-	UBV_VQ_INFLATE,
-	UBV_VQ_DEFLATE,
-	UBV_VQ_STATS,
-	UBV_VQ_FREE_PAGE,
-	UBV_VQ_REPORTING,
-	UBV_NR_VQS
-};
-
-struct ub_virtio {
-	struct virtio_device *vdev;
-	struct virtqueue *vqs[UBV_NR_VQS];
-	wait_queue_head_t acked;
-
-	/* config and stats requests arrive in interrupt context */
-	spinlock_t stop_lock;
-	bool stopping;
-	struct work_struct config_work;
-	struct work_struct stats_work;
-	struct work_struct hint_work;
-
-	__virtio32 frames[UB_BATCH_MAX * UBV_FRAMES_PER_PAGE];
-	struct virtio_balloon_stat stats[UBV_NR_STATS];
-#ifdef CONFIG_VM_EVENT_COUNTERS
-	unsigned long events[NR_VM_EVENT_ITEMS];
-#endif
-
-	/* raw protocol counters for debugfs */
-	u64 inflate_requests;
-	u64 deflate_requests;
-	u64 frames_inflated;
-	u64 frames_deflated;
-	u64 stats_requests;
-	u64 config_changes;
-	u64 broken_waits;
-	u32 poison_val;		/* as written, if PAGE_POISON */
-
-	/* free page hinting, all owned by hint_work once the device runs */
-	bool hinting;
-	unsigned long hint_id_stale;	/* bit 0: config changed since read */
-	u32 hint_id;			/* host's command id, as last read */
-	__virtio32 hint_start;		/* command id we answer */
-	__virtio32 hint_end;		/* VIRTIO_BALLOON_CMD_ID_STOP */
-	struct list_head hinted;	/* blocks the host may skip */
-	unsigned long hinted_held;	/* blocks on that list */
-	u64 hint_commands;
-	u64 hinted_blocks;
-	u64 hint_releases;
-	u64 hint_errors;
-	int hint_end_reason;		/* why the last round ended */
-
-#ifdef CONFIG_PAGE_REPORTING
-	/* free page reporting: the kernel hands us free blocks to report */
-	struct page_reporting_dev_info reporting;
-	bool reporting_on;
-	u64 reports;
-	u64 reported_bytes;
-	u64 report_errors;
-#endif
-};
+#include "virtio.h"
 
 static struct ub_virtio *ubv_bound;	/* the one device we drive */
 
@@ -128,7 +19,7 @@ static void ubv_ack(struct virtqueue *vq)
 }
 
 /* Queue @work unless the device is going away. */
-static void ubv_queue(struct ub_virtio *vb, struct work_struct *work)
+void ubv_queue(struct ub_virtio *vb, struct work_struct *work)
 {
 	unsigned long flags;
 
@@ -156,331 +47,6 @@ static void ubv_stats_requested(struct virtqueue *vq)
 	ubv_queue(vb, &vb->stats_work);
 }
 
-/* Notify the host of the buffer just queued and wait until it used it. */
-static int ubv_kick_and_wait(struct ub_virtio *vb, struct virtqueue *vq)
-{
-	unsigned int len;
-
-	virtqueue_kick(vq);
-	wait_event(vb->acked,
-		   virtqueue_get_buf(vq, &len) || virtqueue_is_broken(vq));
-	if (virtqueue_is_broken(vq)) {
-		vb->broken_waits++;
-		return -EIO;
-	}
-	return 0;
-}
-
-/* Send one buffer of frame numbers and wait until the host has used it. */
-static int ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
-			 struct ub_batch *batch)
-{
-	unsigned long frames_per_page = UBV_FRAMES_PER_PAGE << batch->order;
-	struct scatterlist sg;
-	unsigned int i, j, n = 0;
-	int err;
-
-	if (WARN_ON(batch->count * frames_per_page > ARRAY_SIZE(vb->frames)))
-		return -EINVAL;
-	for (i = 0; i < batch->count; i++) {
-		unsigned long first = page_to_pfn(batch->pages[i]) *
-				      UBV_FRAMES_PER_PAGE;
-
-		for (j = 0; j < frames_per_page; j++)
-			vb->frames[n++] = cpu_to_virtio32(vb->vdev, first + j);
-	}
-	sg_init_one(&sg, vb->frames, sizeof(vb->frames[0]) * n);
-	err = virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
-	if (err)
-		return err;
-	err = ubv_kick_and_wait(vb, vq);
-	return err ?: n;
-}
-
-/* Freed pages are zeroed (init_on_free) or filled with PAGE_POISON. */
-static bool ubv_guest_zeroes(void)
-{
-#ifdef UB_HAVE_WANT_INIT_ON_FREE
-	return want_init_on_free();
-#else
-	return false;
-#endif
-}
-
-static bool ubv_guest_poisons(void)
-{
-#ifdef UB_HAVE_PAGE_POISONING_ENABLED_STATIC
-	return page_poisoning_enabled_static();
-#else
-	return false;
-#endif
-}
-
-/*
- * Tell the host what freed pages contain, so that it can keep that content
- * in pages it discards. Only the low byte matters: PAGE_POISON repeated.
- */
-static void ubv_write_poison_val(struct ub_virtio *vb)
-{
-	u32 val = 0;
-
-	if (!virtio_has_feature(vb->vdev, VIRTIO_BALLOON_F_PAGE_POISON))
-		return;
-	if (!ubv_guest_zeroes())
-		memset(&val, PAGE_POISON, sizeof(val));
-	vb->poison_val = val;
-	virtio_cwrite_le(vb->vdev, struct virtio_balloon_config, poison_val,
-			 &val);
-}
-
-#ifdef CONFIG_PAGE_REPORTING
-/*
- * The kernel's page reporting hands us up to PAGE_REPORTING_CAPACITY free
- * blocks it has taken off the free lists. The host may discard their
- * contents: send them as device-writable buffers and wait until the host
- * has used them, as the blocks go back to the free lists when we return.
- */
-static int ubv_report_free(struct page_reporting_dev_info *prdev,
-			   struct scatterlist *sgl, unsigned int nents)
-{
-	struct ub_virtio *vb = container_of(prdev, struct ub_virtio,
-					    reporting);
-	struct virtqueue *vq = vb->vqs[UBV_VQ_REPORTING];
-	struct scatterlist *sg;
-	unsigned int i;
-	u64 bytes = 0;
-	int err;
-
-	/* the queue is empty between reports and holds a full report */
-	err = virtqueue_add_inbuf(vq, sgl, nents, vb, GFP_NOWAIT | __GFP_NOWARN);
-	if (err) {
-		vb->report_errors++;
-		return err;
-	}
-	err = ubv_kick_and_wait(vb, vq);
-	if (err)
-		return err;
-	for_each_sg(sgl, sg, nents, i)
-		bytes += sg->length;
-	vb->reports++;
-	vb->reported_bytes += bytes;
-	return 0;
-}
-
-/* Returns whether reporting runs; failing to start it is not fatal. */
-static bool ubv_start_reporting(struct ub_virtio *vb)
-{
-	struct virtqueue *vq = vb->vqs[UBV_VQ_REPORTING];
-	int err;
-
-	vb->reporting_on = false;
-	if (!virtio_has_feature(vb->vdev, VIRTIO_BALLOON_F_REPORTING))
-		return false;
-	if (virtqueue_get_vring_size(vq) < PAGE_REPORTING_CAPACITY) {
-		dev_warn(&vb->vdev->dev,
-			 "reporting queue too small (%u), no free page reporting\n",
-			 virtqueue_get_vring_size(vq));
-		return false;
-	}
-	/* order 0: the kernel's default minimum (pageblock_order) */
-	vb->reporting.report = ubv_report_free;
-	err = page_reporting_register(&vb->reporting);
-	if (err) {
-		/* e.g. -EBUSY: another device reports free pages already */
-		dev_warn(&vb->vdev->dev,
-			 "cannot register for free page reporting: %d\n", err);
-		return false;
-	}
-	vb->reporting_on = true;
-	return true;
-}
-
-static void ubv_stop_reporting(struct ub_virtio *vb)
-{
-	/* waits for a report in progress, which needs the device working */
-	if (vb->reporting_on)
-		page_reporting_unregister(&vb->reporting);
-	vb->reporting_on = false;
-}
-#else
-static bool ubv_start_reporting(struct ub_virtio *vb)
-{
-	return false;
-}
-
-static void ubv_stop_reporting(struct ub_virtio *vb)
-{
-}
-#endif /* CONFIG_PAGE_REPORTING */
-
-/*
- * Free page hinting. While a migration runs, the host writes a command id
- * (>= 2) into the config space. We answer with that id, then hand it free
- * blocks, which we take from the allocator so they stay free: the host may
- * skip sending their content. The host ends a round with STOP (0) and the
- * whole migration with DONE (1); the blocks go back to the allocator then.
- */
-/*
- * The field is only meaningful right after a config change: QEMU shows 0
- * there once it has our answer, while the round goes on. So read it once
- * per change and keep it.
- */
-static u32 ubv_hint_cmd_id(struct ub_virtio *vb)
-{
-	if (test_and_clear_bit(0, &vb->hint_id_stale))
-		virtio_cread_le(vb->vdev, struct virtio_balloon_config,
-				free_page_hint_cmd_id, &vb->hint_id);
-	return vb->hint_id;
-}
-
-static void ubv_hint_drain(struct virtqueue *vq)
-{
-	unsigned int len;
-
-	while (virtqueue_get_buf(vq, &len))
-		;
-}
-
-static int ubv_hint_send_id(struct ub_virtio *vb, __virtio32 *id)
-{
-	struct virtqueue *vq = vb->vqs[UBV_VQ_FREE_PAGE];
-	struct scatterlist sg;
-	int err;
-
-	ubv_hint_drain(vq);
-	sg_init_one(&sg, id, sizeof(*id));
-	err = virtqueue_add_outbuf(vq, &sg, 1, id, GFP_KERNEL);
-	if (!err)
-		virtqueue_kick(vq);
-	return err;
-}
-
-/* Hint free blocks until memory runs out, the queue is full or the id moves. */
-static void ubv_hint_blocks(struct ub_virtio *vb, u32 id)
-{
-	struct virtqueue *vq = vb->vqs[UBV_VQ_FREE_PAGE];
-	struct scatterlist sg;
-	struct page *page;
-
-	int err;
-
-	for (;;) {
-		if (ubv_hint_cmd_id(vb) != id) {
-			vb->hint_end_reason = 1;	/* the host moved on */
-			break;
-		}
-		ubv_hint_drain(vq);
-		/* one entry stays free for the closing STOP id */
-		if (vq->num_free < 2) {
-			vb->hint_end_reason = 2;
-			break;
-		}
-		page = alloc_pages(UBV_HINT_GFP, UBV_HINT_ORDER);
-		if (!page) {
-			vb->hint_end_reason = 3;	/* no free block left */
-			break;
-		}
-		sg_init_one(&sg, page_address(page),
-			    PAGE_SIZE << UBV_HINT_ORDER);
-		err = virtqueue_add_inbuf(vq, &sg, 1, page, GFP_KERNEL);
-		if (err) {
-			__free_pages(page, UBV_HINT_ORDER);
-			vb->hint_errors++;
-			vb->hint_end_reason = err;
-			break;
-		}
-		virtqueue_kick(vq);
-		list_add(&page->lru, &vb->hinted);
-		vb->hinted_held++;
-		vb->hinted_blocks++;
-	}
-}
-
-static void ubv_hint_release(struct ub_virtio *vb)
-{
-	struct page *page, *next;
-
-	if (!vb->hinted_held)
-		return;
-	list_for_each_entry_safe(page, next, &vb->hinted, lru) {
-		list_del(&page->lru);
-		__free_pages(page, UBV_HINT_ORDER);
-	}
-	vb->hinted_held = 0;
-	vb->hint_releases++;
-}
-
-static void ubv_hint_work(struct work_struct *work)
-{
-	struct ub_virtio *vb = container_of(work, struct ub_virtio, hint_work);
-	u32 id = ubv_hint_cmd_id(vb);
-	int err;
-
-	if (id == VIRTIO_BALLOON_CMD_ID_STOP ||
-	    id == VIRTIO_BALLOON_CMD_ID_DONE) {
-		ubv_hint_release(vb);
-		return;
-	}
-	if (id == virtio32_to_cpu(vb->vdev, vb->hint_start))
-		return;		/* this round is answered already */
-
-	vb->hint_start = cpu_to_virtio32(vb->vdev, id);
-	vb->hint_commands++;
-	err = ubv_hint_send_id(vb, &vb->hint_start);
-	if (err) {
-		vb->hint_errors++;
-		vb->hint_end_reason = err;
-		ub_backend_error("hint", err);
-		return;
-	}
-	ubv_hint_blocks(vb, id);
-	err = ubv_hint_send_id(vb, &vb->hint_end);
-	if (err)
-		ub_backend_error("hint", err);
-}
-
-static void ubv_start_hinting(struct ub_virtio *vb)
-{
-	struct virtio_device *vdev = vb->vdev;
-
-	vb->hinting = false;
-	if (!virtio_has_feature(vdev, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
-		return;
-	/* an id and at least one block must fit */
-	if (virtqueue_get_vring_size(vb->vqs[UBV_VQ_FREE_PAGE]) < 2) {
-		dev_warn(&vdev->dev, "free page queue too small, no hinting\n");
-		return;
-	}
-	vb->hint_start = cpu_to_virtio32(vdev, VIRTIO_BALLOON_CMD_ID_STOP);
-	vb->hint_end = cpu_to_virtio32(vdev, VIRTIO_BALLOON_CMD_ID_STOP);
-	vb->hint_id = VIRTIO_BALLOON_CMD_ID_STOP;
-	set_bit(0, &vb->hint_id_stale);
-	vb->hinting = true;
-}
-
-static int ubv_inflate(void *priv, struct ub_batch *batch)
-{
-	struct ub_virtio *vb = priv;
-	int n = ubv_tell_host(vb, vb->vqs[UBV_VQ_INFLATE], batch);
-
-	if (n < 0)
-		return n;
-	vb->inflate_requests++;
-	vb->frames_inflated += n;
-	return 0;
-}
-
-static int ubv_deflate(void *priv, struct ub_batch *batch)
-{
-	struct ub_virtio *vb = priv;
-	int n = ubv_tell_host(vb, vb->vqs[UBV_VQ_DEFLATE], batch);
-
-	if (n < 0)
-		return n;
-	vb->deflate_requests++;
-	vb->frames_deflated += n;
-	return 0;
-}
 
 static void ubv_report_size(void *priv, unsigned long pages)
 {
@@ -504,96 +70,6 @@ static void ubv_config_work(struct work_struct *work)
 	ub_set_host_target(frames / UBV_FRAMES_PER_PAGE);
 }
 
-static unsigned int ubv_put_stat(struct ub_virtio *vb, unsigned int idx,
-				 u16 tag, u64 val)
-{
-	vb->stats[idx].tag = cpu_to_virtio16(vb->vdev, tag);
-	vb->stats[idx].val = cpu_to_virtio64(vb->vdev, val);
-	return idx + 1;
-}
-
-/* Fill the stats buffer with everything this kernel can compute. */
-static unsigned int ubv_fill_stats(struct ub_virtio *vb)
-{
-	unsigned int idx = 0;
-	struct sysinfo i;
-
-	si_meminfo(&i);
-#ifdef CONFIG_VM_EVENT_COUNTERS
-	{
-		unsigned long *ev = vb->events;
-		u64 stalls = 0;
-		int z;
-
-		all_vm_events(ev);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_SWAP_IN,
-				   (u64)ev[PSWPIN] << PAGE_SHIFT);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_SWAP_OUT,
-				   (u64)ev[PSWPOUT] << PAGE_SHIFT);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_MAJFLT,
-				   ev[PGMAJFAULT]);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_MINFLT,
-				   ev[PGFAULT] - ev[PGMAJFAULT]);
-#ifdef CONFIG_HUGETLB_PAGE
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_HTLB_PGALLOC,
-				   ev[HTLB_BUDDY_PGALLOC]);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_HTLB_PGFAIL,
-				   ev[HTLB_BUDDY_PGALLOC_FAIL]);
-#endif
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_OOM_KILL,
-				   ev[OOM_KILL]);
-		/* ALLOCSTALL_* has one counter per zone type, in zone order */
-		for (z = 0; z < MAX_NR_ZONES; z++)
-			stalls += ev[ALLOCSTALL_NORMAL - ZONE_NORMAL + z];
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_ALLOC_STALL,
-				   stalls);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_ASYNC_SCAN,
-				   (u64)ev[PGSCAN_KSWAPD] << PAGE_SHIFT);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_DIRECT_SCAN,
-				   (u64)ev[PGSCAN_DIRECT] << PAGE_SHIFT);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_ASYNC_RECLAIM,
-				   (u64)ev[PGSTEAL_KSWAPD] << PAGE_SHIFT);
-		idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_DIRECT_RECLAIM,
-				   (u64)ev[PGSTEAL_DIRECT] << PAGE_SHIFT);
-	}
-#endif
-	idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_MEMFREE,
-			   (u64)i.freeram * i.mem_unit);
-	idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_MEMTOT,
-			   (u64)i.totalram * i.mem_unit);
-	idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_AVAIL,
-			   (u64)si_mem_available() << PAGE_SHIFT);
-	idx = ubv_put_stat(vb, idx, VIRTIO_BALLOON_S_CACHES,
-			   (u64)global_node_page_state(NR_FILE_PAGES) <<
-			   PAGE_SHIFT);
-	return idx;
-}
-
-/* The host returns the stats buffer when it wants fresh numbers. */
-static void ubv_send_stats(struct ub_virtio *vb)
-{
-	struct virtqueue *vq = vb->vqs[UBV_VQ_STATS];
-	struct scatterlist sg;
-	unsigned int n = ubv_fill_stats(vb);
-
-	sg_init_one(&sg, vb->stats, sizeof(vb->stats[0]) * n);
-	/* the queue holds only this buffer: adding it cannot fail */
-	if (virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL))
-		ub_backend_error("stats", -ENOSPC);
-	virtqueue_kick(vq);
-}
-
-static void ubv_stats_work(struct work_struct *work)
-{
-	struct ub_virtio *vb = container_of(work, struct ub_virtio,
-					    stats_work);
-	unsigned int len;
-
-	if (!virtqueue_get_buf(vb->vqs[UBV_VQ_STATS], &len))
-		return;
-	vb->stats_requests++;
-	ubv_send_stats(vb);
-}
 
 static int ubv_debugfs_show(void *priv, struct seq_file *m)
 {
@@ -610,8 +86,8 @@ static int ubv_debugfs_show(void *priv, struct seq_file *m)
 		   virtio_has_feature(vdev, VIRTIO_BALLOON_F_STATS_VQ));
 	seq_printf(m, "deflate_on_oom: %d\n",
 		   virtio_has_feature(vdev, VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
-	seq_printf(m, "frames_per_request: %lu\n",
-		   UBV_BATCH * UBV_FRAMES_PER_PAGE);
+	seq_printf(m, "frames_per_request: %lu\n", UBV_REQ_FRAMES);
+	seq_printf(m, "max_requests_in_flight: %u\n", vb->max_in_flight);
 	seq_printf(m, "inflate_requests: %llu\n", vb->inflate_requests);
 	seq_printf(m, "deflate_requests: %llu\n", vb->deflate_requests);
 	seq_printf(m, "frames_inflated: %llu\n", vb->frames_inflated);
@@ -647,7 +123,10 @@ static const struct ub_backend_ops ubv_ops = {
 	.name		= "virtio",
 	.batch_max	= UBV_BATCH,
 	.inflate	= ubv_inflate,
+	.inflate_start	= ubv_inflate_start,
 	.deflate	= ubv_deflate,
+	.huge_order	= UBV_HUGE_ORDER,
+	.huge_splittable = true,
 	.report_size	= ubv_report_size,
 	.debugfs_show	= ubv_debugfs_show,
 };
@@ -775,6 +254,33 @@ static void ubv_stop(struct ub_virtio *vb)
 	vb->hinting = false;
 }
 
+static void ubv_free(struct ub_virtio *vb)
+{
+	unsigned int i;
+
+	for (i = 0; i < UBV_MAX_REQS; i++)
+		free_page((unsigned long)vb->reqs[i]);
+	kfree(vb);
+}
+
+static struct ub_virtio *ubv_alloc(void)
+{
+	struct ub_virtio *vb = kzalloc(sizeof(*vb), GFP_KERNEL);
+	unsigned int i;
+
+	if (!vb)
+		return NULL;
+	/* a page each: a request's frames must not cross a page boundary */
+	for (i = 0; i < UBV_MAX_REQS; i++) {
+		vb->reqs[i] = (void *)__get_free_page(GFP_KERNEL);
+		if (!vb->reqs[i]) {
+			ubv_free(vb);
+			return NULL;
+		}
+	}
+	return vb;
+}
+
 static int ubv_probe(struct virtio_device *vdev)
 {
 	struct ub_virtio *vb;
@@ -784,7 +290,7 @@ static int ubv_probe(struct virtio_device *vdev)
 		dev_err(&vdev->dev, "device has no config space\n");
 		return -EINVAL;
 	}
-	vb = kzalloc(sizeof(*vb), GFP_KERNEL);
+	vb = ubv_alloc();
 	if (!vb)
 		return -ENOMEM;
 	vb->vdev = vdev;
@@ -799,7 +305,7 @@ static int ubv_probe(struct virtio_device *vdev)
 	err = ubv_start(vb);
 	if (err) {
 		dev_err(&vdev->dev, "cannot start: %d\n", err);
-		kfree(vb);
+		ubv_free(vb);
 		return err;
 	}
 	ubv_bound = vb;
@@ -813,7 +319,7 @@ static void ubv_remove(struct virtio_device *vdev)
 
 	ubv_stop(vb);
 	ubv_bound = NULL;
-	kfree(vb);
+	ubv_free(vb);
 }
 
 #ifdef CONFIG_PM_SLEEP
@@ -924,3 +430,4 @@ void ub_virtio_exit(void)
 {
 	unregister_virtio_driver(&ubv_driver);
 }
+

@@ -176,6 +176,24 @@ def t_qmp_down_up(g, kver):
     return f"inflate 256 MiB {down:.2f} s, deflate {up:.2f} s"
 
 
+def t_huge_blocks(g):
+    """Inflation takes 2 MiB blocks with several requests in flight; a
+    deflation by less than a block splits one rather than overshoot."""
+    c0 = backend_counters(g)
+    balloon_to(g, 256 * MiB)
+    huge, c1 = huge_ballooned_mib(g), backend_counters(g)
+    assert huge >= 128, f"only {huge} of 256 MiB in 2 MiB blocks"
+    assert c1["max_requests_in_flight"] > 1, c1
+    assert c1["frames_inflated"] - c0["frames_inflated"] == 256 * 256, (c0, c1)
+    inflated = sysb_int(g, "stats/inflated")
+    balloon_to(g, 255 * MiB)
+    assert sysb_int(g, "stats/inflated") == inflated, "deflated too far, then inflated again"
+    # small pages go first; only a balloon of nothing but blocks splits one
+    assert huge_ballooned_mib(g) == (huge - 2 if huge == 256 else huge), (huge, huge_ballooned_mib(g))
+    balloon_to(g, 0)
+    return f"{huge} of 256 MiB in 2 MiB blocks, {c1['max_requests_in_flight']} requests in flight at most"
+
+
 def t_guest_override(g):
     g.run(f"echo 300M > {SYSB}/target")
     g.wait_for(lambda: actual(g) == (GUEST_MB - 300) * MiB, 60, what="host sees the override")
@@ -254,7 +272,7 @@ def bpftrace_sum(g, expr, action):
 
 
 def t_bpftrace_host_inflate(g):
-    total, out = bpftrace_sum(g, "args->pages", lambda: balloon_to(g, 200 * MiB))
+    total, out = bpftrace_sum(g, "args->pages << args->order", lambda: balloon_to(g, 200 * MiB))
     assert total == 200 * 256, out
     balloon_to(g, 0)
 
@@ -325,6 +343,7 @@ def guest_plain(kver, ko):
         if not test(f"{kver}: module loads and binds the virtio balloon", load, g, ko):
             return
         test(f"{kver}: QMP balloon down and up, both sides and MemTotal agree", t_qmp_down_up, g, kver)
+        test(f"{kver}: 2 MiB blocks, requests in flight, split only when needed", t_huge_blocks, g)
         test(f"{kver}: guest override via target is seen by the host, then 'host'", t_guest_override, g)
         test(f"{kver}: floor holds a host request, visibly", t_floor, g)
         test(f"{kver}: guest-stats read by the host match /proc/meminfo", t_guest_stats, g)
@@ -701,13 +720,23 @@ HOLES = ("python3 -c 'import mmap, time\n"
          "print(\"holes\", flush=True)\ntime.sleep(600)' > /tmp/holes.log 2>&1 & echo $! > /tmp/holes.pid")
 
 
+def huge_ballooned_mib(g):
+    m = re.search(r"huge pages: +\d+ of order \d+ \((\d+) MiB\)", g.run("cat /sys/kernel/debug/balloon/status")[1])
+    return int(m.group(1))
+
+
 def t_compaction(g, kver):
     if "migration" not in sysb(g, "features").split():
         return "SKIP: kernel without CONFIG_BALLOON_COMPACTION"
-    balloon_to(g, 200 * MiB)
+    # Holes first: the balloon takes 2 MiB blocks while the allocator has
+    # them free, then 4 KiB pages, which end up in the holes. Those are the
+    # ones compaction must be able to move.
     g.run(HOLES)
     try:
         g.wait_for(lambda: "holes" in g.run("cat /tmp/holes.log")[1], 180, what="holes punched")
+        balloon_to(g, 400 * MiB)
+        huge = huge_ballooned_mib(g)
+        assert huge < 400, f"all 400 MiB in 2 MiB blocks: no 4 KiB page for compaction to move"
         mig0, ours0 = vmstat(g, "balloon_migrate"), sysb_int(g, "stats/migrations")
         runs = [0]
 
@@ -724,11 +753,12 @@ def t_compaction(g, kver):
     mig, ours = vmstat(g, "balloon_migrate") - mig0, sysb_int(g, "stats/migrations") - ours0
     assert ours == mig, f"vmstat balloon_migrate +{mig}, stats/migrations +{ours}"
     # the balloon did not shrink on the way, and both sides still agree
-    assert sysb_int(g, "size") == 200 * MiB, sysb(g, "size")
-    assert actual(g) == GUEST_MB * MiB - 200 * MiB, f"host sees {actual(g)}"
+    assert sysb_int(g, "size") == 400 * MiB, sysb(g, "size")
+    assert actual(g) == GUEST_MB * MiB - 400 * MiB, f"host sees {actual(g)}"
     assert sysb_int(g, "stats/host_errors") == 0, sysb(g, "stats/host_errors")
     balloon_to(g, 0)
-    return f"{mig} balloon pages migrated after {runs[0]} compaction run(s)"
+    return (f"{mig} balloon pages migrated after {runs[0]} compaction run(s); "
+            f"{huge} of 400 MiB were 2 MiB blocks")
 
 
 # The guest of the hinting test runs from its initramfs only: QEMU refuses to
