@@ -13,6 +13,7 @@
 #include <linux/gfp.h>
 #include <linux/migrate.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/vmstat.h>
 
 #include "engine.h"
@@ -69,7 +70,17 @@ static void ub_report_size_locked(void)
 		ub.ops->report_size(ub.priv, ub.size);
 }
 
-/* Huge pages are taken only where the allocator has them without reclaim. */
+/*
+ * Huge pages (2 MiB blocks, for virtio and VMware) are taken only where the
+ * allocator has them without reclaim. They are not movable, though they
+ * fragment nothing: each holds a whole pageblock. huge_blocks=N takes 4 KiB
+ * pages only, all movable, for guests that offline memory or use CMA.
+ */
+static bool ub_huge_blocks = true;
+module_param_named(huge_blocks, ub_huge_blocks, bool, 0644);
+MODULE_PARM_DESC(huge_blocks,
+		 "take 2 MiB blocks where the allocator has them free (default Y)");
+
 #define UB_HUGE_GFP	((GFP_HIGHUSER & ~__GFP_RECLAIM) | __GFP_NOWARN | \
 			 __GFP_NOMEMALLOC)
 
@@ -246,7 +257,8 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.inflate_rate,
 				   ub.ops->batch_max << order));
-	if (ub.huge_off || want < (1UL << order) ||
+	if (!READ_ONCE(ub_huge_blocks) || ub.huge_off ||
+	    want < (1UL << order) ||
 	    (ub.ops->huge_ready && !ub.ops->huge_ready(ub.priv)))
 		order = 0;
 	/* a batch of huge pages is capped in bytes, so one step stays short */
