@@ -33,7 +33,7 @@ from lab import MiB, Guest, GuestError, build_module, kernels, wait_for  # noqa:
 GUEST_MB = 2048
 GIB = 1024 * MiB
 OOM_BALLOON = 1536 * MiB
-OOM_TIMEOUT = 300
+OOM_TIMEOUT = 200
 CONFIGS = (("Debian's default (init_on_alloc=1)", "", True),
            ("init_on_alloc=0", "init_on_alloc=0", False))
 
