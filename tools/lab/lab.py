@@ -197,7 +197,7 @@ class Guest:
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(self.smp),
             "-m", str(self.mem_mb), "-nographic", "-no-reboot", "-monitor", "none",
             "-serial", f"file:{self.console_log}",
-            "-kernel", str(self._kernel_image()), "-initrd", str(initrd), "-append", append,
+            *self._boot_args(initrd, append),
             "-device", balloon,
             # host root, read-only; multidevs=remap keeps inode numbers of /proc etc. distinct
             "-fsdev", "local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -232,6 +232,10 @@ class Guest:
             raise
         self.boot_seconds = time.monotonic() - t0
         return self
+
+    def _boot_args(self, initrd, append):
+        """QEMU arguments that boot the kernel (a subclass may boot a hypervisor first)."""
+        return ["-kernel", str(self._kernel_image()), "-initrd", str(initrd), "-append", append]
 
     def _kernel_image(self):
         """Kernel QEMU boots: the uncompressed ELF vmlinux if we can make one (see pvh_vmlinux)."""
