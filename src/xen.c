@@ -69,9 +69,10 @@ struct ub_xen {
 	unsigned long target_diff;
 	/* the core's target when we came: kept while the host says nothing */
 	unsigned long found_target;
-	/* the core's target we set last */
+	/* the core's target the engine wants, and the last one we wrote */
 	unsigned long core_target;
 	bool core_target_set;
+	unsigned long applied;
 
 	u64 events;		/* watch callbacks */
 	u64 missing;		/* callbacks without a memory/target key */
@@ -110,12 +111,16 @@ static unsigned long ubx_host_core_target(struct ub_xen *x)
 
 static void ubx_apply(struct ub_xen *x, unsigned long target)
 {
+	unsigned long now = READ_ONCE(balloon_stats.target_pages);
+
 	lockdep_assert_held(&x->lock);
-	if (READ_ONCE(balloon_stats.target_pages) == target)
+	if (now == target)
 		return;
-	if (x->core_target_set && target == x->core_target)
+	/* someone else wrote the core's target since we did */
+	if (x->sets && now != x->applied)
 		x->reapplied++;
 	x->sets++;
+	x->applied = target;
 	balloon_set_new_target(target);
 }
 
@@ -240,6 +245,10 @@ static int ubx_debugfs_show(void *priv, struct seq_file *m)
 	seq_printf(m, "core_balloon_high: %lu\n", balloon_stats.balloon_high);
 	seq_printf(m, "core_target_unpopulated: %lu\n",
 		   balloon_stats.target_unpopulated);
+	seq_printf(m, "core_schedule_delay: %lu\n", balloon_stats.schedule_delay);
+	seq_printf(m, "core_retry_count: %lu\n", balloon_stats.retry_count);
+	seq_printf(m, "core_max_retry_count: %lu\n",
+		   balloon_stats.max_retry_count);
 	seq_printf(m, "watch_events: %llu\n", x->events);
 	seq_printf(m, "watch_missing_key: %llu\n", x->missing);
 	seq_printf(m, "target_sets: %llu\n", x->sets);
