@@ -78,7 +78,7 @@ class XenGuest(Guest):
 
     def xl_mem_mb(self, dom):
         """Memory of domain `dom` (name) as `xl list` reports it, in MiB."""
-        out = self.xl(f"list {dom}")
+        out = self.xl(f"list {dom} 2>/dev/null")
         return int(out.splitlines()[1].split()[2])
 
     def domu_console(self, name):
@@ -104,8 +104,26 @@ def domu_initrd(kver, ko, script, out):
             (t / d).mkdir()
         subprocess.run(["cp", "/bin/busybox", t / "bin/busybox"], check=True)
         subprocess.run(["cp", ko, t / "ub.ko"], check=True)
+        # the modules uniballoon.ko needs (6.1: virtio, virtio_ring), unpacked for busybox
+        deps = subprocess.run(["modinfo", "-F", "depends", ko], check=True, capture_output=True,
+                              text=True).stdout.strip()
+        load = ""
+        if deps:
+            r = subprocess.run(["modprobe", "-S", kver, "-a", "--show-depends", *deps.split(",")],
+                               check=True, capture_output=True, text=True).stdout
+            seen = []
+            for line in r.splitlines():
+                f = line.split()
+                if f[0] == "insmod" and f[1] not in seen:
+                    seen.append(f[1])
+            for i, path in enumerate(seen):
+                dst = t / f"dep{i}.ko"
+                unpack = {"xz": ["xz", "-dc"], "zst": ["zstd", "-qdc"]}.get(path.rsplit(".", 1)[-1], ["cat"])
+                with open(dst, "wb") as f:
+                    subprocess.run([*unpack, path], stdout=f, check=True)
+                load += f"insmod /{dst.name}\n"
         init = t / "init"
-        init.write_text(DOMU_INIT_HEAD + script + "\nsync; poweroff -f\n")
+        init.write_text(DOMU_INIT_HEAD + load + script + "\nsync; poweroff -f\n")
         init.chmod(0o755)
         with open(out, "wb") as f:
             find = subprocess.Popen(["find", "."], cwd=t, stdout=subprocess.PIPE)
