@@ -165,20 +165,22 @@ def t_floor(g, kver):
 
 def t_frontend_overridden(g):
     """A core target set behind our back (the frontend's target_kb) is undone."""
-    g.run(f"echo 96M > {SYSB}/target")
-    g.wait_for(lambda: settled(g, 96 * MiB), 60, what="size 96 MiB")
+    g.run(f"echo 80M > {SYSB}/target")
+    g.wait_for(lambda: settled(g, 80 * MiB), 60, what="size 80 MiB")
     before = int(xen_debugfs(g)["reapplied"])
     g.run("echo 400000 > /sys/devices/system/xen_memory/xen_memory0/target_kb")
     g.wait_for(lambda: int(xen_debugfs(g)["reapplied"]) > before, 10, what="our target re-applied")
-    g.wait_for(lambda: settled(g, 96 * MiB), 30, what="size back at 96 MiB")
+    g.wait_for(lambda: settled(g, 80 * MiB), 30, what="size back at 80 MiB")
     g.run(f"echo host > {SYSB}/target")
     g.wait_for(lambda: g.xl_mem_mb("Domain-0") == 448, 60, what="xl list back at 448 MiB")
 
 
 def t_rmmod(g):
-    """rmmod with a user override in force leaves dom0 at the host's target (448 MiB)."""
-    g.run(f"echo 32M > {SYSB}/target")
-    g.wait_for(lambda: settled(g, 32 * MiB), 60, what="size 32 MiB")
+    """rmmod with a user override in force leaves dom0 at the host's target (448 MiB).
+    (The override is a larger balloon: xl mem-set also lowers the domain's maximum to
+    the target, so Xen would refuse memory above it.)"""
+    g.run(f"echo 96M > {SYSB}/target")
+    g.wait_for(lambda: settled(g, 96 * MiB), 60, what="size 96 MiB")
     g.run("rmmod uniballoon")
     g.wait_for(lambda: g.xl_mem_mb("Domain-0") == 448, 60, what="xl list at the host's 448 MiB")
     rc, out = g.run("dmesg | grep -E 'uniballoon|BUG|WARNING' | tail -5")
@@ -202,12 +204,15 @@ h0=$(cat $B/host_target)
 while [ "$(cat $B/host_target)" = "$h0" ] || [ "$(cat $B/size)" != "$(cat $B/host_target)" ]; do
 	show; usleep 100000; done
 show; echo "UBX: step1 done"
+# step 2: the host's target changes again: ask for a 128 MiB balloon ourselves
+h1=$(cat $B/host_target)
+while [ "$(cat $B/host_target)" = "$h1" ]; do show; usleep 100000; done
 echo 128M > $B/target
 while [ "$(cat $B/size)" != "$((128 << 20))" ]; do show; usleep 100000; done
 show; echo "UBX: step2 done"
 # step 3: the host's target changes again: unload and show where we end up
-h1=$(cat $B/host_target)
-while [ "$(cat $B/host_target)" = "$h1" ]; do show; usleep 100000; done
+h2=$(cat $B/host_target)
+while [ "$(cat $B/host_target)" = "$h2" ]; do show; usleep 100000; done
 show
 rmmod uniballoon && echo "UBX: rmmod ok"
 while :; do m=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)
@@ -225,8 +230,18 @@ def xl_near(g, dom, mb):
 
 
 def domu_wait(g, pred, timeout, what):
-    # dom0 and the domU share one CPU: look once a second, not five times
-    return g.wait_for(lambda: (lambda v: v is True)(pred()), timeout, interval=1.0, what=what)
+    """Wait for pred() to be True; a timeout names the last other value it gave."""
+    last = []
+
+    def check():
+        v = pred()
+        last[:] = [v]
+        return v is True
+    try:
+        # dom0 and the domU share one CPU: look once a second, not five times
+        return g.wait_for(check, timeout, interval=1.0, what=what)
+    except TimeoutError as e:
+        raise TimeoutError(f"{e} ({last[0] if last else None})") from None
 
 
 def domu_states(g, name):
@@ -263,10 +278,13 @@ def t_domu(g, kver, ko):
         s1 = next(s for s in st if s["host"] != first["host"] and s["host"] == s["size"])
         grew = int(s1["size"]) - int(before["size"])
         assert grew == 96 * MiB, (before, s1)
-        assert mt0 - int(s1["memtotal"]) == 96 * 1024, (before, s1)
+        # a PV domU's MemTotal moves by 8 MiB on its own early on (seen with size and
+        # total_pages unchanged), so here within 8 MiB; the rmmod step below is exact
+        assert abs(mt0 - int(s1["memtotal"]) - 96 * 1024) <= 8 * 1024, (before, s1)
         domu_wait(g, lambda: xl_near(g, name, 160), 30, "xl list: domU 160 MiB")
 
-        # 2. the domU's own target write (128 MiB balloon) shows in xl list
+        # 2. the host moves (192 MiB); the domU's own target (128 MiB balloon) wins in xl list
+        g.xl(f"mem-set {name} 192m")
         domu_wait(g, lambda: "UBX: step2 done" in g.domu_console(name), 60, "domU balloon 128 MiB")
         full_mb = (int(first["size"]) // MiB) + DOMU_MB
         domu_wait(g, lambda: xl_near(g, name, full_mb - 128), 30, f"xl list: domU {full_mb - 128} MiB")
@@ -275,14 +293,17 @@ def t_domu(g, kver, ko):
         g.xl(f"mem-set {name} 200m")
         domu_wait(g, lambda: "UBX: rmmod ok" in g.domu_console(name), 60, "domU rmmod")
         domu_wait(g, lambda: xl_near(g, name, 200), 30, "xl list: domU at 200 MiB after rmmod")
-        domu_wait(g, lambda: f"after rmmod memtotal={mt0 - 56 * 1024}" in g.domu_console(name), 30,
-                  "domU MemTotal at 200 MiB after rmmod")
+        want_mt = int(s1["memtotal"]) + 40 * 1024   # 160 MiB -> 200 MiB
+        domu_wait(g, lambda: f"after rmmod memtotal={want_mt}" in g.domu_console(name), 30,
+                  f"domU MemTotal {want_mt} kB at 200 MiB after rmmod")
     except Exception:
         note("domU console tail:\n" + "\n".join(g.domu_console(name).splitlines()[-30:]))
+        note(g.run(f"{xen.XL} list; {xen.XL} list -l {name} | grep -iE 'memkb|target|max'",
+                   check=False)[1])
         raise
     finally:
         g.run(f"{xen.XL} destroy {name}", check=False)
-    return f"96 MiB by xl mem-set, 128 MiB by the guest, left at 200 MiB on rmmod"
+    return "96 MiB by xl mem-set, 128 MiB by the guest over the host's 64, left at 200 MiB on rmmod"
 
 
 def guest_xen(kver, ko):
