@@ -78,6 +78,7 @@ struct ub_xen {
 	u64 missing;		/* callbacks without a memory/target key */
 	u64 sets;		/* balloon_set_new_target() calls */
 	u64 reapplied;		/* ... of them, where someone else had moved it */
+	u64 after_frontend;	/* callbacks that found the frontend had run */
 };
 
 static struct ub_xen *ubx;
@@ -116,8 +117,8 @@ static void ubx_apply(struct ub_xen *x, unsigned long target)
 	lockdep_assert_held(&x->lock);
 	if (now == target)
 		return;
-	/* someone else wrote the core's target since we did */
-	if (x->sets && now != x->applied)
+	/* someone else wrote the core's target since we did (or since load) */
+	if (now != x->applied)
 		x->reapplied++;
 	x->sets++;
 	x->applied = target;
@@ -183,6 +184,8 @@ static void ubx_watch_fn(struct xenbus_watch *watch, const char *path,
 	 * target to the host's value: ours wins until the engine decides.
 	 */
 	spin_lock(&x->lock);
+	if (READ_ONCE(balloon_stats.target_pages) != x->applied)
+		x->after_frontend++;
 	if (x->core_target_set)
 		ubx_apply(x, x->core_target);
 	spin_unlock(&x->lock);
@@ -253,6 +256,7 @@ static int ubx_debugfs_show(void *priv, struct seq_file *m)
 	seq_printf(m, "watch_missing_key: %llu\n", x->missing);
 	seq_printf(m, "target_sets: %llu\n", x->sets);
 	seq_printf(m, "reapplied: %llu\n", x->reapplied);
+	seq_printf(m, "events_after_frontend: %llu\n", x->after_frontend);
 	return 0;
 }
 
@@ -283,6 +287,7 @@ int ub_xen_init(bool forced)
 		return -ENOMEM;
 	spin_lock_init(&x->lock);
 	x->found_target = READ_ONCE(balloon_stats.target_pages);
+	x->applied = x->found_target;
 	x->watch.node = "memory/target";
 	x->watch.callback = ubx_watch_fn;
 	x->xenstore_nb.notifier_call = ubx_xenstore_ready;
