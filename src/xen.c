@@ -136,8 +136,9 @@ static int ubx_set_size(void *priv, unsigned long pages)
 	 * An empty balloon leaves the rest to the host: a target above what
 	 * the core has seen makes it hotplug memory, as without us.
 	 */
-	if (!pages && READ_ONCE(x->host_known) && x->host_pages > target)
-		target = x->host_pages;
+	if (!pages && READ_ONCE(x->host_known) &&
+	    READ_ONCE(x->host_pages) > target)
+		target = READ_ONCE(x->host_pages);
 	spin_lock(&x->lock);
 	x->core_target = target;
 	x->core_target_set = true;
