@@ -29,12 +29,16 @@ static const struct ub_backend_desc ub_backends[] = {
 #ifdef CONFIG_X86
 	{ "vmware", ub_vmware_init, ub_vmware_exit },
 #endif
+#ifdef CONFIG_XEN
+	/* before virtio: a dom0 sees QEMU's virtio-balloon device too */
+	{ "xen", ub_xen_init, ub_xen_exit },
+#endif
 	{ "virtio", ub_virtio_init, ub_virtio_exit },
 };
 
 static char *backend = "auto";
 module_param(backend, charp, 0444);
-MODULE_PARM_DESC(backend, "auto (default) or one of: vmware, virtio");
+MODULE_PARM_DESC(backend, "auto (default) or one of: vmware, xen, virtio");
 
 static const struct ub_backend_desc *ub_active;
 

@@ -168,6 +168,114 @@ static unsigned long ub_apply_floor_locked(unsigned long want)
 	return allow;
 }
 
+/*
+ * Target-driven backends: the size is whatever the hypervisor's driver has
+ * reached. Inflate and deflate are traced and counted as they are seen, so
+ * the tracepoints add up to the real change, whoever asked for it.
+ */
+static void ub_sync_size_locked(void)
+{
+	unsigned long now = ub.ops->get_size(ub.priv);
+	ktime_t seen = ktime_get();
+	u64 ns = ktime_to_ns(ktime_sub(seen, ub.size_seen));
+	unsigned long delta;
+
+	ub.size_seen = seen;
+	if (now == ub.size)
+		return;
+	ub.size_moved = jiffies;
+	if (now > ub.size) {
+		delta = now - ub.size;
+		ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(delta));
+		trace_inflate(min_t(unsigned long, delta, U32_MAX), 0, ns);
+	} else {
+		delta = ub.size - now;
+		ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(delta));
+		trace_deflate(min_t(unsigned long, delta, U32_MAX), 0, ns);
+	}
+	ub.size = now;
+}
+
+/* The most a rate allows per target step, in pages; ULONG_MAX if unlimited. */
+static unsigned long ub_target_rate_step(u64 rate)
+{
+	if (!rate)
+		return ULONG_MAX;
+	return max_t(u64, div_u64(rate, HZ / UB_TARGET_STEP) >> PAGE_SHIFT, 1);
+}
+
+static int ub_set_goal_locked(unsigned long goal)
+{
+	int err = ub.ops->set_size(ub.priv, goal);
+
+	if (err)
+		ub_backend_error("set_size", err);
+	else
+		ub.goal = goal;
+	return err;
+}
+
+/*
+ * One step of a target-driven balloon: the next size in force is at most
+ * one rate step from the size the hypervisor's driver has reached, and
+ * never past what the floor allows. It is handed over every time, so a
+ * target that someone else set in the driver (the in-kernel frontend) is
+ * overridden at the next step or poll.
+ */
+static unsigned long ub_target_step_locked(void)
+{
+	unsigned long requested, goal, step, delay = UB_TARGET_STEP;
+	enum ub_reason why;
+
+	ub_sync_size_locked();
+	requested = ub_requested_locked(&why);
+	goal = ub.size;
+	if (requested > ub.size) {
+		unsigned long want = ub_apply_floor_locked(requested - ub.size);
+
+		step = ub_target_rate_step(ub.set.inflate_rate);
+		if (!want)
+			delay = UB_FLOOR_RECHECK;
+		if (want > step)
+			ub_count(UB_STAT_RATE_DELAYS, 1);
+		goal += min(want, step);
+	} else {
+		if (ub.floor_held) {
+			unsigned long old = ub_target_locked(&why);
+
+			ub.floor_held = false;
+			ub_note_target_locked(old, why);
+		}
+		step = ub_target_rate_step(ub.set.deflate_rate);
+		if (ub.size - requested > step)
+			ub_count(UB_STAT_RATE_DELAYS, 1);
+		goal -= min(ub.size - requested, step);
+	}
+	if (ub_set_goal_locked(goal))
+		return UB_RETRY_DELAY;
+	if (goal == ub.size && delay == UB_TARGET_STEP)
+		return UB_IDLE;
+	/* the driver retries slowly when Xen has no memory: so do we */
+	if (time_after(jiffies, ub.size_moved + UB_TARGET_SETTLE))
+		delay = max_t(unsigned long, delay, HZ);
+	return delay;
+}
+
+/*
+ * Emergency deflation of a target-driven balloon: lower the size in force
+ * by @want at once. The driver repopulates asynchronously, so the pages are
+ * counted as given back before they are; returns how many were promised.
+ */
+unsigned long ub_target_shrink_locked(unsigned long want)
+{
+	unsigned long base = min(ub.goal, ub.size);
+
+	want = min(want, base);
+	if (!want || ub_set_goal_locked(base - want))
+		return 0;
+	return want;
+}
+
 /* One step towards the target; returns the delay before the next one. */
 static unsigned long ub_step_locked(void)
 {
@@ -176,6 +284,8 @@ static unsigned long ub_step_locked(void)
 
 	if (!ub.ops || ub.paused)
 		return UB_IDLE;
+	if (ub.features & UB_FEAT_TARGET_DRIVEN)
+		return ub_target_step_locked();
 	if (ub.need_reset)
 		ub_host_reset_locked();
 	if (ub.need_restart) {
@@ -252,10 +362,14 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 		return -EBUSY;
 	}
 	balloon_devinfo_init(&ub.pages);
+	if (ops->set_size) {
+		features |= UB_FEAT_TARGET_DRIVEN;
+	} else {
 #ifdef CONFIG_BALLOON_COMPACTION
-	ub.pages.migratepage = ub_migratepage;
-	features |= UB_FEAT_MIGRATION;
+		ub.pages.migratepage = ub_migratepage;
+		features |= UB_FEAT_MIGRATION;
 #endif
+	}
 	ub.ops = ops;
 	ub.priv = priv;
 	ub.features = features;
@@ -269,7 +383,19 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 	ub.user_override = false;
 	ub.oom_capped = false;
 	ub.floor_held = false;
-	ub.set.oom_deflate = !!(features & UB_FEAT_OOM_DEFLATE);
+	/*
+	 * Where a hypervisor driver owns the balloon, OOM deflation means
+	 * overriding the host's target; it is there but off until asked for.
+	 */
+	ub.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) && !ops->set_size;
+	if (ops->set_size) {
+		/* the host asks for what the driver has until it says more */
+		ub.size = ops->get_size(priv);
+		ub.goal = ub.size;
+		ub.host_target = ub.size;
+		ub.size_moved = jiffies;
+		ub.size_seen = ktime_get();
+	}
 	mutex_unlock(&ub.lock);
 	if (ops->poll)
 		queue_delayed_work(ub.wq, &ub.poll_work, 0);
@@ -296,10 +422,17 @@ void ub_detach(void)
 	ub_stop_worker();
 
 	mutex_lock(&ub.lock);
-	ub_release_refused_locked();
-	/* some hosts drop every page themselves when told we are leaving */
-	if (ub.ops->shutdown && !ub.ops->shutdown(ub.priv))
-		ub_drop_all_locked();
+	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
+		/* the driver keeps its pages: the backend hands it back */
+		if (ub.ops->shutdown)
+			ub.ops->shutdown(ub.priv);
+		ub.size = 0;
+	} else {
+		ub_release_refused_locked();
+		/* some hosts drop every page themselves when told we leave */
+		if (ub.ops->shutdown && !ub.ops->shutdown(ub.priv))
+			ub_drop_all_locked();
+	}
 	while (ub.size) {
 		if (ub_deflate_locked(ub.size, true))
 			continue;
@@ -308,7 +441,9 @@ void ub_detach(void)
 		schedule_timeout_uninterruptible(1);
 		mutex_lock(&ub.lock);
 	}
-	pr_info("backend %s detached, all pages returned\n", ub.ops->name);
+	pr_info("backend %s detached, %s\n", ub.ops->name,
+		ub.features & UB_FEAT_TARGET_DRIVEN ?
+		"its driver keeps the balloon" : "all pages returned");
 	ub.ops = NULL;
 	ub.priv = NULL;
 	ub.features = 0;

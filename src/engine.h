@@ -22,6 +22,10 @@
 /* Pages in migration cannot be dequeued; they come back very soon. */
 #define UB_ISOLATED_RETRY	(HZ / 50)
 #define UB_IDLE			ULONG_MAX
+/* Target-driven backends: look at the size this often while it moves... */
+#define UB_TARGET_STEP		(HZ / 10)
+/* ...and only once a second if it has not moved for this long. */
+#define UB_TARGET_SETTLE	(2 * HZ)
 
 struct uniballoon {
 	/* serialises the host protocol, the page lists and all state below */
@@ -51,6 +55,11 @@ struct uniballoon {
 	bool oom_capped;
 	bool floor_held;
 
+	/* target-driven backends only (ops->set_size) */
+	unsigned long goal;		/* pages: the last size handed over */
+	unsigned long size_moved;	/* jiffies: when the size last changed */
+	ktime_t size_seen;		/* when the size was last looked at */
+
 	struct ub_settings set;
 	ktime_t inflate_next;		/* rate limit: earliest next batch */
 	ktime_t deflate_next;
@@ -76,7 +85,9 @@ static inline void ub_count(enum ub_stat stat, u64 n)
  */
 static inline bool ub_adjusts_managed(void)
 {
-	return !(ub.features & UB_FEAT_OOM_DEFLATE);
+	/* a hypervisor's own driver (Xen) always takes its pages out */
+	return !(ub.features & UB_FEAT_OOM_DEFLATE) ||
+	       (ub.features & UB_FEAT_TARGET_DRIVEN);
 }
 
 static inline u64 ub_pages_to_bytes(unsigned long pages)
@@ -90,6 +101,7 @@ unsigned long ub_target_locked(enum ub_reason *why);
 void ub_note_target_locked(unsigned long old, enum ub_reason cause);
 void ub_host_target_locked(unsigned long pages, bool request);
 void ub_kick(void);
+unsigned long ub_target_shrink_locked(unsigned long want);
 
 /* pages.c */
 void ub_release_refused_locked(void);

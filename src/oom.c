@@ -26,7 +26,7 @@
 static unsigned long ub_emergency_deflate(unsigned long want,
 					  bool may_sleep_on_lock)
 {
-	unsigned long freed = 0, old;
+	unsigned long freed = 0, left = 0, old;
 	enum ub_reason why;
 
 	if (may_sleep_on_lock)
@@ -39,19 +39,25 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 
 	old = ub_target_locked(&why);
 	want = min(want, ub.size);
-	while (freed < want) {
+	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
+		/* the hypervisor's driver takes the pages back from the host */
+		freed = ub_target_shrink_locked(want);
+		left = ub.goal;
+	}
+	while (freed < want && !(ub.features & UB_FEAT_TARGET_DRIVEN)) {
 		unsigned long got = ub_deflate_locked(want - freed, false);
 
 		if (!got)
 			break;
 		freed += got;
+		left = ub.size;
 	}
 	if (freed) {
 		ub.oom_capped = true;
-		ub.oom_cap = ub.size;
+		ub.oom_cap = left;
 		ub_count(UB_STAT_OOM_DEFLATIONS, 1);
 		ub_count(UB_STAT_OOM_DEFLATED, ub_pages_to_bytes(freed));
-		trace_oom_deflate(freed, ub_pages_to_bytes(ub.size));
+		trace_oom_deflate(freed, ub_pages_to_bytes(left));
 		ub_note_target_locked(old, UB_REASON_OOM);
 	}
 out:

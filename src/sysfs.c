@@ -90,6 +90,7 @@ static const struct {
 	{ UB_FEAT_MIGRATION,	"migration" },
 	{ UB_FEAT_FREE_PAGE_REPORTING, "free_page_reporting" },
 	{ UB_FEAT_FREE_PAGE_HINT, "free_page_hint" },
+	{ UB_FEAT_TARGET_DRIVEN, "target_driven" },
 };
 
 static ssize_t features_show(struct kobject *kobj, struct kobj_attribute *attr,
@@ -108,6 +109,14 @@ static ssize_t features_show(struct kobject *kobj, struct kobj_attribute *attr,
 		if (snap.features & ub_feature_names[i].flag)
 			len += sysfs_emit_at(buf, len, " %s",
 					     ub_feature_names[i].name);
+	/*
+	 * A driver of the hypervisor's moves the pages: the engine can only
+	 * set its target in steps, so these knobs hold within a step.
+	 */
+	if (snap.features & UB_FEAT_TARGET_DRIVEN)
+		len += sysfs_emit_at(buf, len, " best_effort=floor,inflate_rate,deflate_rate%s",
+				     snap.features & UB_FEAT_OOM_DEFLATE ?
+				     ",oom_deflate" : "");
 	len += sysfs_emit_at(buf, len, "\n");
 	return len;
 }

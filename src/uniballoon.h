@@ -28,6 +28,8 @@
 #define UB_FEAT_MIGRATION	BIT(3)	/* ballooned pages stay movable */
 #define UB_FEAT_FREE_PAGE_REPORTING BIT(4) /* free memory goes back to the host */
 #define UB_FEAT_FREE_PAGE_HINT	BIT(5)	/* free memory is hinted during migration */
+/* the balloon is a hypervisor driver's, steered by target (set_size) */
+#define UB_FEAT_TARGET_DRIVEN	BIT(6)
 
 /* Why the target in force changed; the strings are the tracepoint ABI. */
 enum ub_reason {
@@ -97,6 +99,18 @@ struct ub_backend_ops {
 	int (*shutdown)(void *priv);
 	/* migration: give the old page back before the host takes the new */
 	bool migrate_release_first;
+
+	/*
+	 * Target-driven backends (Xen): a driver in the kernel already moves
+	 * the pages, and a second page engine would fight it. The engine then
+	 * allocates nothing: it decides the balloon size in force, in steps
+	 * that respect the floor and the rates, and hands each step to
+	 * @set_size; @get_size is the balloon's real size now, which the
+	 * engine polls while the balloon moves and traces as it changes.
+	 * @inflate and @deflate are not used.
+	 */
+	int (*set_size)(void *priv, unsigned long pages);
+	unsigned long (*get_size)(void *priv);
 };
 
 /* Counters under /sys/kernel/balloon/stats/, one file each. */
@@ -179,5 +193,7 @@ int ub_virtio_init(bool forced);
 void ub_virtio_exit(void);
 int ub_vmware_init(bool forced);
 void ub_vmware_exit(void);
+int ub_xen_init(bool forced);
+void ub_xen_exit(void);
 
 #endif /* UNIBALLOON_H */

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab  # noqa: E402
 from lab import MiB, Guest, build_module, kernels  # noqa: E402
 from ktap import figure, report, run_jobs, summary, test  # noqa: E402
+from check_xen import guest_xen  # noqa: E402
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
@@ -886,10 +887,10 @@ def guest_hint(kver, ko):
          t_free_page_hint, kver, ko)
 
 
-GUESTS = (guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware)
+GUESTS = (guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen)
 # rough relative run times, to start the long guests first
 GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
-              "guest_poison": 3, "guest_hint": 2}
+              "guest_poison": 3, "guest_hint": 2, "guest_xen": 4}
 
 
 def guest_job(guest, kver, ko, test_ko):

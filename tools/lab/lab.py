@@ -197,7 +197,7 @@ class Guest:
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(self.smp),
             "-m", str(self.mem_mb), "-nographic", "-no-reboot", "-monitor", "none",
             "-serial", f"file:{self.console_log}",
-            "-kernel", str(self._kernel_image()), "-initrd", str(initrd), "-append", append,
+            *self._boot_args(initrd, append),
             "-device", balloon,
             # host root, read-only; multidevs=remap keeps inode numbers of /proc etc. distinct
             "-fsdev", "local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -233,6 +233,10 @@ class Guest:
         self.boot_seconds = time.monotonic() - t0
         return self
 
+    def _boot_args(self, initrd, append):
+        """QEMU arguments that boot the kernel (a subclass may boot a hypervisor first)."""
+        return ["-kernel", str(self._kernel_image()), "-initrd", str(initrd), "-append", append]
+
     def _kernel_image(self):
         """Kernel QEMU boots: the uncompressed ELF vmlinux if we can make one (see pvh_vmlinux)."""
         return pvh_vmlinux(self.kver) or f"/boot/vmlinuz-{self.kver}"
@@ -243,7 +247,13 @@ class Guest:
         # and does not depend on that detail.
         while time.monotonic() < deadline:
             self._next_id += 1
-            self._agent.send({"id": f"ping-{self._next_id}", "ping": True})
+            try:
+                self._agent.send({"id": f"ping-{self._next_id}", "ping": True})
+            except TimeoutError:
+                # A long boot (Xen, a loaded machine): the socket buffer is full of
+                # pings the guest has not read yet; they will do. A ping is one small
+                # write, so a timed-out one sent nothing.
+                pass
             reply = self._agent.recv(min(deadline, time.monotonic() + 0.5))
             if reply is not None:
                 return

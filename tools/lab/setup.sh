@@ -10,6 +10,7 @@ set -euo pipefail
 PKGS=(
   qemu-system-x86 busybox-static bpftrace dwarves kmod xz-utils cpio
   build-essential python3 bc linux-source-6.1 dkms
+  xen-hypervisor-4.17-amd64 xen-utils-4.17
   linux-image-amd64 linux-headers-amd64
   linux-image-6.12-amd64 linux-headers-6.12-amd64
 )
