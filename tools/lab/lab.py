@@ -160,16 +160,19 @@ class _LineSocket:
 
 class Guest:
     def __init__(self, kver, mem_mb=1024, smp=1, balloon_opts="", extra_qemu_args=(),
-                 name=None, append="", boot_timeout=120, initrd_prefix=None, ready_line=None):
+                 name=None, append="", boot_timeout=120, initrd_prefix=None, ready_line=None,
+                 udev=False):
         """initrd_prefix: an uncompressed cpio placed before the lab's initramfs (its files
         are added to it). ready_line: a guest without the agent (e.g. one booted with
         rdinit= that never mounts the 9p shares, which block migration): start() returns
-        once this text appears on the serial console, and run() is unavailable."""
+        once this text appears on the serial console, and run() is unavailable.
+        udev: the guest's init runs the host's systemd-udevd (trigger, settle) before the
+        agent starts, so modules load by modalias as at a real boot."""
         self.kver, self.mem_mb, self.smp = kver, mem_mb, smp
         self.balloon_opts = balloon_opts.strip(",")
         self.extra_qemu_args = list(extra_qemu_args)
         self.name = name or f"guest-{kver}"
-        self.append, self.boot_timeout = append, boot_timeout
+        self.append, self.boot_timeout = append + (" labudev=1" if udev else ""), boot_timeout
         self.initrd_prefix, self.ready_line = initrd_prefix, ready_line
         self.rundir = _build_dir() / "runs" / self.name      # logs survive the run
         self.console_log = self.rundir / "console.log"

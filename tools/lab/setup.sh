@@ -10,6 +10,7 @@ set -euo pipefail
 PKGS=(
   qemu-system-x86 busybox-static bpftrace dwarves kmod xz-utils cpio
   build-essential python3 bc linux-source-6.1 dkms
+  debhelper dh-dkms lintian rpm rpmlint udev rsync
   linux-image-amd64 linux-headers-amd64
   linux-image-6.12-amd64 linux-headers-6.12-amd64
 )
