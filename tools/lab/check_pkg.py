@@ -40,6 +40,17 @@ GUEST_MB = 1024
 VIRTIO_ALIAS = "virtio:d00000005v00001AF4"
 VMWARE_ALIAS = "dmi:bvnPhoenixTechnologiesLTD:svnVMware,Inc.:pnVMwareVirtualPlatform:"
 BT_TOOLS = ("balloonsnoop", "balloonrate", "balloonlat")
+# bpftrace takes 30-60 s to start in a TCG guest: each tool runs on one of the lab's kernels
+# (balloonlat with balloonsnoop, which counts the batches it must agree with); all three on
+# any other kernel.
+BT_SPLIT = {"6.1.": ("balloonsnoop", "balloonlat"), "6.12.": ("balloonrate",)}
+# The control run of get_abi.pl (without the documentation it must report every file) on
+# one kernel only: it walks all of /sys again.
+ABI_CONTROL = "6.12."
+
+
+def tools_for(kver):
+    return next((v for k, v in BT_SPLIT.items() if kver.startswith(k)), BT_TOOLS)
 BT_DIR = "/usr/share/uniballoon/bpftrace"
 
 state = {"deb": None, "rpm": None, "installed": False, "kvers": [], "ktree": None, "lock": None}
@@ -423,13 +434,13 @@ def t_took_device(g):
         assert line in dmesg, f"no '{line}' in dmesg"
 
 
-def _start_tools(g):
+def _start_tools(g, tools):
     pids = {}
-    for t in BT_TOOLS:
+    for t in tools:
         rc, out = g.run(f"bpftrace -B none {BT_DIR}/{t}.bt > /tmp/{t}.out 2>&1 & echo $!")
         pids[t] = int(out.split()[-1])
     def attached():
-        for t in BT_TOOLS:
+        for t in tools:
             out = g.run(f"cat /tmp/{t}.out")[1]
             if g.run(f"kill -0 {pids[t]} 2>/dev/null", check=False)[0] != 0:
                 raise AssertionError(f"{t}.bt exited:\n{out[-2000:]}")
@@ -448,15 +459,16 @@ def _stop_tools(g, pids):
     g.run("kill -INT " + " ".join(map(str, pids.values())) + " 2>/dev/null", check=False)
     g.wait_for(lambda: all(g.run(f"kill -0 {p} 2>/dev/null", check=False)[0] != 0 for p in pids.values()),
                60, interval=0.5, what="the bpftrace tools to exit")
-    return {t: g.run(f"cat /tmp/{t}.out")[1] for t in BT_TOOLS}
+    return {t: g.run(f"cat /tmp/{t}.out")[1] for t in pids}
 
 
 def t_balloon_and_tools(g, kver):
     """QMP moves the packaged module's balloon by 256 MiB (inflate at 64 MiB/s, deflate
-    unlimited) while the three bpftrace tools run; each tool's output must account for it."""
+    unlimited) while bpftrace tools run; each tool's output must account for it."""
     t0 = time.monotonic()
-    pids = _start_tools(g)
-    figure(kver, "bpftrace tools attached (3 at once)", f"{time.monotonic() - t0:.1f} s")
+    tools = tools_for(kver)
+    pids = _start_tools(g, tools)
+    figure(kver, f"bpftrace tools attached ({', '.join(tools)})", f"{time.monotonic() - t0:.1f} s")
     outs = {}
     try:
         g.run(f"echo 64M > {SYSB}/inflate_rate")
@@ -467,7 +479,7 @@ def t_balloon_and_tools(g, kver):
     finally:
         outs = _stop_tools(g, pids)
     state.setdefault("tool_out", {})[kver] = outs
-    return "256 MiB in and out"
+    return f"256 MiB in and out under {', '.join(tools)}"
 
 
 def t_tool_snoop(kver):
@@ -542,12 +554,14 @@ def t_abi_undefined(g):
     figure(g.kver, "get_abi.pl undefined (walks /sys)", f"{time.monotonic() - t0:.1f} s")
     assert not out, out
     files = int(g.run(f"find {SYSB} -type f | wc -l")[1])
+    if not g.kver.startswith(ABI_CONTROL):
+        return f"{files} files, all documented"
     # control: without sysfs-kernel-balloon every file must be reported
     g.run(f"rm -rf /tmp/abi && mkdir /tmp/abi && cp {PROJECT}/sysfs-abi/* /tmp/abi/ && "
           "rm /tmp/abi/sysfs-kernel-balloon")
     out = g.run(cmd % "/tmp/abi", timeout=300)[1]
     assert f"{SYSB}/size" in out, f"control run found nothing: {out[-1000:]}"
-    return f"{files} files, all documented"
+    return f"{files} files, all documented; without sysfs-kernel-balloon they are reported"
 
 
 def t_explicit_intree(g):
@@ -573,9 +587,13 @@ def guest_pkg(kver, ko):
         test(f"{kver}: the packaged module took the virtio balloon (backend, driver, dmesg)", t_took_device, g)
         if test(f"{kver}: QMP balloon moves the packaged module while the bpftrace tools run",
                 t_balloon_and_tools, g, kver):
-            test(f"{kver}: balloonsnoop.bt shows every batch and the host's targets", t_tool_snoop, kver)
-            test(f"{kver}: balloonrate.bt adds up to what moved, at the rate limit", t_tool_rate, kver)
-            test(f"{kver}: balloonlat.bt histograms count every batch", t_tool_lat, kver)
+            tools = tools_for(kver)
+            if "balloonsnoop" in tools:
+                test(f"{kver}: balloonsnoop.bt shows every batch and the host's targets", t_tool_snoop, kver)
+            if "balloonrate" in tools:
+                test(f"{kver}: balloonrate.bt adds up to what moved, at the rate limit", t_tool_rate, kver)
+            if "balloonlat" in tools:
+                test(f"{kver}: balloonlat.bt histograms count every batch", t_tool_lat, kver)
         test(f"{kver}: make -C <kernel>/tools/testing/selftests TARGETS={KSELFTEST_TARGET} run_tests passes",
              t_kselftest_guest, g)
         test(f"{kver}: get_abi.pl undefined finds no undocumented file under {SYSB}", t_abi_undefined, g)

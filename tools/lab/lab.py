@@ -13,6 +13,7 @@ import atexit
 import json
 import lzma
 import os
+import select
 import shutil
 import socket
 import struct
@@ -243,10 +244,12 @@ class Guest:
     def _wait_agent(self, deadline):
         # Bytes sent before the guest opens its port wait in QEMU's socket buffer, so one ping
         # would do; re-pinging every 0.5 s is cheap (the agent answers pings without a process)
-        # and does not depend on that detail.
+        # and does not depend on that detail. A slow boot (udev loading modules under TCG) can fill
+        # that buffer with pings: then skip the ping rather than block in sendall and time out.
         while time.monotonic() < deadline:
-            self._next_id += 1
-            self._agent.send({"id": f"ping-{self._next_id}", "ping": True})
+            if select.select([], [self._agent.sock], [], 0)[1]:
+                self._next_id += 1
+                self._agent.send({"id": f"ping-{self._next_id}", "ping": True})
             reply = self._agent.recv(min(deadline, time.monotonic() + 0.5))
             if reply is not None:
                 return
