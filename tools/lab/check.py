@@ -22,6 +22,7 @@ import lab  # noqa: E402
 from lab import MiB, Guest, build_module, kernels  # noqa: E402
 from ktap import figure, report, run_jobs, summary, test  # noqa: E402
 from check_xen import guest_xen  # noqa: E402
+import check_pkg  # noqa: E402  (packages, autoload, bpftrace tools, kselftest layout)
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
@@ -31,14 +32,18 @@ GUEST_MB = 1024
 # ---------------------------------------------------------------- host-side checks
 
 def kernel_source():
-    """scripts/ from Debian's linux-source package (checkpatch.pl, get_abi.pl)."""
+    """scripts/ from Debian's linux-source package (checkpatch.pl, get_abi.pl), and the
+    kselftest framework (tools/testing/selftests: Makefile, lib.mk, kselftest/)."""
     dst = BUILD / "linux-source"
-    if not (dst / "scripts/checkpatch.pl").exists():
+    if not (dst / "tools/testing/selftests/lib.mk").exists():
         tarball = sorted(Path("/usr/src").glob("linux-source-*.tar.xz"))[-1]
         dst.mkdir(parents=True, exist_ok=True)
         top = tarball.name[:-len(".tar.xz")]
+        kst = f"{top}/tools/testing/selftests"
         subprocess.run(["tar", "-xJf", tarball, "-C", dst, "--strip-components=1",
-                        f"{top}/scripts", f"{top}/Documentation/ABI/README"], check=True)
+                        "--wildcards", "--no-wildcards-match-slash",
+                        f"{top}/scripts", f"{top}/Documentation/ABI/README", f"{kst}/Makefile",
+                        f"{kst}/lib.mk", f"{kst}/kselftest*", f"{kst}/run_kselftest.sh"], check=True)
     return dst
 
 
@@ -63,42 +68,6 @@ def abi_validate():
     for f in ("backend", "features", "size", "host_target", "target", "target_source", "floor",
               "inflate_rate", "deflate_rate", "oom_deflate", "oom_deflate_size", "stats/inflated"):
         assert f"/sys/kernel/balloon/{f}" in r.stdout, f"{f} undocumented"
-
-
-def dkms_tool_version():
-    r = subprocess.run(["dkms", "--version"], capture_output=True, text=True)
-    return r.stdout.strip() or "dkms"
-
-
-def dkms_version():
-    conf = (PROJECT / "dkms.conf").read_text()
-    return re.search(r'^PACKAGE_VERSION="([^"]+)"', conf, re.M).group(1)
-
-
-def dkms_build(kvers):
-    """dkms.conf as Debian 12's dkms uses it: add, build for each kernel, remove."""
-    ver = dkms_version()
-    src = Path(f"/usr/src/uniballoon-{ver}")
-    subprocess.run(["dkms", "remove", f"uniballoon/{ver}", "--all"], capture_output=True)
-    subprocess.run(["rm", "-rf", src], check=True)
-    src.mkdir(parents=True)
-    for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
-        subprocess.run(["cp", "-r", PROJECT / item, src], check=True)
-    subprocess.run(["rm", "-f", src / "src/compat_config.h"], check=True)
-    try:
-        subprocess.run(["dkms", "add", f"uniballoon/{ver}"], check=True, capture_output=True)
-        built = []
-        for k in kvers:
-            r = subprocess.run(["dkms", "build", f"uniballoon/{ver}", "-k", k],
-                               capture_output=True, text=True)
-            # compressed like the kernel's own modules (6.12: .ko.xz)
-            kos = list(Path(f"/var/lib/dkms/uniballoon/{ver}/{k}").glob("*/module/uniballoon.ko*"))
-            assert r.returncode == 0 and kos, f"{k}: {r.stdout[-2000:]}{r.stderr[-2000:]}"
-            built.append(k)
-        return "built for " + ", ".join(built)
-    finally:
-        subprocess.run(["dkms", "remove", f"uniballoon/{ver}", "--all"], capture_output=True)
-        subprocess.run(["rm", "-rf", src])
 
 
 # ---------------------------------------------------------------- guest helpers
@@ -887,10 +856,11 @@ def guest_hint(kver, ko):
          t_free_page_hint, kver, ko)
 
 
-GUESTS = (guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen)
+GUESTS = (guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
+          check_pkg.guest_pkg)
 # rough relative run times, to start the long guests first
 GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
-              "guest_poison": 3, "guest_hint": 2, "guest_xen": 4}
+              "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4}
 
 
 def guest_job(guest, kver, ko, test_ko):
@@ -903,7 +873,7 @@ def main():
     test("sysfs-abi/ passes get_abi.pl validate and documents every file", abi_validate)
     only = os.environ.get("LAB_KERNELS")
     kvers = only.split() if only else kernels()
-    test(f"dkms (Debian's {dkms_tool_version()}) builds the module from dkms.conf", dkms_build, kvers)
+    check_pkg.host(kvers, kernel_source)   # dkms.conf is tested by the package's install
     only_guests = os.environ.get("LAB_GUESTS", "").split()
     jobs = []
     for kver in kvers:
@@ -924,7 +894,10 @@ def main():
         lab.pvh_vmlinux(kver)
     # longest guests first, so the two lanes end together
     jobs.sort(key=lambda j: -GUEST_COST.get(j[2][0].__name__, 1))
-    run_jobs(jobs)
+    try:
+        run_jobs(jobs)
+    finally:
+        test("packages: purged, the module is gone for every kernel", check_pkg.purge, kvers)
     print(f"# total time {time.monotonic() - t_start:.0f} s")
     return summary()
 

@@ -17,6 +17,16 @@ mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 hostname lab-guest
 ip link set lo up 2>/dev/null
 
+# labudev=1 on the kernel command line (Guest(udev=True)): run the host's udev, which loads
+# modules by modalias as at a real boot (coldplug). Under TCG the queue takes 20-30 s to drain
+# (drm, kvm, ata...): the agent starts at once and the test waits with `udevadm settle`.
+if [ "${labudev:-0}" = 1 ]; then
+	/lib/systemd/systemd-udevd --daemon --resolve-names=never
+	udevadm trigger --type=subsystems --action=add
+	udevadm trigger --type=devices --action=add
+	echo "LAB-GUEST: udev started, coldplug triggered at $(cut -d' ' -f1 /proc/uptime)s"
+fi
+
 echo "LAB-GUEST: $(uname -r) up $(cut -d' ' -f1 /proc/uptime)s, starting agent"
 # Debian's python3 (the host's /root/.pyenv is hidden under the guest's tmpfs /root anyway).
 exec /usr/bin/python3 "$(dirname "$(readlink -f "$0")")/agent.py"

@@ -77,7 +77,7 @@ def _run_job(name, fn, args):
     try:
         fn(*args)
     except Exception as e:  # noqa: BLE001 - a dead guest fails, the run goes on
-        report(False, f"{name} ran", f"{type(e).__name__}: {e}")
+        report(False, f"{name} ran", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
     finally:
         lines, _local.buf = _local.buf, None
         _emit(lines)

@@ -13,6 +13,7 @@ import atexit
 import json
 import lzma
 import os
+import select
 import shutil
 import socket
 import struct
@@ -160,16 +161,19 @@ class _LineSocket:
 
 class Guest:
     def __init__(self, kver, mem_mb=1024, smp=1, balloon_opts="", extra_qemu_args=(),
-                 name=None, append="", boot_timeout=120, initrd_prefix=None, ready_line=None):
+                 name=None, append="", boot_timeout=120, initrd_prefix=None, ready_line=None,
+                 udev=False):
         """initrd_prefix: an uncompressed cpio placed before the lab's initramfs (its files
         are added to it). ready_line: a guest without the agent (e.g. one booted with
         rdinit= that never mounts the 9p shares, which block migration): start() returns
-        once this text appears on the serial console, and run() is unavailable."""
+        once this text appears on the serial console, and run() is unavailable.
+        udev: the guest's init runs the host's systemd-udevd (trigger, settle) before the
+        agent starts, so modules load by modalias as at a real boot."""
         self.kver, self.mem_mb, self.smp = kver, mem_mb, smp
         self.balloon_opts = balloon_opts.strip(",")
         self.extra_qemu_args = list(extra_qemu_args)
         self.name = name or f"guest-{kver}"
-        self.append, self.boot_timeout = append, boot_timeout
+        self.append, self.boot_timeout = append + (" labudev=1" if udev else ""), boot_timeout
         self.initrd_prefix, self.ready_line = initrd_prefix, ready_line
         self.rundir = _build_dir() / "runs" / self.name      # logs survive the run
         self.console_log = self.rundir / "console.log"
@@ -244,16 +248,16 @@ class Guest:
     def _wait_agent(self, deadline):
         # Bytes sent before the guest opens its port wait in QEMU's socket buffer, so one ping
         # would do; re-pinging every 0.5 s is cheap (the agent answers pings without a process)
-        # and does not depend on that detail.
+        # and does not depend on that detail. A slow boot (udev loading modules under TCG) can fill
+        # that buffer with pings: then skip the ping rather than block in sendall and time out.
         while time.monotonic() < deadline:
-            self._next_id += 1
-            try:
-                self._agent.send({"id": f"ping-{self._next_id}", "ping": True})
-            except TimeoutError:
-                # A long boot (Xen, a loaded machine): the socket buffer is full of
-                # pings the guest has not read yet; they will do. A ping is one small
-                # write, so a timed-out one sent nothing.
-                pass
+            if select.select([], [self._agent.sock], [], 0)[1]:
+                self._next_id += 1
+                try:
+                    self._agent.send({"id": f"ping-{self._next_id}", "ping": True})
+                except TimeoutError:
+                    # a ping is one small write: a timed-out one sent nothing
+                    pass
             reply = self._agent.recv(min(deadline, time.monotonic() + 0.5))
             if reply is not None:
                 return

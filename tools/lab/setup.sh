@@ -11,6 +11,7 @@ PKGS=(
   qemu-system-x86 busybox-static bpftrace dwarves kmod xz-utils cpio
   build-essential python3 bc linux-source-6.1 dkms
   xen-hypervisor-4.17-amd64 xen-utils-4.17
+  debhelper dh-dkms lintian rpm rpmlint udev rsync
   linux-image-amd64 linux-headers-amd64
   linux-image-6.12-amd64 linux-headers-6.12-amd64
 )

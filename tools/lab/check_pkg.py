@@ -1,0 +1,600 @@
+"""make check, packages part: uniballoon-dkms as .deb and .rpm, autoload, user tools.
+
+Host side, before the guests (host(kvers)):
+  the version in dkms.conf agrees with debian/changelog and the spec, and the
+  supported-kernel pattern accepts the lab's kernels; the .deb builds from a clean
+  copy of the tree (dpkg-buildpackage -us -uc -b) and lintian is clean; the .rpm
+  builds (rpmbuild) and rpmlint is clean; both payloads hold the same files; the
+  rpm scriptlets call dkms as they should; the .deb installs on this machine and
+  DKMS builds the module for every lab kernel (this is also the dkms.conf test);
+  the modalias lookups udev does now give uniballoon; the selftests run the
+  kselftest way from a kernel tree and SKIP on the host.
+Guest, one per kernel (guest_pkg, in the parallel lanes): udev autoloads the
+  packaged module, which takes the virtio balloon and follows QMP `balloon`; the
+  bpftrace tools run and report the same movement; the kselftest run passes;
+  get_abi.pl finds no undocumented file; `modprobe virtio_balloon` still works.
+After the guests (purge()): the package is purged and the module is gone for
+  every kernel. purge() also runs at exit, so the machine is never left with it.
+"""
+import atexit
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import lab
+from lab import MiB, Guest
+from ktap import figure, report, test
+
+PROJECT = lab.PROJECT
+PKG = PROJECT / "build" / "pkg"
+SYSB = "/sys/kernel/balloon"
+NAME = "uniballoon"
+DEB_NAME = "uniballoon-dkms"
+KSELFTEST_TARGET = "drivers/uniballoon"
+GUEST_MB = 1024
+VIRTIO_ALIAS = "virtio:d00000005v00001AF4"
+VMWARE_ALIAS = "dmi:bvnPhoenixTechnologiesLTD:svnVMware,Inc.:pnVMwareVirtualPlatform:"
+BT_TOOLS = ("balloonsnoop", "balloonrate", "balloonlat")
+# bpftrace takes 30-60 s to start in a TCG guest: each tool runs on one of the lab's kernels
+# (balloonlat with balloonsnoop, which counts the batches it must agree with); all three on
+# any other kernel.
+BT_SPLIT = {"6.1.": ("balloonsnoop", "balloonlat"), "6.12.": ("balloonrate",)}
+# The control run of get_abi.pl (without the documentation it must report every file) on
+# one kernel only: it walks all of /sys again.
+ABI_CONTROL = "6.12."
+
+
+def tools_for(kver):
+    return next((v for k, v in BT_SPLIT.items() if kver.startswith(k)), BT_TOOLS)
+BT_DIR = "/usr/share/uniballoon/bpftrace"
+
+state = {"deb": None, "rpm": None, "installed": False, "kvers": [], "ktree": None, "lock": None}
+# /usr/src/uniballoon-<version>, the dkms tree and /lib/modules are the machine's, not the
+# checkout's: two make check runs (two worktrees) would remove each other's package. The
+# package's life, from install to purge, holds this lock.
+LOCK = Path("/run/lock/uniballoon-pkg-test.lock")
+
+
+def _lock():
+    if state["lock"] is None:
+        f = open(LOCK, "w")
+        t0 = time.monotonic()
+        fcntl.flock(f, fcntl.LOCK_EX)
+        if time.monotonic() - t0 > 1:
+            figure("host", "waited for another run's package test", f"{time.monotonic() - t0:.0f} s")
+        state["lock"] = f
+
+
+def _unlock():
+    if state["lock"] is not None:
+        state["lock"].close()
+        state["lock"] = None
+
+
+def sh(cmd, check=True, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))}: exit {r.returncode}\n"
+                             f"{r.stdout[-3000:]}{r.stderr[-3000:]}")
+    return r
+
+
+# ---------------------------------------------------------------- versions
+
+def dkms_conf():
+    return (PROJECT / "dkms.conf").read_text()
+
+
+def version():
+    return re.search(r'^PACKAGE_VERSION="([^"]+)"', dkms_conf(), re.M).group(1)
+
+
+def t_versions_agree(kvers):
+    ver = version()
+    deb = re.match(r"\S+ \(([^)]+)\)", (PROJECT / "debian/changelog").read_text()).group(1)
+    spec = (PROJECT / "rpm/uniballoon-dkms.spec").read_text()
+    rpm_ver = re.search(r"^Version:\s*(\S+)", spec, re.M).group(1)
+    rpm_log = re.search(r"^%changelog\n\*.* - (\S+)-\S+$", spec, re.M).group(1)
+    assert deb.split("-")[0] == ver, f"debian/changelog {deb} vs dkms.conf {ver}"
+    assert rpm_ver == ver and rpm_log == ver, f"spec Version {rpm_ver}, %changelog {rpm_log}, dkms.conf {ver}"
+    assert "$(UB_DIR)/dkms.conf" in (PROJECT / "Kbuild").read_text(), "Kbuild no longer reads dkms.conf"
+    pattern = re.search(r'^BUILD_EXCLUSIVE_KERNEL="([^"]+)"', dkms_conf(), re.M).group(1)
+    for k in kvers:   # dkms matches with bash =~; the pattern is plain ERE, as Python reads it
+        assert re.search(pattern, k), f"BUILD_EXCLUSIVE_KERNEL rejects lab kernel {k}"
+    for k in ("5.10.0-30-amd64", "6.0.12-1-amd64", "4.19.0"):
+        assert not re.search(pattern, k), f"BUILD_EXCLUSIVE_KERNEL accepts {k}"
+    return f"{ver} everywhere; kernels 6.1 and later"
+
+
+# ---------------------------------------------------------------- building
+
+def clean_copy(dst):
+    """The tracked (and new, not ignored) files of the tree: what a clean checkout has."""
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    files = sh(["git", "-C", PROJECT, "ls-files", "-co", "--exclude-standard", "-z"]).stdout
+    names = [f for f in files.split("\0") if f and (PROJECT / f).exists()]
+    subprocess.run(["tar", "-cf", "-", "--null", "-T", "-"], cwd=PROJECT, input="\0".join(names).encode(),
+                   stdout=open(dst / ".tar", "wb"), check=True)
+    subprocess.run(["tar", "-xf", ".tar"], cwd=dst, check=True)
+    (dst / ".tar").unlink()
+    return dst
+
+
+def t_deb_builds():
+    ver = version()
+    shutil.rmtree(PKG / "deb", ignore_errors=True)
+    src = clean_copy(PKG / "deb" / f"{NAME}-{ver}")
+    t0 = time.monotonic()
+    sh(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src)
+    deb = PKG / "deb" / f"{DEB_NAME}_{ver}_all.deb"
+    assert deb.exists(), f"{deb.name} missing"
+    state["deb"] = deb
+    return f"{deb.name} in {time.monotonic() - t0:.1f} s"
+
+
+def t_lintian():
+    changes = sorted((PKG / "deb").glob("*.changes"))[-1]
+    r = sh(["lintian", "-I", "-E", "--pedantic", "--tag-display-limit", "0", changes], check=False)
+    tags = [l for l in r.stdout.splitlines() if re.match(r"[EWIPX]: ", l)]
+    assert not tags and r.returncode == 0, "\n".join(tags) or r.stderr
+    overrides = (PROJECT / "debian/uniballoon-dkms.lintian-overrides").read_text()
+    n = sum(1 for l in overrides.splitlines() if l.startswith(DEB_NAME + ":"))
+    return f"no tag at --pedantic; {n} justified overrides"
+
+
+def t_rpm_builds():
+    ver = version()
+    top = PKG / "rpm"
+    shutil.rmtree(top, ignore_errors=True)
+    (top / "SOURCES").mkdir(parents=True)
+    clean_copy(top / f"{NAME}-{ver}")
+    sh(["tar", "-czf", top / "SOURCES" / f"{NAME}-{ver}.tar.gz", "-C", top, f"{NAME}-{ver}"])
+    shutil.rmtree(top / f"{NAME}-{ver}")
+    sh(["rpmbuild", "--define", f"_topdir {top}", "-bb", PROJECT / "rpm/uniballoon-dkms.spec"])
+    rpms = sorted(top.glob(f"RPMS/noarch/{DEB_NAME}-{ver}-*.noarch.rpm"))
+    assert rpms, "no noarch rpm"
+    state["rpm"] = rpms[-1]
+    return rpms[-1].name
+
+
+def t_rpmlint():
+    r = sh(["rpmlint", "-r", PROJECT / "rpm/uniballoon-dkms.rpmlintrc", state["rpm"],
+            PROJECT / "rpm/uniballoon-dkms.spec"], check=False)
+    last = [l for l in r.stdout.splitlines() if "checked;" in l]
+    assert r.returncode == 0 and last and " 0 errors, 0 warnings" in last[-1], r.stdout[-3000:]
+    return last[-1].strip()
+
+
+def _tree(root):
+    """{path: (sha256, executable)} for the regular files under root."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            out["/" + str(p.relative_to(root))] = (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                                  bool(p.stat().st_mode & 0o111))
+    return out
+
+
+def t_payloads_match():
+    """The same files in both packages, byte for byte and with the same modes; only the
+    distributions' places differ: /lib (Debian, merged /usr) vs /usr/lib, and the docs."""
+    ver = version()
+    d, r = PKG / "payload-deb", PKG / "payload-rpm"
+    for x in (d, r):
+        shutil.rmtree(x, ignore_errors=True)
+        x.mkdir(parents=True)
+    sh(["dpkg-deb", "-x", state["deb"], d])
+    cpio = subprocess.run(["rpm2cpio", state["rpm"]], capture_output=True, check=True).stdout
+    subprocess.run(["cpio", "-idm", "--quiet"], cwd=r, input=cpio, check=True)
+
+    def norm(tree, doc_prefix, lic_prefix=None):
+        files, docs = {}, set()
+        for path, v in tree.items():
+            if path.startswith(doc_prefix):
+                docs.add(re.sub(r"\.gz$", "", path[len(doc_prefix):]))
+            elif (lic_prefix and path.startswith(lic_prefix)) or path.startswith("/usr/share/lintian/"):
+                continue   # the distributions' own metadata: licence file, lintian overrides
+            else:
+                files[re.sub(r"^/lib/", "/usr/lib/", path)] = v
+        return files, docs
+
+    dfiles, ddocs = norm(_tree(d), f"/usr/share/doc/{DEB_NAME}/")
+    rfiles, rdocs = norm(_tree(r), f"/usr/share/doc/{DEB_NAME}-{ver}/", f"/usr/share/licenses/{DEB_NAME}-{ver}/")
+    ddocs -= {"copyright", "changelog"}          # Debian's own metadata files
+    diff = sorted(set(dfiles) ^ set(rfiles))
+    assert not diff, "only in one package: " + ", ".join(diff)
+    differ = [p for p in dfiles if dfiles[p] != rfiles[p]]
+    assert not differ, "content or mode differs: " + ", ".join(differ)
+    assert ddocs == rdocs, f"docs: deb {sorted(ddocs)} rpm {sorted(rdocs)}"
+    for must in (f"/usr/src/{NAME}-{ver}/dkms.conf", f"/usr/src/{NAME}-{ver}/Kbuild",
+                 "/usr/lib/modprobe.d/uniballoon.conf", *(f"{BT_DIR}/{t}.bt" for t in BT_TOOLS)):
+        assert must in dfiles, f"{must} missing"
+    assert not any(p.endswith("compat_config.h") for p in dfiles), "generated compat_config.h shipped"
+    return f"{len(dfiles)} files and {len(ddocs)} docs alike"
+
+
+def t_rpm_scriptlets():
+    """%post adds the version (--rpm_safe_upgrade) and installs it for every kernel with headers,
+    %preun removes it for all kernels (cancelled by dkms on a same-version upgrade); nothing in
+    %postun. Run with a dkms that only records its arguments."""
+    ver = version()
+    qf = ("%{POSTIN}\n--preun--\n%{PREUN}\n--postun--\n%{POSTUN}\n--deps--\n"
+          "[%{REQUIREFLAGS:deptype} %{REQUIRENAME}\n]")
+    out = sh(["rpm", "-qp", "--qf", qf, state["rpm"]]).stdout
+    post, rest = out.split("\n--preun--\n")
+    preun, rest = rest.split("\n--postun--\n")
+    postun, deps = rest.split("\n--deps--\n")
+    assert postun.strip() == "(none)", f"%postun: {postun}"
+    for kind in ("post", "preun"):
+        assert re.search(rf"^{kind} dkms$", deps, re.M), f"no Requires({kind}): dkms\n{deps}"
+    fake = PKG / "fakebin"
+    fake.mkdir(parents=True, exist_ok=True)
+    log = PKG / "fakebin.log"
+    (fake / "dkms").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    (fake / "dkms").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    calls = {}
+    for name, script in (("post", post), ("preun", preun)):
+        log.write_text("")
+        sh(["sh", "-e", "-c", script], env=env)
+        calls[name] = log.read_text().splitlines()
+    with_headers = sorted(k.name for k in Path("/lib/modules").iterdir() if (k / "build/include").is_dir())
+    want_post = [f"add -m {NAME} -v {ver} -q --rpm_safe_upgrade"] + \
+        [f"install -m {NAME} -v {ver} -k {k} -q --force" for k in with_headers]
+    assert sorted(calls["post"]) == sorted(want_post), f"%post calls {calls['post']}, want {want_post}"
+    assert calls["preun"] == [f"remove -m {NAME} -v {ver} -q --all --rpm_safe_upgrade"], calls["preun"]
+    return f"%post: add + install for {len(with_headers)} kernels; %preun: remove --all"
+
+
+# ---------------------------------------------------------------- install, purge
+
+def dpkg_status():
+    r = sh(["dpkg-query", "-W", "-f=${Status}", DEB_NAME], check=False)
+    return r.stdout.strip() if r.returncode == 0 else "not known"
+
+
+def _leftovers(kvers):
+    """The installed module and the modprobe file. /usr/src/uniballoon-<version> and the dkms
+    tree are left out: another checkout's make check may use them for its own dkms test."""
+    bad = []
+    for k in kvers:
+        bad += [str(p) for p in Path(f"/lib/modules/{k}").rglob("uniballoon.ko*")]
+    for p in (Path("/lib/modprobe.d/uniballoon.conf"), Path("/etc/modprobe.d/uniballoon.conf")):
+        if p.exists():
+            bad.append(str(p))
+    return bad
+
+
+def t_install(kvers):
+    """apt installs the .deb: dh_dkms's postinst has DKMS build and install for every
+    kernel with headers (autoinstall_all_kernels), compressed like the kernel's modules."""
+    ver = version()
+    _lock()
+    if dpkg_status() != "not known" and "not-installed" not in dpkg_status():
+        sh(["apt-get", "purge", "-y", "-q", DEB_NAME], check=False)
+    # a dkms add of the same version by hand (the old dkms test) would be in the way
+    sh(["dkms", "remove", f"{NAME}/{ver}", "--all"], check=False)
+    shutil.rmtree(f"/usr/src/{NAME}-{ver}", ignore_errors=True)
+    state["installed"] = True
+    atexit.register(purge_quietly)
+    t0 = time.monotonic()
+    r = sh(["apt-get", "install", "-y", "-q", "--no-install-recommends", state["deb"]],
+           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    took = time.monotonic() - t0
+    figure("host", "apt install of the .deb (DKMS builds for each kernel)", f"{took:.0f} s")
+    status = sh(["dkms", "status", NAME]).stdout
+    for k in kvers:
+        assert re.search(rf"^{NAME}/{ver}, {re.escape(k)}, \S+: installed", status, re.M), \
+            f"{k} not installed:\n{status}\n{r.stdout[-3000:]}"
+        kos = list(Path(f"/lib/modules/{k}/updates/dkms").glob("uniballoon.ko*"))
+        assert len(kos) == 1, f"{k}: {kos}"
+        info = sh(["modinfo", "-F", "version", kos[0]]).stdout.strip()
+        assert info == ver, f"{kos[0]}: version {info}"
+    state["install_ok"] = True
+    return f"installed for {', '.join(kvers)} in {took:.0f} s"
+
+
+def t_aliases_pick_uniballoon(kvers):
+    """What udev does for the virtio balloon device and a VMware DMI: look the modalias up
+    with the blacklist applied (modprobe -b). uniballoon only; virtio_balloon by name still."""
+    for k in kvers:
+        for alias in (VIRTIO_ALIAS, VMWARE_ALIAS):
+            out = sh(["modprobe", "-n", "-v", "-b", "-S", k, alias]).stdout
+            mods = [Path(l.split()[1]).name for l in out.splitlines() if l.startswith("insmod")]
+            assert mods and mods[-1].startswith("uniballoon.ko"), f"{k} {alias}: {out}"
+            assert not any(m.startswith(("virtio_balloon", "vmw_balloon")) for m in mods), out
+        out = sh(["modprobe", "-n", "-v", "-S", k, "virtio_balloon"]).stdout
+        assert "virtio_balloon.ko" in out, f"{k}: modprobe virtio_balloon by name: {out}"
+    return "virtio and VMware aliases -> uniballoon; virtio_balloon by name still loads"
+
+
+def t_kselftest_host(ktree):
+    """The selftests dropped into a kernel tree run with make TARGETS=... run_tests, and SKIP
+    (KTAP) on the host, where uniballoon has no device."""
+    ks = ktree / "tools/testing/selftests"
+    dst = ks / KSELFTEST_TARGET
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(PROJECT / "selftests", dst)
+    state["ktree"] = ks
+    r = sh(["make", "-C", ks, f"TARGETS={KSELFTEST_TARGET}", "run_tests"])
+    res = re.findall(rf"^(ok|not ok) \d+ selftests: {KSELFTEST_TARGET}: (\S+)( # SKIP)?", r.stdout, re.M)
+    progs = re.findall(r"^TEST_PROGS := (.*)$", (PROJECT / "selftests/Makefile").read_text(), re.M)[0].split()
+    assert sorted(p for _, p, _ in res) == sorted(progs), r.stdout[-3000:]
+    assert all(ok == "ok" and skip for ok, _, skip in res), r.stdout[-3000:]
+    inst = PKG / "kselftest-install"
+    shutil.rmtree(inst, ignore_errors=True)
+    sh(["make", "-C", ks, f"TARGETS={KSELFTEST_TARGET}", "install", f"INSTALL_PATH={inst}"])
+    listed = (inst / "kselftest-list.txt").read_text().split()
+    assert len(listed) == len(progs), listed
+    return f"{len(progs)} programs SKIP on the host; make install lists them"
+
+
+def purge(kvers):
+    """Purge the package; the module must be gone from every kernel, the aliases back."""
+    if not state["installed"]:
+        _unlock()
+        return "SKIP: the package was not installed"
+    t0 = time.monotonic()
+    try:
+        sh(["apt-get", "purge", "-y", "-q", DEB_NAME], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    finally:
+        state["installed"] = False
+        _unlock()
+    figure("host", "apt purge of the package", f"{time.monotonic() - t0:.0f} s")
+    assert "not-installed" in dpkg_status() or dpkg_status() == "not known", dpkg_status()
+    bad = _leftovers(kvers)
+    assert not bad, "left behind: " + ", ".join(bad)
+    status = sh(["dkms", "status", NAME]).stdout
+    assert ": installed" not in status, f"dkms still has it installed:\n{status}"
+    for k in kvers:
+        out = sh(["modprobe", "-n", "-v", "-b", "-S", k, VIRTIO_ALIAS]).stdout
+        assert "uniballoon" not in out and "virtio_balloon" in out, f"{k}: {out}"
+    return f"module gone for {', '.join(kvers)}; the virtio alias gives virtio_balloon again"
+
+
+def purge_quietly():
+    if state["installed"]:
+        subprocess.run(["apt-get", "purge", "-y", "-q", DEB_NAME], capture_output=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        state["installed"] = False
+    _unlock()
+
+
+def host(kvers, kernel_source):
+    """Host steps; leaves the package installed for the guests when all went well."""
+    state["kvers"] = list(kvers)
+    test("packages: dkms.conf's version and kernel range agree with debian/ and the spec",
+         t_versions_agree, kvers)
+    deb = test("packages: the .deb builds from a clean copy (dpkg-buildpackage -us -uc -b)", t_deb_builds)
+    if deb:
+        test("packages: lintian is clean (pedantic; overrides justified)", t_lintian)
+    rpm = test("packages: the .rpm builds (rpmbuild, noarch)", t_rpm_builds)
+    if rpm:
+        test("packages: rpmlint is clean (filters justified in rpm/uniballoon-dkms.rpmlintrc)", t_rpmlint)
+        test("packages: the rpm scriptlets call dkms add/install and remove as they should", t_rpm_scriptlets)
+    if deb and rpm:
+        test("packages: the .deb and the .rpm carry the same files", t_payloads_match)
+    if deb and test(f"packages: the .deb installs; dkms ({dkms_version_str()}) builds from dkms.conf "
+                    "for every kernel", t_install, kvers):
+        test("packages: udev's alias lookups give uniballoon, not the in-tree drivers", t_aliases_pick_uniballoon,
+             kvers)
+    test("selftests: run the kselftest way from a kernel tree, SKIP on the host", t_kselftest_host,
+         kernel_source())
+
+
+def dkms_version_str():
+    return sh(["dkms", "--version"], check=False).stdout.strip() or "dkms"
+
+
+# ---------------------------------------------------------------- the guest
+
+def sysb(g, name):
+    return g.run(f"cat {SYSB}/{name}")[1].strip()
+
+
+def balloon_to(g, balloon_bytes, timeout=120):
+    g.qmp("balloon", value=GUEST_MB * MiB - balloon_bytes)
+    g.wait_for(lambda: g.qmp("query-balloon")["actual"] == GUEST_MB * MiB - balloon_bytes and
+               int(sysb(g, "size")) == balloon_bytes, timeout,
+               what=f"balloon of {balloon_bytes >> 20} MiB (size {sysb(g, 'size')})")
+
+
+def t_udev_settles(g, kver):
+    t0 = time.monotonic()
+    g.run("udevadm settle --timeout=150", timeout=170)
+    figure(kver, "udev coldplug settled (after the agent answered)", f"{time.monotonic() - t0:.1f} s")
+
+
+def t_autoload(g, kver):
+    mods = g.run("cut -d' ' -f1 /proc/modules")[1].split()
+    assert NAME in mods, f"uniballoon not loaded by udev; modules: {' '.join(mods)}"
+    assert "virtio_balloon" not in mods, "virtio_balloon was loaded too"
+    path = g.run(f"modinfo -n {NAME}")[1].strip()
+    assert path.startswith(f"/lib/modules/{kver}/updates/dkms/"), path
+    src = g.run(f"modinfo -F srcversion {path}")[1].strip()
+    loaded = g.run(f"cat /sys/module/{NAME}/srcversion")[1].strip()
+    assert src == loaded, f"loaded srcversion {loaded}, {path} has {src}"
+    return path
+
+
+def t_took_device(g):
+    assert sysb(g, "backend") == "virtio", sysb(g, "backend")
+    drv = g.run("basename $(readlink /sys/bus/virtio/devices/virtio0/driver 2>/dev/null) 2>/dev/null; "
+                "for d in /sys/bus/virtio/devices/*; do [ $(cat $d/device) = 0x0005 ] && "
+                "basename $(readlink $d/driver); done", check=False)[1].split()
+    assert NAME in drv, f"balloon device driver: {drv}"
+    dmesg = g.run("dmesg")[1]
+    for line in ("uniballoon: backend virtio active", "uniballoon: using the virtio backend"):
+        assert line in dmesg, f"no '{line}' in dmesg"
+
+
+def _start_tools(g, tools):
+    pids = {}
+    for t in tools:
+        rc, out = g.run(f"bpftrace -B none {BT_DIR}/{t}.bt > /tmp/{t}.out 2>&1 & echo $!")
+        pids[t] = int(out.split()[-1])
+    def attached():
+        for t in tools:
+            out = g.run(f"cat /tmp/{t}.out")[1]
+            if g.run(f"kill -0 {pids[t]} 2>/dev/null", check=False)[0] != 0:
+                raise AssertionError(f"{t}.bt exited:\n{out[-2000:]}")
+            if "Hit Ctrl-C" not in out:
+                return False
+        return True
+    try:
+        g.wait_for(attached, 180, interval=1, what="the bpftrace tools to attach")
+    except BaseException:
+        _stop_tools(g, pids)
+        raise
+    return pids
+
+
+def _stop_tools(g, pids):
+    g.run("kill -INT " + " ".join(map(str, pids.values())) + " 2>/dev/null", check=False)
+    g.wait_for(lambda: all(g.run(f"kill -0 {p} 2>/dev/null", check=False)[0] != 0 for p in pids.values()),
+               60, interval=0.5, what="the bpftrace tools to exit")
+    return {t: g.run(f"cat /tmp/{t}.out")[1] for t in pids}
+
+
+def t_balloon_and_tools(g, kver):
+    """QMP moves the packaged module's balloon by 256 MiB (inflate at 64 MiB/s, deflate
+    unlimited) while bpftrace tools run; each tool's output must account for it."""
+    t0 = time.monotonic()
+    tools = tools_for(kver)
+    pids = _start_tools(g, tools)
+    figure(kver, f"bpftrace tools attached ({', '.join(tools)})", f"{time.monotonic() - t0:.1f} s")
+    outs = {}
+    try:
+        g.run(f"echo 64M > {SYSB}/inflate_rate")
+        balloon_to(g, 256 * MiB)
+        g.run(f"echo 0 > {SYSB}/inflate_rate")
+        balloon_to(g, 0)
+        time.sleep(1.5)   # one more interval line from balloonrate
+    finally:
+        outs = _stop_tools(g, pids)
+    state.setdefault("tool_out", {})[kver] = outs
+    return f"256 MiB in and out under {', '.join(tools)}"
+
+
+def t_tool_snoop(kver):
+    out = state["tool_out"][kver]["balloonsnoop"]
+    rows = [l.split() for l in out.splitlines() if re.match(r"\d\d:\d\d:\d\d (inflate|deflate|target) ", l)]
+    kib = {e: sum(int(r[2]) for r in rows if r[1] == e) for e in ("inflate", "deflate")}
+    assert kib["inflate"] == 256 * 1024 and kib["deflate"] == 256 * 1024, f"{kib}\n{out[-2000:]}"
+    targets = [r for r in rows if r[1] == "target"]
+    assert any(r[2] == str(256 * 1024) and "reason=host" in r for r in targets), out[-2000:]
+    assert any(r[2] == "0" and "reason=host" in r for r in targets), out[-2000:]
+    state.setdefault("batches", {})[kver] = sum(1 for r in rows if r[1] == "inflate")
+    return f"{len(rows)} events: inflate and deflate 256 MiB each, host targets"
+
+
+def t_tool_rate(kver):
+    out = state["tool_out"][kver]["balloonrate"]
+    rows = [l.split() for l in out.splitlines() if re.match(r"\d\d:\d\d:\d\d +\d", l)]
+    assert rows, out[-2000:]
+    tin = sum(float(r[1]) for r in rows)
+    tout = sum(float(r[2]) for r in rows)
+    peak = max((float(r[1]) for r in rows), default=0)
+    # one decimal per line: each line may round down by up to 0.1 MiB
+    assert 256 - 0.1 * len(rows) <= tin <= 256 and 256 - 0.1 * len(rows) <= tout <= 256, \
+        f"in {tin} out {tout}\n{out[-2000:]}"
+    assert peak <= 64 * 1.5 + 2, f"inflate_rate 64M, yet {peak} MiB in one second\n{out[-2000:]}"
+    return f"{len(rows)} lines: {tin:.1f} MiB in (peak {peak:.1f}/s), {tout:.1f} MiB out"
+
+
+def t_tool_lat(kver):
+    out = state["tool_out"][kver]["balloonlat"]
+    counts = {}
+    cur = None
+    for line in out.splitlines():
+        m = re.match(r"@(\w+)\[(\w+)\]:", line)
+        if m:
+            cur = (m.group(1), m.group(2))
+            continue
+        m = re.match(r"[\[(].*?[\])]\s+(\d+) \|", line)
+        if m and cur:
+            counts[cur] = counts.get(cur, 0) + int(m.group(1))
+    for key in (("latency_us", "inflate"), ("latency_us", "deflate"), ("batch_kib", "inflate")):
+        assert counts.get(key), f"no @{key[0]}[{key[1]}] histogram\n{out[-2000:]}"
+    batches = state.get("batches", {}).get(kver)
+    assert batches is None or counts[("latency_us", "inflate")] == batches, \
+        f"{counts[('latency_us', 'inflate')]} inflate latencies, balloonsnoop saw {batches} batches"
+    return (f"{counts[('latency_us', 'inflate')]} inflate and {counts[('latency_us', 'deflate')]} "
+            "deflate batches in the histograms")
+
+
+def t_kselftest_guest(g):
+    """The kselftest framework runs our tests with the module loaded: they pass, not SKIP.
+    Only balloon_abi.sh (TEST_PROGS on make's command line): the plain guest runs them all."""
+    ks = state["ktree"]
+    assert ks, "kselftest tree not prepared"
+    t0 = time.monotonic()
+    rc, out = g.run(f"make -C {ks} TARGETS={KSELFTEST_TARGET} TEST_PROGS=balloon_abi.sh run_tests",
+                    timeout=600, check=False)
+    res = re.findall(rf"^(ok|not ok) \d+ selftests: {KSELFTEST_TARGET}: (\S+)(.*)$", out, re.M)
+    inner = re.findall(r"^# (ok|not ok) \d+ ", out, re.M)
+    assert res and all(ok == "ok" and "SKIP" not in rest for ok, _, rest in res) and rc == 0, out[-3000:]
+    assert "not ok" not in inner, out[-3000:]
+    return f"{len(res)} program, {len(inner)} tests passed in {time.monotonic() - t0:.0f} s"
+
+
+def t_abi_undefined(g):
+    """get_abi.pl undefined: every file under /sys/kernel/balloon is documented in sysfs-abi/;
+    and it does name one when its documentation is taken away."""
+    tool = PROJECT / "build/linux-source/scripts/get_abi.pl"
+    cmd = f"perl {tool} --dir %s --search-string /sys/kernel/balloon undefined 2>/dev/null"
+    t0 = time.monotonic()
+    out = g.run(cmd % (PROJECT / "sysfs-abi"), timeout=300)[1].strip()
+    figure(g.kver, "get_abi.pl undefined (walks /sys)", f"{time.monotonic() - t0:.1f} s")
+    assert not out, out
+    files = int(g.run(f"find {SYSB} -type f | wc -l")[1])
+    if not g.kver.startswith(ABI_CONTROL):
+        return f"{files} files, all documented"
+    # control: without sysfs-kernel-balloon every file must be reported
+    g.run(f"rm -rf /tmp/abi && mkdir /tmp/abi && cp {PROJECT}/sysfs-abi/* /tmp/abi/ && "
+          "rm /tmp/abi/sysfs-kernel-balloon")
+    out = g.run(cmd % "/tmp/abi", timeout=300)[1]
+    assert f"{SYSB}/size" in out, f"control run found nothing: {out[-1000:]}"
+    return f"{files} files, all documented; without sysfs-kernel-balloon they are reported"
+
+
+def t_explicit_intree(g):
+    """The blacklist is by alias only: modprobe virtio_balloon by name still binds the device."""
+    g.run(f"rmmod {NAME}")
+    g.run("modprobe virtio_balloon")
+    drv = g.run("for d in /sys/bus/virtio/devices/*; do [ $(cat $d/device) = 0x0005 ] && "
+                "basename $(readlink $d/driver); done", check=False)[1].split()
+    assert "virtio_balloon" in drv, drv
+    g.run("rmmod virtio_balloon")
+
+
+def guest_pkg(kver, ko):
+    if not state.get("install_ok"):
+        report(True, f"{kver}: packaged module in a guest with udev", "the package did not install", skip=True)
+        return
+    with Guest(kver, mem_mb=GUEST_MB, name=f"pkg-{kver}", udev=True) as g:
+        figure(kver, "boot with udev to agent", f"{g.boot_seconds:.1f} s")
+        test(f"{kver}: udev (systemd-udevd from the host root) settles after coldplug", t_udev_settles, g, kver)
+        if not test(f"{kver}: udev autoloads the packaged uniballoon (updates/dkms), not virtio_balloon",
+                    t_autoload, g, kver):
+            return
+        test(f"{kver}: the packaged module took the virtio balloon (backend, driver, dmesg)", t_took_device, g)
+        if test(f"{kver}: QMP balloon moves the packaged module while the bpftrace tools run",
+                t_balloon_and_tools, g, kver):
+            tools = tools_for(kver)
+            if "balloonsnoop" in tools:
+                test(f"{kver}: balloonsnoop.bt shows every batch and the host's targets", t_tool_snoop, kver)
+            if "balloonrate" in tools:
+                test(f"{kver}: balloonrate.bt adds up to what moved, at the rate limit", t_tool_rate, kver)
+            if "balloonlat" in tools:
+                test(f"{kver}: balloonlat.bt histograms count every batch", t_tool_lat, kver)
+        test(f"{kver}: make -C <kernel>/tools/testing/selftests TARGETS={KSELFTEST_TARGET} run_tests passes",
+             t_kselftest_guest, g)
+        test(f"{kver}: get_abi.pl undefined finds no undocumented file under {SYSB}", t_abi_undefined, g)
+        test(f"{kver}: modprobe virtio_balloon by name still takes the device", t_explicit_intree, g)
