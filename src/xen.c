@@ -41,12 +41,17 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/notifier.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <xen/balloon.h>
 #include <xen/xen.h>
 #include <xen/xenbus.h>
+
+#ifdef CONFIG_X86
+#include <asm/cpu_device_id.h>
+#endif
 
 #include "uniballoon.h"
 
@@ -328,3 +333,17 @@ void ub_xen_exit(void)
 	kfree(x);
 	ubx = NULL;
 }
+
+/*
+ * Autoload in Xen domains. PV domains, dom0 included, carry the synthetic
+ * CPU feature XENPV in the cpu devices' modalias; HVM and PVH domains show
+ * "Xen" as the DMI system vendor. Elsewhere neither matches.
+ */
+#ifdef CONFIG_X86
+static const struct x86_cpu_id ubx_cpu_ids[] = {
+	X86_MATCH_FEATURE(X86_FEATURE_XENPV, NULL),
+	{}
+};
+MODULE_DEVICE_TABLE(x86cpu, ubx_cpu_ids);
+#endif
+MODULE_ALIAS("dmi:*:svnXen:*");

@@ -39,6 +39,11 @@ KSELFTEST_TARGET = "drivers/uniballoon"
 GUEST_MB = 1024
 VIRTIO_ALIAS = "virtio:d00000005v00001AF4"
 VMWARE_ALIAS = "dmi:bvnPhoenixTechnologiesLTD:svnVMware,Inc.:pnVMwareVirtualPlatform:"
+# Xen: a PV domain's cpu modalias carries feature 0110 (X86_FEATURE_XENPV);
+# an HVM/PVH domain's DMI vendor is Xen. A KVM guest's cpu modalias has no 0110.
+XEN_ALIASES = ("cpu:type:x86,ven0000fam0006mod0055:feature:,0000,0001,00E5,0110",
+               "dmi:bvnXen:bvr4.17:svnXen:pnHVMdomU:")
+NOT_XEN_ALIAS = "cpu:type:x86,ven0000fam0006mod0055:feature:,0000,0001,00E5,0111"
 BT_TOOLS = ("balloonsnoop", "balloonrate", "balloonlat")
 # bpftrace takes 30-60 s to start in a TCG guest: each tool runs on one of the lab's kernels
 # (balloonlat with balloonsnoop, which counts the batches it must agree with); all three on
@@ -304,14 +309,17 @@ def t_aliases_pick_uniballoon(kvers):
     """What udev does for the virtio balloon device and a VMware DMI: look the modalias up
     with the blacklist applied (modprobe -b). uniballoon only; virtio_balloon by name still."""
     for k in kvers:
-        for alias in (VIRTIO_ALIAS, VMWARE_ALIAS):
+        for alias in (VIRTIO_ALIAS, VMWARE_ALIAS, *XEN_ALIASES):
             out = sh(["modprobe", "-n", "-v", "-b", "-S", k, alias]).stdout
             mods = [Path(l.split()[1]).name for l in out.splitlines() if l.startswith("insmod")]
             assert mods and mods[-1].startswith("uniballoon.ko"), f"{k} {alias}: {out}"
             assert not any(m.startswith(("virtio_balloon", "vmw_balloon")) for m in mods), out
+        out = subprocess.run(["modprobe", "-n", "-v", "-b", "-S", k, NOT_XEN_ALIAS],
+                             capture_output=True, text=True).stdout
+        assert "uniballoon" not in out, f"{k}: a cpu without XENPV loads uniballoon: {out}"
         out = sh(["modprobe", "-n", "-v", "-S", k, "virtio_balloon"]).stdout
         assert "virtio_balloon.ko" in out, f"{k}: modprobe virtio_balloon by name: {out}"
-    return "virtio and VMware aliases -> uniballoon; virtio_balloon by name still loads"
+    return "virtio, VMware and Xen aliases -> uniballoon; virtio_balloon by name still loads"
 
 
 def t_kselftest_host(ktree):
