@@ -209,15 +209,28 @@ static struct page *ub_alloc_small(bool *reclaim)
 	return balloon_page_alloc();
 }
 
-static void ub_fill_batch(struct ub_batch *batch, unsigned int order,
+/*
+ * Once pages come only through reclaim, a batch ends after this long: the
+ * worker holds the lock while it allocates, and sysfs readers, the OOM
+ * notifier and the pressure shrinker all wait for it (measured under TCG:
+ * a batch reclaiming page cache kept a 1 GiB guest's readers out for over
+ * a minute).
+ */
+#define UB_RECLAIM_BATCH_TIME	(HZ / 5)
+
+/* Fill @batch with up to @n pages; true if cut short by the time limit. */
+static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
 			  unsigned long n)
 {
+	unsigned long deadline = jiffies + UB_RECLAIM_BATCH_TIME;
 	bool reclaim = false;
 
 	ub_batch_init(batch, order);
 	while (batch->count < n) {
 		struct page *page;
 
+		if (reclaim && batch->count && time_after(jiffies, deadline))
+			return true;
 		/* allocation zeroes pages (init_on_alloc): let others run */
 		cond_resched();
 		page = order ? alloc_pages(UB_HUGE_GFP, order) :
@@ -232,6 +245,7 @@ static void ub_fill_batch(struct ub_batch *batch, unsigned int order,
 		if (ub.ops->inflate_start)
 			ub.ops->inflate_start(ub.priv, batch);
 	}
+	return false;
 }
 
 /* A page the host refused stays aside, as 4 KiB pages, until cycle end. */
@@ -252,6 +266,7 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 	struct ub_batch *batch = &ub.batch;
 	unsigned long n, delay;
 	ktime_t start;
+	bool cut;
 	int err;
 
 	want = min_t(unsigned long, want,
@@ -264,13 +279,13 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 	/* a batch of huge pages is capped in bytes, so one step stays short */
 	n = min3(want >> order, (unsigned long)ub.ops->batch_max,
 		 UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
-	ub_fill_batch(batch, order, n);
+	cut = ub_fill_batch(batch, order, n);
 	if (order && !batch->count) {
 		/* no huge page free without reclaim: fall back to 4 KiB */
 		ub.huge_off = true;
 		order = 0;
 		n = min_t(unsigned long, want, ub.ops->batch_max);
-		ub_fill_batch(batch, 0, n);
+		cut = ub_fill_batch(batch, 0, n);
 	}
 	if (!batch->count)
 		return UB_RETRY_DELAY;
@@ -312,7 +327,8 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 			      ub_pages_to_bytes(batch->count << order), start);
 	if (batch->stop)
 		delay = max(delay, ub.ops->poll_interval ?: UB_RETRY_DELAY);
-	if (batch->count < n)
+	/* short of pages, wait; cut short by time, go on after the unlock */
+	if (batch->count < n && !cut)
 		delay = max(delay, UB_RETRY_DELAY);
 	return delay;
 }
