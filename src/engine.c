@@ -129,11 +129,16 @@ void ub_host_target_locked(unsigned long pages, bool request)
 	ub_note_target_locked(old, UB_REASON_HOST);
 }
 
-/* Pages the floor still lets us take. */
+/*
+ * Pages the floor still lets us take. The floor in force is the user's, or
+ * with oom_deflate on the pressure reserve if larger: the balloon does not
+ * take what pressure deflation would hand back at once.
+ */
 static unsigned long ub_floor_allowance(void)
 {
 	long avail = si_mem_available();
-	unsigned long floor = ub.set.floor >> PAGE_SHIFT;
+	unsigned long floor = max(ub.set.floor >> PAGE_SHIFT,
+				  ub_pressure_reserve());
 
 	return avail > 0 && avail > floor ? avail - floor : 0;
 }

@@ -187,6 +187,7 @@ void ub_debugfs_init(void);
 void ub_debugfs_exit(void);
 int ub_oom_init(void);
 void ub_oom_exit(void);
+unsigned long ub_pressure_reserve(void);
 
 /* backends: each one's entry points, listed in core.c */
 int ub_virtio_init(bool forced);

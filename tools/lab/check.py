@@ -104,7 +104,7 @@ def load(g, ko):
 
 def run_selftests(g, kver):
     for script in sorted((PROJECT / "selftests").glob("balloon_*.sh")):
-        rc, out = g.run(f"{script}", timeout=400, check=False)
+        rc, out = g.run(f"{script}", timeout=500, check=False)
         seen = 0
         for line in out.splitlines():
             m = re.match(r"(not ok|ok) \d+ (.*?)( # SKIP (.*))?$", line)
@@ -228,15 +228,7 @@ def t_oom_deflate_needs_host(g):
 def bpftrace_sum(g, expr, action):
     """Sum expr over tracepoint:balloon:inflate while action() runs, with the
     issue's one-liner; returns (sum, bpftrace's output)."""
-    # BEGIN fires once every probe is attached ("Attaching" is printed before)
-    g.run("bpftrace -e 'BEGIN { printf(\"READY\\n\"); } "
-          f"tracepoint:balloon:inflate {{ @ = sum({expr}); }}' > /tmp/bt.out 2>&1 &"
-          " echo $! > /tmp/bt.pid")
-    g.wait_for(lambda: "READY" in g.run("cat /tmp/bt.out")[1], 120, what="bpftrace attached")
-    action()
-    g.run("kill -INT $(cat /tmp/bt.pid); while kill -0 $(cat /tmp/bt.pid) 2>/dev/null; do sleep 0.1; done",
-          timeout=60)
-    out = g.run("cat /tmp/bt.out")[1]
+    out = g.bpftrace_while(f"tracepoint:balloon:inflate {{ @ = sum({expr}); }}", action)
     m = re.search(r"^@: (\d+)$", out, re.M)
     return (int(m.group(1)) if m else None), out
 
@@ -533,8 +525,54 @@ def t_vm_trace(g):
     vm_balloon(g, 0)
 
 
+def floor_in_force(g):
+    """(floor in force, pressure reserve) in bytes, from debugfs status."""
+    status = g.run("cat /sys/kernel/debug/balloon/status")[1]
+    m = re.search(r"floor in force: +(\d+) bytes \(pressure reserve (\d+)\)", status)
+    assert m, status
+    return int(m.group(1)), int(m.group(2))
+
+
+def t_vm_overask(g):
+    """The host asks for more than the guest can spare (its page cache full of
+    bpftrace): the balloon stops at the pressure reserve, visibly, and the guest
+    keeps answering; without oom_deflate there is no reserve."""
+    g.run("b=$(command -v bpftrace); cat $b $(ldd $b | awk '/libLLVM/ { print $3 }') > /dev/null")
+    floor, reserve = floor_in_force(g)
+    guest = g.meminfo()["MemTotal"] * 1024
+    assert reserve == 2 * max(16 * MiB, guest // 4096 // 32 * 4096), (reserve, guest)
+    assert floor == reserve, (floor, reserve)
+    holds0 = sysb_int(g, "stats/floor_holds")
+    ask = g.meminfo()["MemAvailable"] // 1024 + 64
+    model_set(g, "target", ask * 256)
+    try:
+        g.wait_for(lambda: sysb(g, "target_source") == "floor" and
+                   sysb_int(g, "size") == sysb_int(g, "target"), 120, what="held at the reserve")
+        # every command answered in time while the balloon was held
+        worst = 0.0
+        for _ in range(5):
+            t0 = time.monotonic()
+            g.run("cat /sys/kernel/balloon/size", timeout=30)
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(1)
+        avail = g.meminfo()["MemAvailable"] * 1024
+        size = sysb_int(g, "size")
+        assert size < ask * MiB and sysb_int(g, "stats/floor_holds") > holds0
+        # MemAvailable moves on its own; it stayed near or above the reserve
+        assert avail >= reserve - 16 * MiB, f"MemAvailable {avail >> 20} MiB, reserve {reserve >> 20} MiB"
+        g.run(f"echo 0 > {SYSB}/oom_deflate")
+        assert floor_in_force(g) == (0, 0)
+    finally:
+        g.run(f"echo 1 > {SYSB}/oom_deflate")
+        vm_balloon(g, 0)
+    return (f"asked {ask} MiB, held at {size >> 20} MiB, MemAvailable {avail >> 20} MiB "
+            f"(reserve {reserve >> 20} MiB); slowest command {worst:.1f} s")
+
+
 def t_vm_oom(g, kver):
     """OOM deflation on VMware, and no refill at the next poll of an unchanged target."""
+    # a guest as fresh as the virtio OOM test's: no page cache from earlier tests
+    g.run("sync; echo 3 > /proc/sys/vm/drop_caches")
     vm_balloon(g, 800)
     out, took = hog_gets_memory(g)
     size = sysb_int(g, "size")
@@ -620,6 +658,8 @@ def guest_vmware(kver, ko):
         test(f"{kver}: vmware: RESET mid-batch: no page leaked or unlocked twice", t_vm_reset_mid_batch, g)
         test(f"{kver}: vmware: 64-bit targets only when granted", t_vm_64bit, g)
         test(f"{kver}: vmware: bpftrace sums inflated 4 KiB and 2 MiB pages", t_vm_trace, g)
+        test(f"{kver}: vmware: a host asking too much: held at the pressure reserve, guest answers",
+             t_vm_overask, g)
         test(f"{kver}: vmware: OOM: the process gets the memory, the balloon stays down",
              t_vm_oom, g, kver)
         test(f"{kver}: vmware: compaction migrates 4 KiB balloon pages, none lost", t_vm_compaction, g)
@@ -733,14 +773,7 @@ def t_compaction(g, kver):
 
 # The guest of the hinting test runs from its initramfs only: QEMU refuses to
 # migrate while a 9p share is mounted, and the lab's guests live on 9p.
-HINT_INIT = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t debugfs debugfs /sys/kernel/debug
-for m in $(cat /mods/order); do insmod /mods/$m 2>/dev/null; done
+HINT_INIT = lab.BUSYBOX_INIT_HEAD + """for m in $(cat /mods/order); do insmod /mods/$m 2>/dev/null; done
 insmod /uniballoon.ko || echo HINT-FAIL insmod
 echo "HINT-FEATURES $(cat /sys/kernel/balloon/features)"
 # free memory that is not zero, so that the migration has to send it unless hinted

@@ -47,15 +47,8 @@ def settled(g, want_size):
 def trace_sum(g, action):
     """Run action() with bpftrace summing balloon:inflate and balloon:deflate pages;
     returns (inflated pages, deflated pages, bpftrace output)."""
-    g.run("bpftrace -e 'BEGIN { printf(\"READY\\n\"); } "
-          "tracepoint:balloon:inflate { @in = sum(args->pages); } "
-          "tracepoint:balloon:deflate { @de = sum(args->pages); }' > /tmp/bt.out 2>&1 &"
-          " echo $! > /tmp/bt.pid")
-    g.wait_for(lambda: "READY" in g.run("cat /tmp/bt.out")[1], 120, what="bpftrace attached")
-    action()
-    g.run("kill -INT $(cat /tmp/bt.pid); while kill -0 $(cat /tmp/bt.pid) 2>/dev/null; do sleep 0.1; done",
-          timeout=60)
-    out = g.run("cat /tmp/bt.out")[1]
+    out = g.bpftrace_while("tracepoint:balloon:inflate { @in = sum(args->pages); } "
+                           "tracepoint:balloon:deflate { @de = sum(args->pages); }", action)
     got = {k: int(v) for k, v in re.findall(r"^@(in|de): (\d+)$", out, re.M)}
     return got.get("in", 0), got.get("de", 0), out
 

@@ -29,6 +29,18 @@ BUILD_DIR = Path(os.environ.get("LAB_BUILD", PROJECT / "build" / "lab"))
 MiB = 1 << 20
 
 
+# First lines of /init in the lab's busybox-only initramfs guests (the
+# hinting guest, Xen domUs): the guest runs from its initramfs alone.
+BUSYBOX_INIT_HEAD = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+"""
+
+
 class GuestError(RuntimeError):
     """A guest command failed, or the guest/QEMU died."""
 
@@ -365,6 +377,24 @@ class Guest:
     def wait_for(self, predicate, timeout, interval=0.2, what="condition"):
         """Module-level wait_for that also fails fast if QEMU dies."""
         return wait_for(lambda: self._alive() and predicate(), timeout, interval, what)
+
+    def bpftrace_while(self, probes, action, attach_timeout=180):
+        """Run bpftrace with `probes` (a program without BEGIN) in the
+        background while action() runs; returns what it printed, maps
+        included. Loading bpftrace in a TCG guest takes 20-140 s."""
+        # BEGIN fires once every probe is attached ("Attaching" comes before)
+        prog = 'BEGIN { printf("READY\\n"); } ' + probes
+        self.run(f"bpftrace -e '{prog}' > /tmp/bt.out 2>&1 & echo $! > /tmp/bt.pid")
+        try:
+            self.wait_for(lambda: "READY" in self.run("cat /tmp/bt.out")[1], attach_timeout,
+                          what="bpftrace attached")
+            action()
+        finally:
+            # SIGINT makes bpftrace print its maps; KILL if it does not end
+            self.run("p=$(cat /tmp/bt.pid); kill -INT $p; end=$((SECONDS + 60)); "
+                     "while kill -0 $p 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.2; done; "
+                     "kill -KILL $p 2>/dev/null; true", timeout=90)
+        return self.run("cat /tmp/bt.out")[1]
 
     @property
     def qemu_pid(self):

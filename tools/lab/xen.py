@@ -86,14 +86,6 @@ class XenGuest(Guest):
         return out if rc == 0 else ""
 
 
-DOMU_INIT_HEAD = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t debugfs debugfs /sys/kernel/debug
-"""
 
 
 def domu_initrd(kver, ko, script, out):
@@ -123,7 +115,7 @@ def domu_initrd(kver, ko, script, out):
                     subprocess.run([*unpack, path], stdout=f, check=True)
                 load += f"insmod /{dst.name}\n"
         init = t / "init"
-        init.write_text(DOMU_INIT_HEAD + load + script + "\nsync; poweroff -f\n")
+        init.write_text(lab.BUSYBOX_INIT_HEAD + load + script + "\nsync; poweroff -f\n")
         init.chmod(0o755)
         with open(out, "wb") as f:
             find = subprocess.Popen(["find", "."], cwd=t, stdout=subprocess.PIPE)
