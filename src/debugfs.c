@@ -38,8 +38,8 @@ static int status_show(struct seq_file *m, void *unused)
 	seq_printf(m, "pages migrating:  %lu\n", snap.isolated);
 	seq_printf(m, "floor:            %llu bytes\n", set.floor);
 	reserve = (u64)ub_pressure_reserve() << PAGE_SHIFT;
-	seq_printf(m, "floor in force:   %llu bytes (pressure reserve %llu)\n",
-		   max(set.floor, reserve), reserve);
+	seq_printf(m, "pressure reserve: %llu bytes (met: %s)\n", reserve,
+		   snap.reserve_hit ? "yes" : "no");
 	seq_printf(m, "inflate rate:     %llu bytes/s%s\n", set.inflate_rate,
 		   set.inflate_rate ? "" : " (unlimited)");
 	seq_printf(m, "deflate rate:     %llu bytes/s%s\n", set.deflate_rate,

@@ -130,15 +130,16 @@ void ub_host_target_locked(unsigned long pages, bool request)
 }
 
 /*
- * Pages the floor still lets us take. The floor in force is the user's, or
- * with oom_deflate on the pressure reserve if larger: the balloon does not
- * take what pressure deflation would hand back at once.
+ * Pages the floor still lets us take. Once inflation has met the pressure
+ * reserve (pages.c), the floor in force is at least that reserve.
  */
 static unsigned long ub_floor_allowance(void)
 {
 	long avail = si_mem_available();
-	unsigned long floor = max(ub.set.floor >> PAGE_SHIFT,
-				  ub_pressure_reserve());
+	unsigned long floor = ub.set.floor >> PAGE_SHIFT;
+
+	if (ub.reserve_hit)
+		floor = max(floor, ub_pressure_reserve());
 
 	return avail > 0 && avail > floor ? avail - floor : 0;
 }
@@ -160,6 +161,7 @@ static unsigned long ub_apply_floor_locked(unsigned long want)
 			ub_requested_locked(&why);
 			ub_note_target_locked(old, why);
 		}
+		ub.reserve_hit = false;
 		return want;
 	}
 	if (!ub.floor_held) {
@@ -249,6 +251,7 @@ static unsigned long ub_target_step_locked(void)
 			unsigned long old = ub_target_locked(&why);
 
 			ub.floor_held = false;
+			ub.reserve_hit = false;
 			ub_note_target_locked(old, why);
 		}
 		step = ub_target_rate_step(ub.set.deflate_rate);
@@ -311,6 +314,7 @@ static unsigned long ub_step_locked(void)
 		unsigned long old = ub_target_locked(&why);
 
 		ub.floor_held = false;
+		ub.reserve_hit = false;
 		ub_note_target_locked(old, why);
 	}
 	ub_release_refused_locked();
@@ -388,6 +392,7 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 	ub.user_override = false;
 	ub.oom_capped = false;
 	ub.floor_held = false;
+	ub.reserve_hit = false;
 	/*
 	 * Where a hypervisor driver owns the balloon, OOM deflation means
 	 * overriding the host's target; it is there but off until asked for.
@@ -583,6 +588,7 @@ void ub_snapshot(struct ub_snapshot *snap)
 	snap->user_override = ub.user_override;
 	snap->oom_capped = ub.oom_capped;
 	snap->floor_held = ub.floor_held;
+	snap->reserve_hit = ub.reserve_hit;
 	snap->isolated = ub.ops ? ub.pages.isolated_pages : 0;
 	snap->huge_order = ub.ops ? ub.ops->huge_order : 0;
 	snap->huge_pages = ub.huge_count;

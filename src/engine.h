@@ -54,6 +54,7 @@ struct uniballoon {
 	bool user_override;
 	bool oom_capped;
 	bool floor_held;
+	bool reserve_hit;		/* inflation met the pressure reserve */
 
 	/* target-driven backends only (ops->set_size) */
 	unsigned long goal;		/* pages: the last size handed over */

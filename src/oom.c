@@ -91,11 +91,11 @@ static unsigned long ub_pressure_threshold(void)
 }
 
 /*
- * Pages that inflation leaves to the guest, as MemAvailable, while
- * oom_deflate is on: twice the threshold, the level pressure deflation
- * restores. Inflating past it would only make the guest reclaim its own
- * working set until the shrinker gave the pages back (measured under TCG:
- * a host asking for more than that froze a 1 GiB guest for over a minute).
+ * MemAvailable that inflation does not reclaim the guest's memory below
+ * while oom_deflate is on (pages.c): twice the threshold, the level that
+ * pressure deflation restores. Free pages are still taken below it. (Measured
+ * under TCG: a host asking for more than a 1 GiB guest with 110 MiB of page
+ * cache could spare left it unable to answer for over a minute.)
  */
 unsigned long ub_pressure_reserve(void)
 {
@@ -167,6 +167,18 @@ static unsigned long ub_shrink_scan(struct shrinker *shrinker,
 	return ub_pressure_deflate(sc->nr_to_scan) ?: SHRINK_STOP;
 }
 
+/*
+ * Reclaim scales a shrinker's count down by its priority (count >> 12 * 4 /
+ * seeks at first) and skips the call while that is below a batch of 128:
+ * with the default seeks, a 250 MiB balloon (64000 pages) comes to 31 at
+ * the first priority, so it is not asked until reclaim has failed at a few
+ * priorities, i.e. after the guest's page cache (its programs) is gone.
+ * The count is non-zero only below the pressure threshold, so seeks 0
+ * ("trim aggressively": half the count) is what we mean: every reclaim
+ * pass below the threshold asks the balloon.
+ */
+#define UB_SHRINKER_SEEKS	0
+
 #ifdef UB_HAVE_SHRINKER_ALLOC
 static struct shrinker *ub_shrinker;
 
@@ -177,7 +189,7 @@ static int ub_shrinker_register(void)
 		return -ENOMEM;
 	ub_shrinker->count_objects = ub_shrink_count;
 	ub_shrinker->scan_objects = ub_shrink_scan;
-	ub_shrinker->seeks = DEFAULT_SEEKS;
+	ub_shrinker->seeks = UB_SHRINKER_SEEKS;
 	shrinker_register(ub_shrinker);
 	return 0;
 }
@@ -190,7 +202,7 @@ static void ub_shrinker_unregister(void)
 static struct shrinker ub_shrinker = {
 	.count_objects	= ub_shrink_count,
 	.scan_objects	= ub_shrink_scan,
-	.seeks		= DEFAULT_SEEKS,
+	.seeks		= UB_SHRINKER_SEEKS,
 };
 
 static int ub_shrinker_register(void)

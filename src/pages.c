@@ -193,9 +193,12 @@ static unsigned long ub_host_failed_locked(const char *event, int err)
 /*
  * 4 KiB pages are taken first where the allocator has them without reclaim;
  * once that fails, for the rest of the batch, with the light reclaim of
- * balloon_page_alloc() (no retries, never the OOM killer).
+ * balloon_page_alloc() (no retries, never the OOM killer), but not below
+ * the pressure reserve: past it, the guest would reclaim its own working
+ * set for pages the shrinker then gives back. Meeting the reserve holds
+ * the balloon there, as a floor (engine.c).
  */
-static struct page *ub_alloc_small(bool *reclaim)
+static struct page *ub_alloc_small(bool *reclaim, long reserve)
 {
 	struct page *page;
 
@@ -205,6 +208,10 @@ static struct page *ub_alloc_small(bool *reclaim)
 		if (page)
 			return page;
 		*reclaim = true;
+	}
+	if (reserve && si_mem_available() < reserve) {
+		ub.reserve_hit = true;
+		return NULL;
 	}
 	return balloon_page_alloc();
 }
@@ -223,6 +230,7 @@ static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
 			  unsigned long n)
 {
 	unsigned long deadline = jiffies + UB_RECLAIM_BATCH_TIME;
+	long reserve = ub_pressure_reserve();
 	bool reclaim = false;
 
 	ub_batch_init(batch, order);
@@ -234,10 +242,10 @@ static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
 		/* allocation zeroes pages (init_on_alloc): let others run */
 		cond_resched();
 		page = order ? alloc_pages(UB_HUGE_GFP, order) :
-			       ub_alloc_small(&reclaim);
+			       ub_alloc_small(&reclaim, reserve);
 
 		if (!page) {
-			if (!order)
+			if (!order && !ub.reserve_hit)
 				ub_count(UB_STAT_ALLOC_FAILURES, 1);
 			break;
 		}

@@ -162,6 +162,7 @@ struct ub_snapshot {
 	bool user_override;
 	bool oom_capped;
 	bool floor_held;
+	bool reserve_hit;
 	unsigned long isolated;		/* pages being migrated */
 	unsigned int huge_order;
 	unsigned long huge_pages;	/* of huge_order, included in size */

@@ -525,29 +525,34 @@ def t_vm_trace(g):
     vm_balloon(g, 0)
 
 
-def floor_in_force(g):
-    """(floor in force, pressure reserve) in bytes, from debugfs status."""
+def pressure_reserve(g):
+    """(pressure reserve in bytes, met) from debugfs status."""
     status = g.run("cat /sys/kernel/debug/balloon/status")[1]
-    m = re.search(r"floor in force: +(\d+) bytes \(pressure reserve (\d+)\)", status)
+    m = re.search(r"pressure reserve: (\d+) bytes \(met: (yes|no)\)", status)
     assert m, status
-    return int(m.group(1)), int(m.group(2))
+    return int(m.group(1)), m.group(2) == "yes"
 
 
 def t_vm_overask(g):
     """The host asks for more than the guest can spare (its page cache full of
-    bpftrace): the balloon stops at the pressure reserve, visibly, and the guest
-    keeps answering; without oom_deflate there is no reserve."""
+    bpftrace): once inflation must reclaim, it stops at the pressure reserve,
+    visibly, and the guest keeps answering; without oom_deflate there is no reserve.
+    (Free pages are still taken below the reserve: if that brings MemAvailable under
+    the pressure threshold, the shrinker gives back up to the reserve, source "oom".)"""
     g.run("b=$(command -v bpftrace); cat $b $(ldd $b | awk '/libLLVM/ { print $3 }') > /dev/null")
-    floor, reserve = floor_in_force(g)
+    reserve, met = pressure_reserve(g)
     guest = g.meminfo()["MemTotal"] * 1024
-    assert reserve == 2 * max(16 * MiB, guest // 4096 // 32 * 4096), (reserve, guest)
-    assert floor == reserve, (floor, reserve)
+    assert reserve == 2 * max(16 * MiB, guest // 4096 // 32 * 4096) and not met, (reserve, met, guest)
     holds0 = sysb_int(g, "stats/floor_holds")
     ask = g.meminfo()["MemAvailable"] // 1024 + 64
     model_set(g, "target", ask * 256)
     try:
-        g.wait_for(lambda: sysb(g, "target_source") == "floor" and
+        g.wait_for(lambda: sysb(g, "target_source") in ("floor", "oom") and
                    sysb_int(g, "size") == sysb_int(g, "target"), 120, what="held at the reserve")
+        source = sysb(g, "target_source")
+        if source == "floor":
+            assert pressure_reserve(g) == (reserve, True)
+            assert sysb_int(g, "stats/floor_holds") > holds0
         # every command answered in time while the balloon was held
         worst = 0.0
         for _ in range(5):
@@ -557,15 +562,15 @@ def t_vm_overask(g):
             time.sleep(1)
         avail = g.meminfo()["MemAvailable"] * 1024
         size = sysb_int(g, "size")
-        assert size < ask * MiB and sysb_int(g, "stats/floor_holds") > holds0
+        assert size < ask * MiB
         # MemAvailable moves on its own; it stayed near or above the reserve
         assert avail >= reserve - 16 * MiB, f"MemAvailable {avail >> 20} MiB, reserve {reserve >> 20} MiB"
         g.run(f"echo 0 > {SYSB}/oom_deflate")
-        assert floor_in_force(g) == (0, 0)
+        assert pressure_reserve(g)[0] == 0
     finally:
         g.run(f"echo 1 > {SYSB}/oom_deflate")
         vm_balloon(g, 0)
-    return (f"asked {ask} MiB, held at {size >> 20} MiB, MemAvailable {avail >> 20} MiB "
+    return (f"asked {ask} MiB, held at {size >> 20} MiB by {source}, MemAvailable {avail >> 20} MiB "
             f"(reserve {reserve >> 20} MiB); slowest command {worst:.1f} s")
 
 

@@ -391,9 +391,9 @@ class Guest:
             action()
         finally:
             # SIGINT makes bpftrace print its maps; KILL if it does not end
-            self.run("p=$(cat /tmp/bt.pid); kill -INT $p; end=$((SECONDS + 60)); "
+            self.run("p=$(cat /tmp/bt.pid); kill -INT $p; end=$((SECONDS + 150)); "
                      "while kill -0 $p 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.2; done; "
-                     "kill -KILL $p 2>/dev/null; true", timeout=90)
+                     "kill -KILL $p 2>/dev/null; true", timeout=180)
         return self.run("cat /tmp/bt.out")[1]
 
     @property
