@@ -548,7 +548,7 @@ def t_vm_overask(g):
     model_set(g, "target", ask * 256)
     try:
         g.wait_for(lambda: sysb(g, "target_source") in ("floor", "oom") and
-                   sysb_int(g, "size") == sysb_int(g, "target"), 120, what="held at the reserve")
+                   sysb_int(g, "size") == sysb_int(g, "target"), 240, what="held at the reserve")
         source = sysb(g, "target_source")
         if source == "floor":
             assert pressure_reserve(g) == (reserve, True)
