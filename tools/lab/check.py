@@ -547,8 +547,15 @@ def t_vm_overask(g):
     ask = g.meminfo()["MemAvailable"] // 1024 + 64
     model_set(g, "target", ask * 256)
     try:
-        g.wait_for(lambda: sysb(g, "target_source") in ("floor", "oom") and
-                   sysb_int(g, "size") == sysb_int(g, "target"), 240, what="held at the reserve")
+        # stopped below the ask: held by the reserve (floor), given back by the
+        # shrinker (oom), or, seen on 6.1 under load, refused by the allocator's
+        # light reclaim (host, stats/alloc_failures) while MemAvailable was above it
+        seen = []
+
+        def stopped():
+            seen.append(sysb_int(g, "size"))
+            return len(seen) >= 3 and seen[-1] == seen[-3] and seen[-1] < ask * MiB
+        g.wait_for(stopped, 240, interval=5, what=f"the balloon stops below {ask} MiB")
         source = sysb(g, "target_source")
         if source == "floor":
             assert pressure_reserve(g) == (reserve, True)

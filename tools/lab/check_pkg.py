@@ -465,8 +465,15 @@ def _start_tools(g, tools):
 
 def _stop_tools(g, pids):
     g.run("kill -INT " + " ".join(map(str, pids.values())) + " 2>/dev/null", check=False)
-    g.wait_for(lambda: all(g.run(f"kill -0 {p} 2>/dev/null", check=False)[0] != 0 for p in pids.values()),
-               60, interval=0.5, what="the bpftrace tools to exit")
+    # printing maps and detaching took over 60 s under load (6.1, CI19)
+    try:
+        g.wait_for(lambda: all(g.run(f"kill -0 {p} 2>/dev/null", check=False)[0] != 0
+                               for p in pids.values()),
+                   150, interval=0.5, what="the bpftrace tools to exit")
+    except TimeoutError:
+        # they hold the module through its tracepoints: do not leave them behind
+        g.run("kill -KILL " + " ".join(map(str, pids.values())) + " 2>/dev/null", check=False)
+        raise
     return {t: g.run(f"cat /tmp/{t}.out")[1] for t in pids}
 
 
