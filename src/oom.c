@@ -91,11 +91,12 @@ static unsigned long ub_pressure_threshold(void)
 }
 
 /*
- * MemAvailable that inflation does not reclaim the guest's memory below
- * while oom_deflate is on (pages.c): twice the threshold, the level that
- * pressure deflation restores. Free pages are still taken below it. (Measured
- * under TCG: a host asking for more than a 1 GiB guest with 110 MiB of page
- * cache could spare left it unable to answer for over a minute.)
+ * MemAvailable that inflation does not take the guest below while
+ * oom_deflate is on (pages.c): twice the threshold, the level that pressure
+ * deflation restores, so the balloon does not take what the shrinker would
+ * give back. (Measured under TCG: a host asking for more than a 1 GiB guest
+ * with 110 MiB of page cache could spare left it unable to answer for over
+ * a minute.)
  */
 unsigned long ub_pressure_reserve(void)
 {

@@ -193,12 +193,9 @@ static unsigned long ub_host_failed_locked(const char *event, int err)
 /*
  * 4 KiB pages are taken first where the allocator has them without reclaim;
  * once that fails, for the rest of the batch, with the light reclaim of
- * balloon_page_alloc() (no retries, never the OOM killer), but not below
- * the pressure reserve: past it, the guest would reclaim its own working
- * set for pages the shrinker then gives back. Meeting the reserve holds
- * the balloon there, as a floor (engine.c).
+ * balloon_page_alloc() (no retries, never the OOM killer).
  */
-static struct page *ub_alloc_small(bool *reclaim, long reserve)
+static struct page *ub_alloc_small(bool *reclaim)
 {
 	struct page *page;
 
@@ -208,10 +205,6 @@ static struct page *ub_alloc_small(bool *reclaim, long reserve)
 		if (page)
 			return page;
 		*reclaim = true;
-	}
-	if (reserve && si_mem_available() < reserve) {
-		ub.reserve_hit = true;
-		return NULL;
 	}
 	return balloon_page_alloc();
 }
@@ -230,7 +223,6 @@ static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
 			  unsigned long n)
 {
 	unsigned long deadline = jiffies + UB_RECLAIM_BATCH_TIME;
-	long reserve = ub_pressure_reserve();
 	bool reclaim = false;
 
 	ub_batch_init(batch, order);
@@ -242,10 +234,10 @@ static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
 		/* allocation zeroes pages (init_on_alloc): let others run */
 		cond_resched();
 		page = order ? alloc_pages(UB_HUGE_GFP, order) :
-			       ub_alloc_small(&reclaim, reserve);
+			       ub_alloc_small(&reclaim);
 
 		if (!page) {
-			if (!order && !ub.reserve_hit)
+			if (!order)
 				ub_count(UB_STAT_ALLOC_FAILURES, 1);
 			break;
 		}
@@ -268,6 +260,24 @@ static void ub_set_aside(struct page *page, unsigned int order)
 		list_add(&page[i].lru, &ub.refused);
 }
 
+/*
+ * Pages inflation may still take before MemAvailable falls below the
+ * pressure reserve (oom.c), by any path: free pages the balloon takes are
+ * the ones kswapd refills by evicting the guest's page cache, so stopping
+ * only where inflation itself reclaims is not enough. A batch is sized to
+ * this room; each page taken lowers MemAvailable by about one page.
+ */
+static unsigned long ub_reserve_room(void)
+{
+	long reserve = ub_pressure_reserve();
+	long available;
+
+	if (!reserve)
+		return ULONG_MAX;
+	available = si_mem_available();
+	return available > reserve ? available - reserve : 0;
+}
+
 unsigned long ub_inflate_step_locked(unsigned long want)
 {
 	unsigned int order = ub.ops->huge_order, i, accepted = 0;
@@ -280,6 +290,12 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.inflate_rate,
 				   ub.ops->batch_max << order));
+	want = min(want, ub_reserve_room());
+	if (!want) {
+		/* held there as by a floor (engine.c) until MemAvailable rises */
+		ub.reserve_hit = true;
+		return UB_RETRY_DELAY;
+	}
 	if (!READ_ONCE(ub_huge_blocks) || ub.huge_off ||
 	    want < (1UL << order) ||
 	    (ub.ops->huge_ready && !ub.ops->huge_ready(ub.priv)))

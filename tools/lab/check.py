@@ -94,6 +94,24 @@ def balloon_to(g, balloon_bytes, timeout=120):
     return time.monotonic() - t0
 
 
+def fill_for_oom(g, ask_mib, host_agrees, timeout=120):
+    """The host has asked for ask_mib MiB, most of the guest: wait until the balloon
+    holds it, or, where that would take MemAvailable below the pressure reserve,
+    is held visibly at the reserve (source floor) within 64 MiB of the ask; and the
+    host agrees. Returns the size reached."""
+    def settled():
+        size = sysb_int(g, "size")
+        if not host_agrees(size):
+            return False
+        if size == ask_mib * MiB:
+            return True
+        return (size >= (ask_mib - 64) * MiB and sysb(g, "target_source") == "floor"
+                and pressure_reserve(g)[1])
+    g.wait_for(settled, timeout, what=f"balloon of {ask_mib} MiB or held at the reserve "
+               f"(size {sysb(g, 'size')}, source {sysb(g, 'target_source')})")
+    return sysb_int(g, "size")
+
+
 def load(g, ko):
     g.run("dmesg -C")
     g.run(f"insmod {ko}")
@@ -347,12 +365,14 @@ def hog_gets_memory(g):
 def t_oom_deflate_on(g, kver):
     assert sysb(g, "oom_deflate") == "1"
     assert "oom_deflate" in sysb(g, "features").split()
-    balloon_to(g, 800 * MiB)
+    g.qmp("balloon", value=GUEST_MB * MiB - 800 * MiB)
+    held = fill_for_oom(g, 800, lambda size: actual(g) == GUEST_MB * MiB - size)
     out, took = hog_gets_memory(g)
     assert sysb(g, "target_source") == "oom"
     assert actual(g) == GUEST_MB * MiB - sysb_int(g, "size"), "host and guest disagree"
     figure(kver, "OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s")
-    return f"{out.strip()}; {took:.1f} s; balloon now {sysb_int(g, 'size') >> 20} MiB"
+    return (f"{out.strip()}; {took:.1f} s; balloon {held >> 20} MiB before, "
+            f"{sysb_int(g, 'size') >> 20} MiB now")
 
 
 def t_oom_deflate_off(g):
@@ -535,10 +555,10 @@ def pressure_reserve(g):
 
 def t_vm_overask(g):
     """The host asks for more than the guest can spare (its page cache full of
-    bpftrace): once inflation must reclaim, it stops at the pressure reserve,
+    bpftrace): inflation, by free pages or by reclaim, stops at the pressure reserve,
     visibly, and the guest keeps answering; without oom_deflate there is no reserve.
-    (Free pages are still taken below the reserve: if that brings MemAvailable under
-    the pressure threshold, the shrinker gives back up to the reserve, source "oom".)"""
+    (If the guest's own allocations then take MemAvailable under the pressure
+    threshold, the shrinker gives back up to the reserve, source "oom".)"""
     g.run("b=$(command -v bpftrace); cat $b $(ldd $b | awk '/libLLVM/ { print $3 }') > /dev/null")
     reserve, met = pressure_reserve(g)
     guest = g.meminfo()["MemTotal"] * 1024
@@ -585,7 +605,8 @@ def t_vm_oom(g, kver):
     """OOM deflation on VMware, and no refill at the next poll of an unchanged target."""
     # a guest as fresh as the virtio OOM test's: no page cache from earlier tests
     g.run("sync; echo 3 > /proc/sys/vm/drop_caches")
-    vm_balloon(g, 800)
+    model_set(g, "target", 800 * 256)
+    held = fill_for_oom(g, 800, lambda size: model_audit(g)["locked_frames"] == size // 4096)
     out, took = hog_gets_memory(g)
     size = sysb_int(g, "size")
     polls = lambda: int(re.search(r"cmd_get_target: (\d+)",  # noqa: E731
@@ -598,7 +619,7 @@ def t_vm_oom(g, kver):
     no_page_lost(g)
     figure(kver, "vmware OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s")
     vm_balloon(g, 0)
-    return f"{out.strip()}; {took:.1f} s; balloon {size >> 20} MiB after"
+    return f"{out.strip()}; {took:.1f} s; balloon {held >> 20} MiB before, {size >> 20} MiB after"
 
 
 def t_vm_doorbell(g):

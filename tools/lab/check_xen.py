@@ -247,9 +247,15 @@ def domu_wait(g, pred, timeout, what):
         raise TimeoutError(f"{e} ({last[0] if last else None})") from None
 
 
+DOMU_STATE = re.compile(r"UBX: host=(?P<host>\d+) size=(?P<size>\d+) src=(?P<src>\S+) "
+                        r"memtotal=(?P<memtotal>\d+)\r?$")
+
+
 def domu_states(g, name):
-    return [dict(kv.split("=") for kv in l.split("UBX: ", 1)[1].split())
-            for l in g.domu_console(name).splitlines() if "UBX: host=" in l]
+    """The domU's state lines, complete ones only: the console log is read while
+    xenconsoled writes it, and a line cut short would name a state never seen."""
+    lines = g.domu_console(name).split("\n")[:-1]
+    return [m.groupdict() for m in map(DOMU_STATE.search, lines) if m]
 
 
 def t_domu(g, kver, ko):
@@ -267,6 +273,7 @@ def t_domu(g, kver, ko):
         figure(kver, "xen domU: xl create to module loaded", f"{time.monotonic() - t0:.1f} s")
         con = g.domu_console(name)
         assert "UBX: loaded backend=xen" in con, con[-2000:]
+        domu_wait(g, lambda: bool(domu_states(g, name)), 30, "domU's first state line")
         first = domu_states(g, name)[0]
 
         # 1. xl mem-set on the domU: host_target, size and MemTotal follow
