@@ -570,29 +570,40 @@ int ub_set_oom_deflate(bool on, u64 size)
 	return 0;
 }
 
+/*
+ * Readers of sysfs and debugfs never wait for ub.lock: the worker holds it
+ * while it allocates, and allocation that must reclaim can take seconds
+ * (measured under TCG: `cat /sys/kernel/balloon/size` waited over 75 s
+ * while a host asked for more than the guest could spare). Each field is
+ * read once, without the lock; a read that races with a change may show
+ * some fields from before it and some from after.
+ */
 void ub_get_settings(struct ub_settings *set)
 {
-	mutex_lock(&ub.lock);
-	*set = ub.set;
-	mutex_unlock(&ub.lock);
+	set->floor = READ_ONCE(ub.set.floor);
+	set->inflate_rate = READ_ONCE(ub.set.inflate_rate);
+	set->deflate_rate = READ_ONCE(ub.set.deflate_rate);
+	set->oom_deflate_size = READ_ONCE(ub.set.oom_deflate_size);
+	set->oom_deflate = READ_ONCE(ub.set.oom_deflate);
 }
 
 void ub_snapshot(struct ub_snapshot *snap)
 {
-	mutex_lock(&ub.lock);
-	snap->backend = ub.ops ? ub.ops->name : "none";
-	snap->features = ub.features;
-	snap->size = ub.size;
-	snap->host_target = ub.host_target;
-	snap->target = ub_target_locked(&snap->target_source);
-	snap->user_override = ub.user_override;
-	snap->oom_capped = ub.oom_capped;
-	snap->floor_held = ub.floor_held;
-	snap->reserve_hit = ub.reserve_hit;
-	snap->isolated = ub.ops ? ub.pages.isolated_pages : 0;
-	snap->huge_order = ub.ops ? ub.ops->huge_order : 0;
-	snap->huge_pages = ub.huge_count;
-	mutex_unlock(&ub.lock);
+	const struct ub_backend_ops *ops = READ_ONCE(ub.ops);
+
+	snap->backend = ops ? ops->name : "none";
+	snap->features = READ_ONCE(ub.features);
+	snap->size = READ_ONCE(ub.size);
+	snap->host_target = READ_ONCE(ub.host_target);
+	/* the same decision the worker makes, from fields read unlocked */
+	snap->target = data_race(ub_target_locked(&snap->target_source));
+	snap->user_override = READ_ONCE(ub.user_override);
+	snap->oom_capped = READ_ONCE(ub.oom_capped);
+	snap->floor_held = READ_ONCE(ub.floor_held);
+	snap->reserve_hit = READ_ONCE(ub.reserve_hit);
+	snap->isolated = ops ? READ_ONCE(ub.pages.isolated_pages) : 0;
+	snap->huge_order = ops ? ops->huge_order : 0;
+	snap->huge_pages = READ_ONCE(ub.huge_count);
 }
 
 int ub_backend_debugfs_show(struct seq_file *m)

@@ -210,11 +210,11 @@ static struct page *ub_alloc_small(bool *reclaim)
 }
 
 /*
- * Once pages come only through reclaim, a batch ends after this long: the
- * worker holds the lock while it allocates, and sysfs readers, the OOM
- * notifier and the pressure shrinker all wait for it (measured under TCG:
- * a batch reclaiming page cache kept a 1 GiB guest's readers out for over
- * a minute).
+ * Once pages come only through reclaim, a batch ends after this long, and
+ * the next one waits as long: the worker holds the lock while it allocates,
+ * and sysfs writers, the OOM notifier and the pressure shrinker wait for
+ * it (measured under TCG: a batch reclaiming page cache kept a 1 GiB
+ * guest's readers out for over a minute; readers no longer take the lock).
  */
 #define UB_RECLAIM_BATCH_TIME	(HZ / 5)
 
@@ -351,9 +351,15 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 			      ub_pages_to_bytes(batch->count << order), start);
 	if (batch->stop)
 		delay = max(delay, ub.ops->poll_interval ?: UB_RETRY_DELAY);
-	/* short of pages, wait; cut short by time, go on after the unlock */
+	/* short of pages, wait */
 	if (batch->count < n && !cut)
 		delay = max(delay, UB_RETRY_DELAY);
+	/*
+	 * cut short by time: pages come only through reclaim, so leave the
+	 * guest the CPU and the lock for as long again before the next batch
+	 */
+	if (cut)
+		delay = max_t(unsigned long, delay, UB_RECLAIM_BATCH_TIME);
 	return delay;
 }
 
