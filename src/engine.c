@@ -573,8 +573,8 @@ int ub_set_oom_deflate(bool on, u64 size)
 /*
  * Readers of sysfs and debugfs never wait for ub.lock: the worker holds it
  * while it allocates, and allocation that must reclaim can take seconds
- * (measured under TCG: `cat /sys/kernel/balloon/size` waited over 75 s
- * while a host asked for more than the guest could spare). Each field is
+ * (seen under TCG: `cat /sys/kernel/balloon/size` went unanswered for 75 s
+ * while the worker reclaimed for a host asking too much). Each field is
  * read once, without the lock; a read that races with a change may show
  * some fields from before it and some from after.
  */
