@@ -48,7 +48,9 @@ def trace_sum(g, action):
     """Run action() with bpftrace summing balloon:inflate and balloon:deflate pages;
     returns (inflated pages, deflated pages, bpftrace output)."""
     out = g.bpftrace_while("tracepoint:balloon:inflate { @in = sum(args->pages); } "
-                           "tracepoint:balloon:deflate { @de = sum(args->pages); }", action)
+                           "tracepoint:balloon:deflate { @de = sum(args->pages); }",
+                           ["@in", "@de"], action)
+    # printed once a second: the last value of each counts
     got = {k: int(v) for k, v in re.findall(r"^@(in|de): (\d+)$", out, re.M)}
     return got.get("in", 0), got.get("de", 0), out
 

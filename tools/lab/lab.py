@@ -378,23 +378,32 @@ class Guest:
         """Module-level wait_for that also fails fast if QEMU dies."""
         return wait_for(lambda: self._alive() and predicate(), timeout, interval, what)
 
-    def bpftrace_while(self, probes, action, attach_timeout=180):
+    def bpftrace_while(self, probes, maps, action, attach_timeout=180):
         """Run bpftrace with `probes` (a program without BEGIN) in the
-        background while action() runs; returns what it printed, maps
-        included. Loading bpftrace in a TCG guest takes 20-140 s."""
+        background while action() runs; returns what it printed. The maps
+        named in `maps` are printed once a second, and the caller reads the
+        last value printed: bpftrace prints its maps on exit only after it
+        has detached its probes, which took over 3 minutes after SIGINT in a
+        Xen dom0 under TCG (CI25). Loading bpftrace in a TCG guest takes
+        20-140 s."""
         # BEGIN fires once every probe is attached ("Attaching" comes before)
-        prog = 'BEGIN { printf("READY\\n"); } ' + probes
+        dump = " ".join(f"print({m});" for m in maps)
+        prog = ('BEGIN { printf("READY\\n"); } ' + probes +
+                f' interval:s:1 {{ {dump} printf("TICK\\n"); }}')
         self.run(f"bpftrace -e '{prog}' > /tmp/bt.out 2>&1 & echo $! > /tmp/bt.pid")
+        ticks = lambda: self.run("cat /tmp/bt.out")[1].count("TICK")  # noqa: E731
         try:
             self.wait_for(lambda: "READY" in self.run("cat /tmp/bt.out")[1], attach_timeout,
                           what="bpftrace attached")
             action()
+            # the maps as printed by a tick that began after the action ended
+            after = ticks() + 2
+            self.wait_for(lambda: ticks() >= after, 60, what="bpftrace printed its maps")
+            return self.run("cat /tmp/bt.out")[1]
         finally:
-            # SIGINT makes bpftrace print its maps; wait for that (a SIGKILL
-            # after a deadline lost the maps of a slow exit in CI16)
-            self.run("p=$(cat /tmp/bt.pid); kill -INT $p; "
+            # the module stays in use until bpftrace has detached
+            self.run("p=$(cat /tmp/bt.pid); kill -KILL $p; "
                      "while kill -0 $p 2>/dev/null; do sleep 0.2; done", timeout=180)
-        return self.run("cat /tmp/bt.out")[1]
 
     @property
     def qemu_pid(self):
