@@ -96,16 +96,17 @@ def balloon_to(g, balloon_bytes, timeout=120):
 
 def fill_for_oom(g, ask_mib, host_agrees, timeout=120):
     """The host has asked for ask_mib MiB, most of the guest: wait until the balloon
-    holds it, or, where that would take MemAvailable below the pressure reserve,
-    is held visibly at the reserve (source floor) within 64 MiB of the ask; and the
-    host agrees. Returns the size reached."""
+    holds it, or, where that would take MemAvailable below the pressure reserve
+    (about 120 MiB in a 1 GiB guest, which has about 55-60 MiB at 800 MiB), is held
+    visibly at the reserve (source floor) within 96 MiB of the ask; and the host
+    agrees. Returns the size reached."""
     def settled():
         size = sysb_int(g, "size")
         if not host_agrees(size):
             return False
         if size == ask_mib * MiB:
             return True
-        return (size >= (ask_mib - 64) * MiB and sysb(g, "target_source") == "floor"
+        return (size >= (ask_mib - 96) * MiB and sysb(g, "target_source") == "floor"
                 and pressure_reserve(g)[1])
     g.wait_for(settled, timeout, what=f"balloon of {ask_mib} MiB or held at the reserve "
                f"(size {sysb(g, 'size')}, source {sysb(g, 'target_source')})")
@@ -590,7 +591,7 @@ def t_vm_overask(g):
     g.run("b=$(command -v bpftrace); cat $b $(ldd $b | awk '/libLLVM/ { print $3 }') > /dev/null")
     reserve, met = pressure_reserve(g)
     guest = g.meminfo()["MemTotal"] * 1024
-    assert reserve == 2 * max(16 * MiB, guest // 4096 // 32 * 4096) and not met, (reserve, met, guest)
+    assert reserve == 4 * max(16 * MiB, guest // 4096 // 32 * 4096) and not met, (reserve, met, guest)
     holds0 = sysb_int(g, "stats/floor_holds")
     ask = g.meminfo()["MemAvailable"] // 1024 + 64
     model_set(g, "target", ask * 256)
