@@ -9,7 +9,7 @@ RO="backend features size host_target target_source"
 RW="target floor inflate_rate deflate_rate oom_deflate oom_deflate_size"
 STATS="inflated deflated alloc_failures host_refusals host_errors oom_deflations oom_deflated target_changes floor_holds rate_delays migrations"
 # malformed, negative, fractional, hex, padded, stacked suffixes, overflow
-GARBAGE=($'\n' "abc" "-1" "-1M" "1.5G" "12Q" "0x10" " 5" "+5" "1G1" "1KK" "M" \
+GARBAGE=($'\n' $'5\n\n' $'1\n\n' "abc" "-1" "-1M" "1.5G" "12Q" "0x10" " 5" "+5" "1G1" "1KK" "M" \
 	 "99999999999999999999" "18014398509481984K" "18446744073709551615G")
 
 ktap_plan 10

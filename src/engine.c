@@ -541,30 +541,41 @@ int ub_set_floor(u64 bytes)
 	return 0;
 }
 
-int ub_set_rates(u64 inflate, u64 deflate)
+/* Each setter changes its own field under the lock, never a sibling's. */
+int ub_set_rate(bool inflate, u64 rate)
 {
 	/* below a page per second the balloon would never move */
-	if ((inflate && inflate < PAGE_SIZE) || (deflate && deflate < PAGE_SIZE))
+	if (rate && rate < PAGE_SIZE)
 		return -ERANGE;
 	mutex_lock(&ub.lock);
-	ub.set.inflate_rate = inflate;
-	ub.set.deflate_rate = deflate;
+	if (inflate)
+		ub.set.inflate_rate = rate;
+	else
+		ub.set.deflate_rate = rate;
 	mutex_unlock(&ub.lock);
 	ub_kick();
 	return 0;
 }
 
-int ub_set_oom_deflate(bool on, u64 size)
+int ub_set_oom_deflate(bool on)
+{
+	int err = 0;
+
+	mutex_lock(&ub.lock);
+	if (on && ub.ops && !(ub.features & UB_FEAT_OOM_DEFLATE))
+		/* the host did not allow it (virtio: no DEFLATE_ON_OOM) */
+		err = -EPERM;
+	else
+		ub.set.oom_deflate = on;
+	mutex_unlock(&ub.lock);
+	return err;
+}
+
+int ub_set_oom_deflate_size(u64 size)
 {
 	if (size < PAGE_SIZE || size > ub_pages_to_bytes(ub_guest_pages()))
 		return -ERANGE;
 	mutex_lock(&ub.lock);
-	if (on && ub.ops && !(ub.features & UB_FEAT_OOM_DEFLATE)) {
-		/* the host did not allow it (virtio: no DEFLATE_ON_OOM) */
-		mutex_unlock(&ub.lock);
-		return -EPERM;
-	}
-	ub.set.oom_deflate = on;
 	ub.set.oom_deflate_size = size;
 	mutex_unlock(&ub.lock);
 	return 0;

@@ -49,8 +49,11 @@ static int ub_parse_bytes(const char *buf, size_t count, u64 *out)
 	}
 	if (shift)
 		tmp[--count] = '\0';
-	/* kstrtoull would take a leading '+'; we take digits only */
-	if (!count || !isdigit(tmp[0]))
+	/*
+	 * kstrtoull would take a leading '+' and a trailing newline (so
+	 * "5\n\n" would pass); we take digits only.
+	 */
+	if (!count || strspn(tmp, "0123456789") != count)
 		return -EINVAL;
 	err = kstrtoull(tmp, 10, &val);
 	if (err)
@@ -205,18 +208,13 @@ static ssize_t rate_show(char *buf, bool inflate)
 
 static ssize_t rate_store(const char *buf, size_t count, bool inflate)
 {
-	struct ub_settings set;
 	u64 rate;
 	int err;
 
 	err = ub_may_write() ?: ub_parse_bytes(buf, count, &rate);
 	if (err)
 		return err;
-	ub_get_settings(&set);
-	if (inflate)
-		err = ub_set_rates(rate, set.deflate_rate);
-	else
-		err = ub_set_rates(set.inflate_rate, rate);
+	err = ub_set_rate(inflate, rate);
 	return err ?: count;
 }
 
@@ -259,17 +257,15 @@ static ssize_t oom_deflate_store(struct kobject *kobj,
 				 struct kobj_attribute *attr,
 				 const char *buf, size_t count)
 {
-	struct ub_settings set;
-	unsigned int on;
+	bool on = sysfs_streq(buf, "1");
 	int err;
 
-	err = ub_may_write() ?: kstrtouint(buf, 10, &on);
+	err = ub_may_write();
 	if (err)
 		return err;
-	if (on > 1)
+	if (!on && !sysfs_streq(buf, "0"))
 		return -EINVAL;
-	ub_get_settings(&set);
-	err = ub_set_oom_deflate(on, set.oom_deflate_size);
+	err = ub_set_oom_deflate(on);
 	return err ?: count;
 }
 
@@ -286,15 +282,13 @@ static ssize_t oom_deflate_size_store(struct kobject *kobj,
 				      struct kobj_attribute *attr,
 				      const char *buf, size_t count)
 {
-	struct ub_settings set;
 	u64 bytes;
 	int err;
 
 	err = ub_may_write() ?: ub_parse_bytes(buf, count, &bytes);
 	if (err)
 		return err;
-	ub_get_settings(&set);
-	err = ub_set_oom_deflate(set.oom_deflate, bytes);
+	err = ub_set_oom_deflate_size(bytes);
 	return err ?: count;
 }
 
