@@ -7,6 +7,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/debugfs.h>
 #include <linux/dmi.h>
 #include <linux/gfp.h>
 #include <linux/mm.h>
@@ -376,6 +377,15 @@ static const struct ub_backend_ops ubw_ops = {
 };
 
 #ifndef UB_VMWARE_HOST_MODEL
+/* vmw_balloon makes /sys/kernel/debug/vmmemctl while it is loaded. */
+static bool ubw_intree_loaded(void)
+{
+	struct dentry *d = debugfs_lookup("vmmemctl", NULL);
+
+	dput(d);
+	return !IS_ERR_OR_NULL(d);
+}
+
 static bool ubw_detect(void)
 {
 	return x86_hyper_type == X86_HYPER_VMWARE ||
@@ -397,6 +407,14 @@ int ub_vmware_init(bool forced)
 #else
 	if (!forced && !ubw_detect())
 		return -ENODEV;
+	/*
+	 * vmw_balloon speaks the same backdoor protocol; two drivers would
+	 * each reset the host's view of the other's pages.
+	 */
+	if (ubw_intree_loaded()) {
+		pr_warn("vmware: the balloon is owned by vmw_balloon: run 'rmmod vmw_balloon' and load uniballoon again to take it over\n");
+		return -EBUSY;
+	}
 #endif
 	err = -ENOMEM;
 	ubw = kzalloc(sizeof(*ubw), GFP_KERNEL);
@@ -413,6 +431,10 @@ int ub_vmware_init(bool forced)
 			UB_FEAT_TELL_HOST | UB_FEAT_OOM_DEFLATE);
 	if (!err)
 		return 0;
+	/* the START above may have handed the host a doorbell */
+	ubw_doorbell_disconnect(ubw);
+	if (ubw->doorbell_made)
+		ubw_doorbell_destroy(ubw->doorbell);
 out_page:
 	free_page((unsigned long)ubw->entries);
 out_free:
