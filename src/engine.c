@@ -432,6 +432,11 @@ void ub_detach(void)
 	ub_stop_worker();
 
 	mutex_lock(&ub.lock);
+	if (!ub.ops) {
+		/* never attached, or already detached (a failed restore) */
+		mutex_unlock(&ub.lock);
+		return;
+	}
 	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
 		/* the driver keeps its pages: the backend hands it back */
 		if (ub.ops->shutdown)

@@ -226,6 +226,7 @@ static int ubv_start(struct ub_virtio *vb)
 		vdev->config->del_vqs(vdev);
 		return err;
 	}
+	vb->running = true;
 	if (stats)
 		ubv_send_stats(vb);
 	/* the host may have asked for memory before we were here */
@@ -238,6 +239,10 @@ static int ubv_start(struct ub_virtio *vb)
 /* Give every page back (telling the host), then silence the device. */
 static void ubv_stop(struct ub_virtio *vb)
 {
+	/* a restore that failed left nothing running: nothing to stop */
+	if (!vb->running)
+		return;
+	vb->running = false;
 	spin_lock_irq(&vb->stop_lock);
 	vb->stopping = true;
 	spin_unlock_irq(&vb->stop_lock);

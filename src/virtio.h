@@ -90,6 +90,7 @@ struct ub_virtio {
 	struct virtio_device *vdev;
 	struct virtqueue *vqs[UBV_NR_VQS];
 	wait_queue_head_t acked;
+	bool running;		/* queues up and attached to the engine */
 
 	/* config and stats requests arrive in interrupt context */
 	spinlock_t stop_lock;
