@@ -54,8 +54,12 @@ unsigned long ub_guest_pages(void)
 	return totalram_pages() + (ub_adjusts_managed() ? READ_ONCE(ub.size) : 0);
 }
 
-/* The target before the floor: the user's or the host's, capped after OOM. */
-unsigned long ub_requested_locked(enum ub_reason *why)
+/*
+ * The target in force: the user's or the host's, capped after OOM, then
+ * (@floor) by the floor. Callers hold ub.lock, except ub_snapshot(), which
+ * accepts a view that races with a change.
+ */
+static unsigned long ub_decide(enum ub_reason *why, bool floor)
 {
 	unsigned long target = ub.host_target;
 	enum ub_reason reason = UB_REASON_HOST;
@@ -68,19 +72,25 @@ unsigned long ub_requested_locked(enum ub_reason *why)
 		target = ub.oom_cap;
 		reason = UB_REASON_OOM;
 	}
+	if (floor && ub.floor_held && ub.floor_cap < target) {
+		target = ub.floor_cap;
+		reason = UB_REASON_FLOOR;
+	}
 	*why = reason;
 	return target;
 }
 
+/* The target before the floor. */
+unsigned long ub_requested_locked(enum ub_reason *why)
+{
+	lockdep_assert_held(&ub.lock);
+	return ub_decide(why, false);
+}
+
 unsigned long ub_target_locked(enum ub_reason *why)
 {
-	unsigned long target = ub_requested_locked(why);
-
-	if (ub.floor_held && ub.floor_cap < target) {
-		target = ub.floor_cap;
-		*why = UB_REASON_FLOOR;
-	}
-	return target;
+	lockdep_assert_held(&ub.lock);
+	return ub_decide(why, true);
 }
 
 /* Trace the target in force if a state change moved it. */
@@ -88,6 +98,8 @@ void ub_note_target_locked(unsigned long old, enum ub_reason cause)
 {
 	enum ub_reason why;
 	unsigned long now = ub_target_locked(&why);
+
+	lockdep_assert_held(&ub.lock);
 
 	if (now != old)
 		trace_target(ub_pages_to_bytes(old), ub_pages_to_bytes(now),
@@ -118,6 +130,8 @@ void ub_host_target_locked(unsigned long pages, bool request)
 	bool changed = pages != ub.host_target;
 	unsigned long old;
 	enum ub_reason why;
+
+	lockdep_assert_held(&ub.lock);
 
 	old = ub_target_locked(&why);
 	if (changed) {
@@ -154,6 +168,8 @@ static unsigned long ub_apply_floor_locked(unsigned long want)
 	unsigned long old;
 	enum ub_reason why;
 
+	lockdep_assert_held(&ub.lock);
+
 	if (allow >= want) {
 		if (ub.floor_held) {
 			old = ub_target_locked(&why);
@@ -187,6 +203,8 @@ static void ub_sync_size_locked(void)
 	u64 ns = ktime_to_ns(ktime_sub(seen, ub.size_seen));
 	unsigned long delta;
 
+	lockdep_assert_held(&ub.lock);
+
 	ub.size_seen = seen;
 	if (now == ub.size)
 		return;
@@ -215,6 +233,8 @@ static int ub_set_goal_locked(unsigned long goal)
 {
 	int err = ub.ops->set_size(ub.priv, goal);
 
+	lockdep_assert_held(&ub.lock);
+
 	if (err)
 		ub_backend_error("set_size", err);
 	else
@@ -233,6 +253,8 @@ static unsigned long ub_target_step_locked(void)
 {
 	unsigned long requested, goal, step, delay = UB_TARGET_STEP;
 	enum ub_reason why;
+
+	lockdep_assert_held(&ub.lock);
 
 	ub_sync_size_locked();
 	requested = ub_requested_locked(&why);
@@ -278,17 +300,33 @@ unsigned long ub_target_shrink_locked(unsigned long want)
 {
 	unsigned long base = min(ub.goal, ub.size);
 
+	lockdep_assert_held(&ub.lock);
+
 	want = min(want, base);
 	if (!want || ub_set_goal_locked(base - want))
 		return 0;
 	return want;
 }
 
-/* One step towards the target; returns the delay before the next one. */
-static unsigned long ub_step_locked(void)
+/*
+ * What the worker does after a step: inflate @want pages of @order (taken
+ * with ub.lock dropped), or nothing if @want is 0.
+ */
+struct ub_plan {
+	unsigned long want;
+	unsigned int order;
+};
+
+/*
+ * One step towards the target; returns the delay before the next one, or
+ * fills in @plan for an inflation batch the worker allocates unlocked.
+ */
+static unsigned long ub_step_locked(struct ub_plan *plan)
 {
-	unsigned long requested;
+	unsigned long requested, delay;
 	enum ub_reason why;
+
+	lockdep_assert_held(&ub.lock);
 
 	if (!ub.ops || ub.paused)
 		return UB_IDLE;
@@ -308,7 +346,8 @@ static unsigned long ub_step_locked(void)
 
 		if (!want)
 			return UB_FLOOR_RECHECK;
-		return ub_inflate_step_locked(want);
+		plan->want = ub_inflate_plan_locked(want, &plan->order, &delay);
+		return plan->want ? 0 : delay;
 	}
 	if (ub.floor_held) {
 		unsigned long old = ub_target_locked(&why);
@@ -350,11 +389,14 @@ static void ub_poll_fn(struct work_struct *work)
 
 static void ub_work_fn(struct work_struct *work)
 {
+	struct ub_plan plan = {};
 	unsigned long delay;
 
 	mutex_lock(&ub.lock);
-	delay = ub_step_locked();
+	delay = ub_step_locked(&plan);
 	mutex_unlock(&ub.lock);
+	if (plan.want)
+		delay = ub_inflate(plan.want, plan.order);
 	if (delay != UB_IDLE)
 		queue_delayed_work(ub.wq, &ub.work, delay);
 }
@@ -612,7 +654,7 @@ void ub_snapshot(struct ub_snapshot *snap)
 	snap->size = READ_ONCE(ub.size);
 	snap->host_target = READ_ONCE(ub.host_target);
 	/* the same decision the worker makes, from fields read unlocked */
-	snap->target = data_race(ub_target_locked(&snap->target_source));
+	snap->target = data_race(ub_decide(&snap->target_source, true));
 	snap->user_override = READ_ONCE(ub.user_override);
 	snap->oom_capped = READ_ONCE(ub.oom_capped);
 	snap->floor_held = READ_ONCE(ub.floor_held);

@@ -28,7 +28,12 @@
 #define UB_TARGET_SETTLE	(2 * HZ)
 
 struct uniballoon {
-	/* serialises the host protocol, the page lists and all state below */
+	/*
+	 * protects the host exchange, the page lists and all state below;
+	 * never held while pages are allocated (the worker fills
+	 * inflate_batch first), so deflation, OOM and writers wait at most
+	 * for one host exchange
+	 */
 	struct mutex lock;
 	struct balloon_dev_info pages;
 	/* pages the host refused this cycle: kept so we don't take them again */
@@ -65,7 +70,8 @@ struct uniballoon {
 	ktime_t inflate_next;		/* rate limit: earliest next batch */
 	ktime_t deflate_next;
 
-	struct ub_batch batch;
+	struct ub_batch batch;		/* deflation and migration */
+	struct ub_batch inflate_batch;	/* the worker's, filled unlocked */
 	struct workqueue_struct *wq;
 	struct delayed_work work;
 	struct delayed_work poll_work;
@@ -109,7 +115,9 @@ void ub_release_refused_locked(void);
 void ub_drop_all_locked(void);
 void ub_restart_locked(void);
 void ub_host_reset_locked(void);
-unsigned long ub_inflate_step_locked(unsigned long want);
+unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
+				     unsigned long *delay);
+unsigned long ub_inflate(unsigned long want, unsigned int order);
 unsigned long ub_deflate_locked(unsigned long want, bool force);
 unsigned long ub_deflate_step_locked(unsigned long want);
 #ifdef CONFIG_BALLOON_COMPACTION

@@ -66,6 +66,8 @@ static unsigned long ub_rate_delay(ktime_t *next, u64 rate, u64 bytes,
 
 static void ub_report_size_locked(void)
 {
+	lockdep_assert_held(&ub.lock);
+
 	if (ub.ops->report_size)
 		ub.ops->report_size(ub.priv, ub.size);
 }
@@ -110,6 +112,8 @@ void ub_release_refused_locked(void)
 {
 	struct page *page, *next;
 
+	lockdep_assert_held(&ub.lock);
+
 	list_for_each_entry_safe(page, next, &ub.refused, lru) {
 		list_del(&page->lru);
 		__free_page(page);
@@ -127,6 +131,8 @@ void ub_drop_all_locked(void)
 	unsigned int order = ub.ops->huge_order;
 	struct page *page, *next;
 	LIST_HEAD(list);
+
+	lockdep_assert_held(&ub.lock);
 
 	ub_release_refused_locked();
 	while (ub_small_pages()) {
@@ -164,6 +170,8 @@ void ub_restart_locked(void)
 {
 	int err = ub.ops->restart ? ub.ops->restart(ub.priv) : 0;
 
+	lockdep_assert_held(&ub.lock);
+
 	ub.need_restart = !!err;
 	if (err)
 		ub_backend_error("restart", err);
@@ -172,6 +180,8 @@ void ub_restart_locked(void)
 /* The host demanded a reset: it holds none of our pages any more. */
 void ub_host_reset_locked(void)
 {
+	lockdep_assert_held(&ub.lock);
+
 	trace_backend(ub.ops->name, "reset", 0);
 	ub_count(UB_STAT_HOST_RESETS, 1);
 	ub.need_reset = false;
@@ -182,6 +192,8 @@ void ub_host_reset_locked(void)
 /* A failed exchange: a reset is handled now, anything else retried later. */
 static unsigned long ub_host_failed_locked(const char *event, int err)
 {
+	lockdep_assert_held(&ub.lock);
+
 	if (err == -ECONNRESET) {
 		ub_host_reset_locked();
 		return 0;
@@ -210,15 +222,18 @@ static struct page *ub_alloc_small(bool *reclaim)
 }
 
 /*
- * Once pages come only through reclaim, a batch ends after this long, and
- * the next one waits as long: the worker holds the lock while it allocates,
- * and sysfs writers, the OOM notifier and the pressure shrinker wait for
- * it (measured under TCG: a batch reclaiming page cache kept a 1 GiB
- * guest's readers out for over a minute; readers no longer take the lock).
+ * Once pages come only through reclaim, a batch ends after this long and
+ * the next one waits as long: inflation that has to evict the guest's own
+ * memory takes at most about half of a CPU, so the guest's tasks keep
+ * running while the host's request is served.
  */
 #define UB_RECLAIM_BATCH_TIME	(HZ / 5)
 
-/* Fill @batch with up to @n pages; true if cut short by the time limit. */
+/*
+ * Fill @batch with up to @n pages of @order; true if cut short by the time
+ * limit. Runs in the worker without ub.lock: allocation may reclaim, and
+ * nothing else (deflation, OOM, readers) should wait for it.
+ */
 static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
 			  unsigned long n)
 {
@@ -242,10 +257,18 @@ static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
 			break;
 		}
 		ub_batch_add(batch, page);
-		if (ub.ops->inflate_start)
-			ub.ops->inflate_start(ub.priv, batch);
 	}
 	return false;
+}
+
+/* Free pages [from, count) of a batch the host never saw. */
+static void ub_batch_free_tail(struct ub_batch *batch, unsigned int from)
+{
+	unsigned int i;
+
+	for (i = from; i < batch->count; i++)
+		__free_pages(batch->pages[i], batch->order);
+	batch->count = min(batch->count, from);
 }
 
 /* A page the host refused stays aside, as 4 KiB pages, until cycle end. */
@@ -278,49 +301,69 @@ static unsigned long ub_reserve_room(void)
 	return available > reserve ? available - reserve : 0;
 }
 
-unsigned long ub_inflate_step_locked(unsigned long want)
+/*
+ * Plan the next inflation batch: how many pages of which order. Returns
+ * 0 and sets *@delay if there is nothing to take now.
+ */
+unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
+				     unsigned long *delay)
 {
-	unsigned int order = ub.ops->huge_order, i, accepted = 0;
-	struct ub_batch *batch = &ub.batch;
-	unsigned long n, delay;
-	ktime_t start;
-	bool cut;
-	int err;
+	lockdep_assert_held(&ub.lock);
 
+	*order = ub.ops->huge_order;
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.inflate_rate,
-				   ub.ops->batch_max << order));
+				   ub.ops->batch_max << *order));
 	want = min(want, ub_reserve_room());
 	if (!want) {
 		/* held there as by a floor (engine.c) until MemAvailable rises */
 		ub.reserve_hit = true;
-		return UB_RETRY_DELAY;
+		*delay = UB_RETRY_DELAY;
+		return 0;
 	}
 	if (!READ_ONCE(ub_huge_blocks) || ub.huge_off ||
-	    want < (1UL << order) ||
+	    want < (1UL << *order) ||
 	    (ub.ops->huge_ready && !ub.ops->huge_ready(ub.priv)))
-		order = 0;
-	/* a batch of huge pages is capped in bytes, so one step stays short */
-	n = min3(want >> order, (unsigned long)ub.ops->batch_max,
-		 UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
-	cut = ub_fill_batch(batch, order, n);
-	if (order && !batch->count) {
-		/* no huge page free without reclaim: fall back to 4 KiB */
-		ub.huge_off = true;
-		order = 0;
-		n = min_t(unsigned long, want, ub.ops->batch_max);
-		cut = ub_fill_batch(batch, 0, n);
+		*order = 0;
+	return want;
+}
+
+/*
+ * Hand a filled batch to the host and account for what it took. The plan
+ * was made before the pages were allocated; whatever changed meanwhile (an
+ * OOM deflation, a lower target, a pause) is honoured here by freeing the
+ * pages the target no longer wants before the host sees them.
+ */
+static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
+					      unsigned long n, bool cut,
+					      bool huge_failed)
+{
+	unsigned int order = batch->order, i, accepted = 0;
+	unsigned long requested, room, delay;
+	enum ub_reason why;
+	ktime_t start;
+	int err;
+
+	lockdep_assert_held(&ub.lock);
+
+	if (ub.paused) {
+		ub_batch_free_tail(batch, 0);
+		return UB_IDLE;
 	}
+	ub.huge_off |= huge_failed;
+	requested = ub_requested_locked(&why);
+	room = requested > ub.size ? (requested - ub.size) >> order : 0;
+	if (batch->count > room)
+		ub_batch_free_tail(batch, room);
 	if (!batch->count)
-		return UB_RETRY_DELAY;
+		return 0;
 
 	start = ktime_get();
 	err = ub.ops->inflate(ub.priv, batch);
 	if (batch->has_target)
 		ub_host_target_locked(batch->target, false);
 	if (err) {
-		for (i = 0; i < batch->count; i++)
-			__free_pages(batch->pages[i], order);
+		ub_batch_free_tail(batch, 0);
 		return ub_host_failed_locked("inflate", err);
 	}
 	for (i = 0; i < batch->count; i++) {
@@ -354,12 +397,42 @@ unsigned long ub_inflate_step_locked(unsigned long want)
 	/* short of pages, wait */
 	if (batch->count < n && !cut)
 		delay = max(delay, UB_RETRY_DELAY);
-	/*
-	 * cut short by time: pages come only through reclaim, so leave the
-	 * guest the CPU and the lock for as long again before the next batch
-	 */
+	/* pages come only through reclaim: leave the guest the CPU as long */
 	if (cut)
 		delay = max_t(unsigned long, delay, UB_RECLAIM_BATCH_TIME);
+	return delay;
+}
+
+/*
+ * One inflation batch, from the worker only: the pages are allocated with
+ * no lock held, then ub.lock is taken for the host exchange and the lists.
+ * The worker owns ub.inflate_batch; ub.ops cannot change while it runs
+ * (ub_detach stops the worker before it lets the backend go).
+ */
+unsigned long ub_inflate(unsigned long want, unsigned int order)
+{
+	struct ub_batch *batch = &ub.inflate_batch;
+	bool cut, huge_failed = false;
+	unsigned long n, delay;
+
+	/* a batch of huge pages is capped in bytes, so one step stays short */
+	n = min3(want >> order, (unsigned long)ub.ops->batch_max,
+		 UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
+	cut = ub_fill_batch(batch, order, n);
+	if (order && !batch->count) {
+		/* no huge page free without reclaim: fall back to 4 KiB */
+		huge_failed = true;
+		n = min_t(unsigned long, want, ub.ops->batch_max);
+		cut = ub_fill_batch(batch, 0, n);
+	}
+	mutex_lock(&ub.lock);
+	if (batch->count) {
+		delay = ub_inflate_commit_locked(batch, n, cut, huge_failed);
+	} else {
+		ub.huge_off |= huge_failed;
+		delay = UB_RETRY_DELAY;
+	}
+	mutex_unlock(&ub.lock);
 	return delay;
 }
 
@@ -373,6 +446,8 @@ static void ub_split_huge_locked(void)
 	unsigned int order = ub.ops->huge_order, i;
 	struct page *page;
 	unsigned long flags;
+
+	lockdep_assert_held(&ub.lock);
 
 	page = list_first_entry(&ub.huge, struct page, lru);
 	list_del(&page->lru);
@@ -390,6 +465,8 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 	unsigned int order = ub.ops->huge_order;
 	struct page *page, *next;
 	LIST_HEAD(list);
+
+	lockdep_assert_held(&ub.lock);
 
 	if (!ub_small_pages() && ub.huge_count && want < (1UL << order) &&
 	    ub.ops->huge_splittable)
@@ -443,6 +520,8 @@ unsigned long ub_deflate_locked(unsigned long want, bool force)
 	ktime_t start;
 	int err;
 
+	lockdep_assert_held(&ub.lock);
+
 	ub_take_pages_locked(batch, want);
 	if (!batch->count)
 		return 0;
@@ -490,6 +569,8 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 {
 	ktime_t start = ktime_get();
 	unsigned long got;
+
+	lockdep_assert_held(&ub.lock);
 
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.deflate_rate,

@@ -49,7 +49,7 @@ const char *ub_reason_name(enum ub_reason reason);
 struct ub_batch {
 	unsigned int count;
 	unsigned int order;
-	/* pages [0, started) were already sent by the backend's inflate_start */
+	/* the backend's progress: pages [0, started) are sent */
 	unsigned int started;
 	struct page *pages[UB_BATCH_MAX];
 	bool refused[UB_BATCH_MAX];
@@ -66,12 +66,6 @@ struct ub_backend_ops {
 	unsigned int batch_max;
 	/* the host takes these pages; 0, or -errno if none was taken */
 	int (*inflate)(void *priv, struct ub_batch *batch);
-	/*
-	 * Optional: called as each page joins an inflate batch, so the host
-	 * can start on the first pages while the guest takes the next ones;
-	 * @inflate then sends the rest and waits for the whole batch.
-	 */
-	void (*inflate_start)(void *priv, struct ub_batch *batch);
 	/* the host gives these pages back; called before the guest reuses them */
 	int (*deflate)(void *priv, struct ub_batch *batch);
 	/* the balloon now holds @pages pages (virtio: the "actual" field) */

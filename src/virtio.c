@@ -123,7 +123,6 @@ static const struct ub_backend_ops ubv_ops = {
 	.name		= "virtio",
 	.batch_max	= UBV_BATCH,
 	.inflate	= ubv_inflate,
-	.inflate_start	= ubv_inflate_start,
 	.deflate	= ubv_deflate,
 	.huge_order	= UBV_HUGE_ORDER,
 	.huge_splittable = true,

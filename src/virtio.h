@@ -148,7 +148,6 @@ void ubv_queue(struct ub_virtio *vb, struct work_struct *work);
 
 /* virtio_queue.c */
 int ubv_kick_and_wait(struct ub_virtio *vb, struct virtqueue *vq);
-void ubv_inflate_start(void *priv, struct ub_batch *batch);
 int ubv_inflate(void *priv, struct ub_batch *batch);
 int ubv_deflate(void *priv, struct ub_batch *batch);
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * virtio-balloon inflate and deflate requests: frame numbers in buffers of
- * one page, several in flight per batch, sent while the batch fills.
+ * one page, several in flight per batch.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -89,11 +89,11 @@ static int ubv_queue_request(struct ub_virtio *vb, struct virtqueue *vq,
 
 /*
  * Send the frame numbers of batch pages [started, count), a request per
- * buffer of frames, whole pages per request. Unless @all, a last request
- * that would not be full waits for more pages. Returns frames sent.
+ * buffer of frames, whole pages per request, several requests in flight.
+ * Returns frames sent.
  */
 static long ubv_send_pages(struct ub_virtio *vb, struct virtqueue *vq,
-			   struct ub_batch *batch, bool all)
+			   struct ub_batch *batch)
 {
 	unsigned int per_page = UBV_FRAMES_PER_PAGE << batch->order;
 	unsigned int fit = UBV_REQ_FRAMES / per_page;
@@ -106,8 +106,6 @@ static long ubv_send_pages(struct ub_virtio *vb, struct virtqueue *vq,
 		__virtio32 *frames;
 		int err;
 
-		if (pages < fit && !all)
-			break;
 		frames = ubv_next_buffer(vb, vq);
 		if (!frames)
 			return -EIO;
@@ -132,7 +130,7 @@ static long ubv_send_pages(struct ub_virtio *vb, struct virtqueue *vq,
 static long ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 			  struct ub_batch *batch)
 {
-	long sent = ubv_send_pages(vb, vq, batch, true);
+	long sent = ubv_send_pages(vb, vq, batch);
 	int err = ubv_wait_all(vb, vq);
 
 	vb->reqs_used = 0;
@@ -141,14 +139,6 @@ static long ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 	return err ?: sent;
 }
 
-
-void ubv_inflate_start(void *priv, struct ub_batch *batch)
-{
-	struct ub_virtio *vb = priv;
-
-	/* an error shows again when ubv_inflate() sends the rest */
-	ubv_send_pages(vb, vb->vqs[UBV_VQ_INFLATE], batch, false);
-}
 
 int ubv_inflate(void *priv, struct ub_batch *batch)
 {
