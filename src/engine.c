@@ -346,6 +346,8 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 
 		if (!want)
 			return UB_FLOOR_RECHECK;
+		if (ub.reset_backoff && time_before(jiffies, ub.reset_until))
+			return ub.reset_until - jiffies;
 		plan->want = ub_inflate_plan_locked(want, &plan->order, &delay);
 		return plan->want ? 0 : delay;
 	}
@@ -428,6 +430,7 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 	ub.need_reset = false;
 	ub.need_restart = false;
 	ub.huge_off = false;
+	ub.reset_backoff = 0;
 	ub.huge_count = 0;
 	ub.size = 0;
 	ub.host_target = 0;

@@ -22,6 +22,8 @@
 /* Pages in migration cannot be dequeued; they come back very soon. */
 #define UB_ISOLATED_RETRY	(HZ / 50)
 #define UB_IDLE			ULONG_MAX
+/* Host resets in a row wait up to this long before the next exchange. */
+#define UB_RESET_BACKOFF_MAX	(30 * HZ)
 /* Target-driven backends: look at the size this often while it moves... */
 #define UB_TARGET_STEP		(HZ / 10)
 /* ...and only once a second if it has not moved for this long. */
@@ -45,6 +47,8 @@ struct uniballoon {
 	bool huge_off;
 	bool need_reset;		/* a host reset seen where we could not act */
 	bool need_restart;		/* the protocol must be started again */
+	unsigned long reset_backoff;	/* jiffies, after resets in a row */
+	unsigned long reset_until;	/* no inflation before this */
 
 	const struct ub_backend_ops *ops;
 	void *priv;

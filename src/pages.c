@@ -177,7 +177,11 @@ void ub_restart_locked(void)
 		ub_backend_error("restart", err);
 }
 
-/* The host demanded a reset: it holds none of our pages any more. */
+/*
+ * The host demanded a reset: it holds none of our pages any more. Resets
+ * in a row back off (doubling up to UB_RESET_BACKOFF_MAX), so a host that
+ * answers RESET to everything does not keep a vCPU allocating and freeing.
+ */
 void ub_host_reset_locked(void)
 {
 	lockdep_assert_held(&ub.lock);
@@ -185,6 +189,9 @@ void ub_host_reset_locked(void)
 	trace_backend(ub.ops->name, "reset", 0);
 	ub_count(UB_STAT_HOST_RESETS, 1);
 	ub.need_reset = false;
+	ub.reset_backoff = clamp(2 * ub.reset_backoff, UB_RETRY_DELAY,
+				 UB_RESET_BACKOFF_MAX);
+	ub.reset_until = jiffies + ub.reset_backoff;
 	ub_drop_all_locked();
 	ub_restart_locked();
 }
@@ -196,7 +203,7 @@ static unsigned long ub_host_failed_locked(const char *event, int err)
 
 	if (err == -ECONNRESET) {
 		ub_host_reset_locked();
-		return 0;
+		return ub.reset_backoff;	/* ub_step_locked() waits as well */
 	}
 	ub_backend_error(event, err);
 	return UB_RETRY_DELAY;
@@ -385,6 +392,8 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		accepted++;
 	}
 	ub.size += (unsigned long)accepted << order;
+	if (accepted)
+		ub.reset_backoff = 0;
 	ub_report_size_locked();
 	ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(accepted << order));
 	trace_inflate(accepted, order,
