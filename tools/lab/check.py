@@ -955,11 +955,27 @@ def guest_hint(kver, ko):
          t_free_page_hint, kver, ko)
 
 
-GUESTS = (guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
+def t_make_demo():
+    """`make demo`, the README's main command, runs to the end as a user runs it."""
+    t0 = time.monotonic()
+    r = subprocess.run(["make", "-s", "demo"], cwd=PROJECT, capture_output=True, text=True, timeout=900)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "=== demo finished" in out, out[-3000:]
+    held = re.search(r"the balloon stopped at .*", out)
+    return f"{time.monotonic() - t0:.0f} s" + (f"; {held.group(0)}" if held else "")
+
+
+def guest_demo(kver, ko):
+    if kver == kernels()[-1]:   # the demo boots the newest kernel
+        test("make demo runs to the end", t_make_demo)
+
+
+GUESTS = (guest_demo, guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
           check_pkg.guest_pkg)
 # rough relative run times, to start the long guests first
 GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
-              "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4}
+              "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4,
+              "guest_demo": 2}
 
 
 def guest_job(guest, kver, ko, test_ko):

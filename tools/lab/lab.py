@@ -55,11 +55,12 @@ def kernels():
     return out.split()
 
 
-def build_module(kver, test_build=False):
+def build_module(kver, test_build=False, tree=None):
     """Build uniballoon.ko for kver in a copy of the tree (as dkms would), so that
     builds for several kernels never share generated files; returns its path.
-    test_build: with the VMware host model (UB_TEST_HOST_MODEL=y)."""
-    out = PROJECT / "build" / ("mod-test" if test_build else "mod") / kver
+    test_build: with the VMware host model (UB_TEST_HOST_MODEL=y). tree: the copy's
+    name under build/ (a caller that runs beside `make check` uses its own)."""
+    out = PROJECT / "build" / (tree or ("mod-test" if test_build else "mod")) / kver
     subprocess.run(["rm", "-rf", out], check=True)
     out.mkdir(parents=True)
     for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
