@@ -462,10 +462,6 @@ def vm_balloon(g, mib, timeout=120):
                what=f"{mib} MiB ballooned (size {sysb(g, 'size')}, model {model_audit(g)['locked_frames']})")
 
 
-def vmstat(g, key):
-    return int(g.run(f"awk '$1 == \"{key}\" {{ print $2 }}' /proc/vmstat")[1])
-
-
 def no_page_lost(g):
     """balloon_inflate - balloon_deflate (4 KiB units) is what the balloon holds."""
     held = vmstat(g, "balloon_inflate") - vmstat(g, "balloon_deflate")
@@ -640,7 +636,11 @@ def t_vm_oom(g, kver):
     g.run("sync; echo 3 > /proc/sys/vm/drop_caches")
     model_set(g, "target", 800 * 256)
     held = fill_for_oom(g, 800, lambda size: model_audit(g)["locked_frames"] == size // 4096)
+    keys = ("balloon_migrate", "compact_stall", "compact_migrate_scanned", "thp_fault_alloc",
+            "allocstall_movable", "pgmajfault")
+    v0 = {k: vmstat(g, k) for k in keys}
     out, took = hog_gets_memory(g)
+    moved = ", ".join(f"{k} +{vmstat(g, k) - v0[k]}" for k in keys)
     size = sysb_int(g, "size")
     polls = lambda: int(re.search(r"cmd_get_target: (\d+)",  # noqa: E731
                                   g.run("cat /sys/kernel/debug/balloon/backend")[1]).group(1))
@@ -652,7 +652,8 @@ def t_vm_oom(g, kver):
     no_page_lost(g)
     figure(kver, "vmware OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s")
     vm_balloon(g, 0)
-    return f"{out.strip()}; {took:.1f} s; balloon {held >> 20} MiB before, {size >> 20} MiB after"
+    return (f"{out.strip()}; {took:.1f} s; balloon {held >> 20} MiB before, {size >> 20} MiB after; "
+            f"during the process: {moved}")
 
 
 def t_vm_doorbell(g):
