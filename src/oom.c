@@ -20,8 +20,12 @@
 /*
  * Emergency deflation, for the OOM notifier and for reclaim pressure: give
  * back up to @want pages and keep the balloon from refilling until the host
- * or the user asks again. @may_sleep_on_lock is false in reclaim, where the
- * worker may hold the lock while it allocates.
+ * or the user asks again. @may_sleep_on_lock is false in reclaim, where
+ * the lock's holder (a host exchange) must not be waited for. Returns the
+ * pages the guest has back now: a target-driven balloon (Xen) only lowers
+ * the target, and its driver repopulates later, so that counts as none to
+ * the OOM killer and to reclaim, which would otherwise stand down for
+ * memory that is not there yet.
  */
 static unsigned long ub_emergency_deflate(unsigned long want,
 					  bool may_sleep_on_lock)
@@ -37,6 +41,8 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	    !(ub.features & UB_FEAT_OOM_DEFLATE))
 		goto out;
 
+	/* pages the host refused this cycle are the guest's: free them first */
+	ub_release_refused_locked();
 	old = ub_target_locked(&why);
 	want = min(want, ub.size);
 	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
@@ -60,6 +66,8 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 		trace_oom_deflate(freed, ub_pages_to_bytes(left));
 		ub_note_target_locked(old, UB_REASON_OOM);
 	}
+	if (ub.features & UB_FEAT_TARGET_DRIVEN)
+		freed = 0;
 out:
 	mutex_unlock(&ub.lock);
 	return freed;
