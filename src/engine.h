@@ -11,6 +11,7 @@
 #include <linux/ktime.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
+#include <linux/sizes.h>
 #include <linux/workqueue.h>
 
 #include "uniballoon.h"
@@ -22,6 +23,8 @@
 /* Pages in migration cannot be dequeued; they come back very soon. */
 #define UB_ISOLATED_RETRY	(HZ / 50)
 #define UB_IDLE			ULONG_MAX
+/* Refused pages held aside at most (4 MiB): more go back to the guest. */
+#define UB_REFUSED_MAX		(SZ_4M >> PAGE_SHIFT)
 /* Host resets in a row wait up to this long before the next exchange. */
 #define UB_RESET_BACKOFF_MAX	(30 * HZ)
 /* Target-driven backends: look at the size this often while it moves... */
@@ -40,6 +43,7 @@ struct uniballoon {
 	struct balloon_dev_info pages;
 	/* pages the host refused this cycle: kept so we don't take them again */
 	struct list_head refused;
+	unsigned long refused_count;	/* pages, at most about UB_REFUSED_MAX */
 	/* pages of the backend's huge_order (not movable), and how many */
 	struct list_head huge;
 	unsigned long huge_count;

@@ -107,7 +107,11 @@ static unsigned long ub_small_pages(void)
 	return ub.size - (ub.huge_count << ub.ops->huge_order);
 }
 
-/* End of an inflation cycle: refused pages may now go back to the guest. */
+/*
+ * End of an inflation cycle: refused pages may now go back to the guest.
+ * Also called when UB_REFUSED_MAX of them are held, and before OOM
+ * deflation: a host that refuses everything must not drain the guest.
+ */
 void ub_release_refused_locked(void)
 {
 	struct page *page, *next;
@@ -118,6 +122,7 @@ void ub_release_refused_locked(void)
 		list_del(&page->lru);
 		__free_page(page);
 	}
+	ub.refused_count = 0;
 	ub.huge_off = false;
 }
 
@@ -288,6 +293,7 @@ static void ub_set_aside(struct page *page, unsigned int order)
 		split_page(page, order);
 	for (i = 0; i < (1U << order); i++)
 		list_add(&page[i].lru, &ub.refused);
+	ub.refused_count += 1U << order;
 }
 
 /*
@@ -347,6 +353,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 {
 	unsigned int order = batch->order, i, accepted = 0;
 	unsigned long requested, room, delay;
+	bool refusing;
 	enum ub_reason why;
 	ktime_t start;
 	int err;
@@ -391,6 +398,10 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		ub_page_leaves(page, order);
 		accepted++;
 	}
+	/* the host refuses more than it takes: give them back, and pause */
+	refusing = ub.refused_count > UB_REFUSED_MAX;
+	if (refusing)
+		ub_release_refused_locked();
 	ub.size += (unsigned long)accepted << order;
 	if (accepted)
 		ub.reset_backoff = 0;
@@ -403,8 +414,8 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 			      ub_pages_to_bytes(batch->count << order), start);
 	if (batch->stop)
 		delay = max(delay, ub.ops->poll_interval ?: UB_RETRY_DELAY);
-	/* short of pages, wait */
-	if (batch->count < n && !cut)
+	/* short of pages, or refused, wait */
+	if ((batch->count < n && !cut) || refusing)
 		delay = max(delay, UB_RETRY_DELAY);
 	/* pages come only through reclaim: leave the guest the CPU as long */
 	if (cut)

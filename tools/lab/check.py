@@ -523,6 +523,30 @@ def t_vm_refusals(g):
     vm_balloon(g, 0)
 
 
+def t_vm_refuse_all(g):
+    """A host that refuses every page while it keeps asking: the pages set aside
+    are given back every 4 MiB (and the worker pauses), so the guest keeps its
+    memory while size reads 0."""
+    refusals = sysb_int(g, "stats/host_refusals")
+    avail0 = g.meminfo()["MemAvailable"]
+    model_set(g, "refuse_every", 1)
+    try:
+        model_set(g, "target", 256 * 256)
+        # a few cycles of refusals, each at most one batch
+        g.wait_for(lambda: sysb_int(g, "stats/host_refusals") >= refusals + 4096, 60,
+                   what=f"4096 refusals (have {sysb_int(g, 'stats/host_refusals') - refusals})")
+        low = min(g.meminfo()["MemAvailable"] for _ in range(5))
+        assert sysb_int(g, "size") == 0, sysb(g, "size")
+        # one batch (8 MiB of 4 KiB pages, 64 MiB of 2 MiB ones) and 4 MiB aside at most
+        assert avail0 - low <= 80 * 1024, f"MemAvailable {avail0 >> 10} -> {low >> 10} MiB"
+    finally:
+        model_set(g, "target", 0)
+        model_set(g, "refuse_every", 0)
+    model_clean(g)
+    no_page_lost(g)
+    return f"MemAvailable {avail0 >> 10} -> {low >> 10} MiB at the lowest, size 0"
+
+
 def t_vm_busy(g):
     errors = sysb_int(g, "stats/host_errors")
     model_set(g, "busy_next", 3)
@@ -721,6 +745,8 @@ def guest_vmware(kver, ko):
                  t_vm_capset, g, kver, name, caps)
         test(f"{kver}: vmware: the VMCI doorbell, where granted, triggers a poll", t_vm_doorbell, g)
         test(f"{kver}: vmware: refused pages are set aside, none lost", t_vm_refusals, g)
+        test(f"{kver}: vmware: a host refusing every page does not drain the guest",
+             t_vm_refuse_all, g)
         test(f"{kver}: vmware: BUSY is retried", t_vm_busy, g)
         test(f"{kver}: vmware: RESET mid-batch: no page leaked or unlocked twice", t_vm_reset_mid_batch, g)
         test(f"{kver}: vmware: 64-bit targets only when granted", t_vm_64bit, g)
