@@ -31,6 +31,24 @@ static void ub_page_returns(struct page *page, unsigned int order)
 		adjust_managed_page_count(page, 1L << order);
 }
 
+/*
+ * Every 4 KiB page of a ballooned block is PageOffline, as the balloon
+ * core makes each 4 KiB balloon page: hibernation and dump tools skip
+ * such pages, and the allocator wants the type cleared before a free.
+ */
+static void ub_block_offline(struct page *page, unsigned int order,
+			     bool offline)
+{
+	unsigned int i;
+
+	for (i = 0; i < (1U << order); i++) {
+		if (offline)
+			__SetPageOffline(page + i);
+		else
+			__ClearPageOffline(page + i);
+	}
+}
+
 /* Pages of one batch when a rate limit is set: about 100 ms worth. */
 static unsigned int ub_rate_batch(u64 rate, unsigned int max)
 {
@@ -163,6 +181,7 @@ void ub_drop_all_locked(void)
 		list_del(&page->lru);
 		ub_page_returns(page, order);
 		__count_vm_events(BALLOON_DEFLATE, 1 << order);
+		ub_block_offline(page, order, false);
 		__free_pages(page, order);
 		cond_resched();
 	}
@@ -389,6 +408,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 			continue;
 		}
 		if (order) {
+			ub_block_offline(page, order, true);
 			list_add(&page->lru, &ub.huge);
 			ub.huge_count++;
 			__count_vm_events(BALLOON_INFLATE, 1 << order);
@@ -472,10 +492,22 @@ static void ub_split_huge_locked(void)
 	page = list_first_entry(&ub.huge, struct page, lru);
 	list_del(&page->lru);
 	ub.huge_count--;
+	ub_block_offline(page, order, false);
 	split_page(page, order);
 	spin_lock_irqsave(&ub.pages.pages_lock, flags);
-	for (i = 0; i < (1U << order); i++)
+	for (i = 0; i < (1U << order); i++) {
+		/*
+		 * A movable balloon page is inserted locked, so that
+		 * compaction, which takes the page lock, sees it whole; no
+		 * one else holds these pages, so the trylock cannot fail.
+		 */
+		bool locked = trylock_page(page + i);
+
+		WARN_ON_ONCE(!locked);
 		balloon_page_insert(&ub.pages, page + i);
+		if (locked)
+			unlock_page(page + i);
+	}
 	spin_unlock_irqrestore(&ub.pages.pages_lock, flags);
 }
 
@@ -568,6 +600,7 @@ unsigned long ub_deflate_locked(unsigned long want, bool force)
 		ub_page_returns(page, order);
 		if (order) {
 			__count_vm_events(BALLOON_DEFLATE, 1 << order);
+			ub_block_offline(page, order, false);
 			__free_pages(page, order);
 		} else {
 			put_page(page);

@@ -172,6 +172,10 @@ def t_huge_blocks(g):
     balloon_to(g, 256 * MiB)
     huge, c1 = huge_ballooned_mib(g), backend_counters(g)
     assert huge >= 128, f"only {huge} of 256 MiB in 2 MiB blocks"
+    # every 4 KiB page the balloon holds, in blocks or not, is PageOffline, so
+    # that hibernation and dump tools skip it
+    offline = offline_pages(g)
+    assert offline == 256 * 256, f"{offline} PageOffline pages for a 256 MiB balloon"
     assert c1["max_requests_in_flight"] > 1, c1
     assert c1["frames_inflated"] - c0["frames_inflated"] == 256 * 256, (c0, c1)
     inflated = sysb_int(g, "stats/inflated")
@@ -181,6 +185,16 @@ def t_huge_blocks(g):
     assert huge_ballooned_mib(g) == (huge - 2 if huge == 256 else huge), (huge, huge_ballooned_mib(g))
     balloon_to(g, 0)
     return f"{huge} of 256 MiB in 2 MiB blocks, {c1['max_requests_in_flight']} requests in flight at most"
+
+
+def offline_pages(g):
+    """Pages with KPF_OFFLINE (bit 23) in /proc/kpageflags."""
+    # reads must be whole 8-byte entries
+    return int(g.run("python3 -c 'import struct\n"
+                     "f, n = open(\"/proc/kpageflags\", \"rb\", buffering=0), 0\n"
+                     "while d := f.read(1 << 20):\n"
+                     "    n += sum(v >> 23 & 1 for v in struct.unpack(f\"{len(d) // 8}Q\", d))\n"
+                     "print(n)'")[1])
 
 
 def t_guest_override(g):
