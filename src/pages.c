@@ -395,9 +395,19 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	err = ub.ops->inflate(ub.priv, batch);
 	if (batch->has_target)
 		ub_host_target_locked(batch->target, false);
-	if (err) {
+	if (err && err != -ETIMEDOUT) {
 		ub_batch_free_tail(batch, 0);
 		return ub_host_failed_locked("inflate", err);
+	}
+	delay = 0;
+	if (err) {
+		/*
+		 * The host has the request but has not answered in time: it
+		 * may discard the pages whenever it gets to them, so they
+		 * stay in the balloon; a later deflation tells it.
+		 */
+		ub_backend_error("inflate", err);
+		delay = UB_RETRY_DELAY;
 	}
 	for (i = 0; i < batch->count; i++) {
 		struct page *page = batch->pages[i];
@@ -430,8 +440,9 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	trace_inflate(accepted, order,
 		      ktime_to_ns(ktime_sub(ktime_get(), start)));
 
-	delay = ub_rate_delay(&ub.inflate_next, ub.set.inflate_rate,
-			      ub_pages_to_bytes(batch->count << order), start);
+	delay = max(delay, ub_rate_delay(&ub.inflate_next, ub.set.inflate_rate,
+					 ub_pages_to_bytes(batch->count << order),
+					 start));
 	if (batch->stop)
 		delay = max(delay, ub.ops->poll_interval ?: UB_RETRY_DELAY);
 	/* short of pages, or refused, wait */
@@ -647,6 +658,11 @@ static int ub_migrate_exchange(struct page *page, bool take)
 	ub_batch_add(batch, page);
 	err = take ? ub.ops->inflate(ub.priv, batch) :
 		     ub.ops->deflate(ub.priv, batch);
+	if (err == -ETIMEDOUT && take) {
+		/* the host may discard the page later: count it as taken */
+		ub_backend_error("migrate", err);
+		return 0;
+	}
 	if (err == -ECONNRESET) {
 		/* the reset waits for this page to be back: the worker acts */
 		ub.need_reset = true;

@@ -95,6 +95,7 @@ static int ubv_debugfs_show(void *priv, struct seq_file *m)
 	seq_printf(m, "stats_requests: %llu\n", vb->stats_requests);
 	seq_printf(m, "config_changes: %llu\n", vb->config_changes);
 	seq_printf(m, "broken_waits: %llu\n", vb->broken_waits);
+	seq_printf(m, "host_timeouts: %llu\n", vb->host_timeouts);
 	seq_printf(m, "free_page_hint: %d\n", vb->hinting);
 	seq_printf(m, "hint_cmd_id: %u\n",
 		   virtio32_to_cpu(vdev, vb->hint_start));

@@ -37,12 +37,18 @@
 #define UBV_BATCH		2048
 /*
  * A request carries one page of frame numbers (4 MiB of memory); a batch
- * keeps up to UBV_MAX_REQS of them in flight, so the host discards the
- * first pages while the guest is still taking the next ones.
+ * keeps up to UBV_MAX_REQS of them in flight, so the host works through
+ * the first while the guest queues the next.
  */
 #define UBV_REQ_FRAMES		(PAGE_SIZE / sizeof(__virtio32))
 #define UBV_MAX_REQS		((UB_BATCH_MAX_BYTES >> UBV_FRAME_SHIFT) / \
 				 UBV_REQ_FRAMES)
+
+/*
+ * The longest wait for the host to use inflate or deflate requests: the
+ * engine's lock is held meanwhile, and OOM deflation waits for it.
+ */
+#define UBV_HOST_TIMEOUT	(5 * HZ)
 
 /* The buffer of one inflate or deflate request: a page of frame numbers. */
 struct ubv_request {
@@ -102,8 +108,9 @@ struct ub_virtio {
 	/* inflate/deflate requests: buffers, and how many the host holds */
 	struct ubv_request *reqs[UBV_MAX_REQS];
 	unsigned int reqs_used;		/* buffers filled since all came back */
-	unsigned int in_flight;
+	unsigned int in_flight[UBV_VQ_DEFLATE + 1];	/* per queue */
 	unsigned int max_in_flight;
+	u64 host_timeouts;		/* waits that reached UBV_HOST_TIMEOUT */
 	struct virtio_balloon_stat stats[UBV_NR_STATS];
 #ifdef CONFIG_VM_EVENT_COUNTERS
 	unsigned long events[NR_VM_EVENT_ITEMS];

@@ -22,44 +22,73 @@ int ubv_kick_and_wait(struct ub_virtio *vb, struct virtqueue *vq)
 	return 0;
 }
 
-/* Collect the requests the host is done with; true once none is left. */
-static bool ubv_reap(struct ub_virtio *vb, struct virtqueue *vq)
+/* Requests in flight on @vq, the inflate or the deflate queue. */
+static unsigned int *ubv_in_flight(struct ub_virtio *vb, struct virtqueue *vq)
 {
-	unsigned int len;
-
-	while (vb->in_flight && virtqueue_get_buf(vq, &len))
-		vb->in_flight--;
-	return !vb->in_flight || virtqueue_is_broken(vq);
+	return &vb->in_flight[vq == vb->vqs[UBV_VQ_INFLATE] ?
+			      UBV_VQ_INFLATE : UBV_VQ_DEFLATE];
 }
 
-/* Sleep until the host has used every request in flight on @vq. */
-static int ubv_wait_all(struct ub_virtio *vb, struct virtqueue *vq)
+/* Collect the requests the host is done with on @vq; true once none is left. */
+static bool ubv_reap(struct ub_virtio *vb, struct virtqueue *vq)
 {
-	wait_event(vb->acked, ubv_reap(vb, vq));
-	if (vb->in_flight) {
-		/* a broken queue returns nothing: its buffers are ours again */
-		vb->in_flight = 0;
-		vb->broken_waits++;
-		return -EIO;
+	unsigned int *in_flight = ubv_in_flight(vb, vq);
+	unsigned int len;
+
+	while (*in_flight && virtqueue_get_buf(vq, &len))
+		(*in_flight)--;
+	return !*in_flight || virtqueue_is_broken(vq);
+}
+
+static bool ubv_reap_all(struct ub_virtio *vb)
+{
+	/* both, so that one queue's requests cannot hide the other's */
+	return ubv_reap(vb, vb->vqs[UBV_VQ_INFLATE]) &
+	       ubv_reap(vb, vb->vqs[UBV_VQ_DEFLATE]);
+}
+
+/*
+ * Sleep until the host has used every inflate and deflate request in
+ * flight, for at most UBV_HOST_TIMEOUT. On a timeout the requests stay in
+ * flight (the host may still read their buffers), so no buffer is reused
+ * and the next exchange waits for them first; the caller keeps the pages
+ * as they were. A broken queue returns nothing: its buffers are ours again.
+ */
+static int ubv_wait_all(struct ub_virtio *vb)
+{
+	unsigned int i;
+
+	if (!wait_event_timeout(vb->acked, ubv_reap_all(vb),
+				UBV_HOST_TIMEOUT)) {
+		vb->host_timeouts++;
+		return -ETIMEDOUT;
 	}
+	for (i = 0; i < ARRAY_SIZE(vb->in_flight); i++) {
+		if (vb->in_flight[i]) {
+			vb->in_flight[i] = 0;
+			vb->broken_waits++;
+			return -EIO;
+		}
+	}
+	vb->reqs_used = 0;
 	return 0;
 }
 
 /* A free request buffer; waits for the host when all are in flight. */
-static __virtio32 *ubv_next_buffer(struct ub_virtio *vb, struct virtqueue *vq)
+static int ubv_next_buffer(struct ub_virtio *vb, __virtio32 **frames)
 {
-	if (vb->reqs_used == UBV_MAX_REQS) {
-		if (ubv_wait_all(vb, vq))
-			return NULL;
-		vb->reqs_used = 0;
-	}
-	return vb->reqs[vb->reqs_used]->frames;
+	int err = vb->reqs_used == UBV_MAX_REQS ? ubv_wait_all(vb) : 0;
+
+	if (!err)
+		*frames = vb->reqs[vb->reqs_used]->frames;
+	return err;
 }
 
 /* Queue the @n frames just written to the next buffer; the host starts now. */
 static int ubv_queue_request(struct ub_virtio *vb, struct virtqueue *vq,
 			     unsigned int n)
 {
+	unsigned int *in_flight;
 	struct scatterlist sg;
 	int err;
 
@@ -68,7 +97,7 @@ static int ubv_queue_request(struct ub_virtio *vb, struct virtqueue *vq,
 	err = virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
 	if (err == -ENOSPC) {
 		/* a small ring: let the host catch up, then there is room */
-		err = ubv_wait_all(vb, vq) ?:
+		err = ubv_wait_all(vb) ?:
 		      virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
 	}
 	if (err)
@@ -81,8 +110,9 @@ static int ubv_queue_request(struct ub_virtio *vb, struct virtqueue *vq,
 		vb->frames_deflated += n;
 	}
 	vb->reqs_used++;
-	vb->in_flight++;
-	vb->max_in_flight = max(vb->max_in_flight, vb->in_flight);
+	in_flight = ubv_in_flight(vb, vq);
+	(*in_flight)++;
+	vb->max_in_flight = max(vb->max_in_flight, *in_flight);
 	virtqueue_kick(vq);
 	return 0;
 }
@@ -106,9 +136,9 @@ static long ubv_send_pages(struct ub_virtio *vb, struct virtqueue *vq,
 		__virtio32 *frames;
 		int err;
 
-		frames = ubv_next_buffer(vb, vq);
-		if (!frames)
-			return -EIO;
+		err = ubv_next_buffer(vb, &frames);
+		if (err)
+			return err;
 		for (i = batch->started; i < batch->started + pages; i++) {
 			unsigned long first = page_to_pfn(batch->pages[i]) *
 					      UBV_FRAMES_PER_PAGE;
@@ -126,19 +156,28 @@ static long ubv_send_pages(struct ub_virtio *vb, struct virtqueue *vq,
 	return sent;
 }
 
-/* Send what is left of @batch and wait until the host has used it all. */
+/*
+ * Send @batch and wait until the host has used it all. Requests a timed
+ * out exchange left in flight are waited for first: their buffers are
+ * reused only once the host is done with them.
+ */
 static long ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 			  struct ub_batch *batch)
 {
-	long sent = ubv_send_pages(vb, vq, batch);
-	int err = ubv_wait_all(vb, vq);
+	long sent;
+	int err;
 
-	vb->reqs_used = 0;
+	if (vb->reqs_used) {
+		err = ubv_wait_all(vb);
+		if (err)
+			return err;
+	}
+	sent = ubv_send_pages(vb, vq, batch);
+	err = ubv_wait_all(vb);
 	if (sent < 0)
 		return sent;
 	return err ?: sent;
 }
-
 
 int ubv_inflate(void *priv, struct ub_batch *batch)
 {
