@@ -9,6 +9,7 @@
  *   (engine.c), the balloon releases pages before the guest thrashes its
  *   page cache, which can keep the OOM killer from ever being reached.
  */
+#include <linux/math.h>
 #include <linux/mm.h>
 #include <linux/notifier.h>
 #include <linux/oom.h>
@@ -83,29 +84,28 @@ static unsigned long ub_oom_deflate(void)
 /*
  * Reclaim pressure: below this much MemAvailable the guest would rather have
  * the balloon's pages than thrash its page cache until the OOM killer runs.
- * It is the floor or one oom_deflate_size, or 1/32 of the guest's memory if
- * larger: MemAvailable counts the page cache as available, so a few MiB of
- * it mean a guest re-reading its own programs. (Measured under TCG: 1/16
- * left a 1 GiB guest with an 800 MiB balloon unresponsive for over a minute
- * while the balloon filled; 1/32 did not.)
+ * It is the floor or one oom_deflate_size, or 1024 * sqrt(guest bytes) if
+ * larger: 32 MiB for 1 GiB, 64 MiB for 4 GiB, 256 MiB for 64 GiB.
+ * MemAvailable counts the page cache as available, so a few MiB of it mean
+ * a guest re-reading its own programs; what a guest needs beyond its
+ * watermarks grows with it, but more slowly, as the watermarks themselves
+ * do (min_free_kbytes is sqrt(16 * lowmem KiB)).
  */
 static unsigned long ub_pressure_threshold(void)
 {
 	u64 bytes = max(READ_ONCE(ub.set.floor),
 			READ_ONCE(ub.set.oom_deflate_size));
+	u64 curve = 1024 * int_sqrt64(ub_pages_to_bytes(ub_guest_pages()));
 
-	return max_t(unsigned long, bytes >> PAGE_SHIFT,
-		     ub_guest_pages() / 32);
+	return max(bytes, curve) >> PAGE_SHIFT;
 }
 
 /*
  * MemAvailable that inflation does not take the guest below while
- * oom_deflate is on (pages.c): four times the threshold, twice the level
- * that pressure deflation restores, so that a balloon held there leaves
- * the guest free pages above its watermarks and kswapd idle. (Measured
- * under TCG, 1 GiB guest with 110 MiB of page cache, a host asking for
- * more than it could spare: held at twice the threshold, the 6.12 guest
- * still stopped answering for over 75 s in 2 of 4 loaded runs.)
+ * oom_deflate is on (pages.c): four times the threshold (128 MiB for
+ * 1 GiB, 1 GiB for 64 GiB), twice the level that pressure deflation
+ * restores, so that a balloon held there leaves the guest free pages above
+ * its watermarks, kswapd idle, and the shrinker never called.
  */
 unsigned long ub_pressure_reserve(void)
 {

@@ -177,6 +177,12 @@ static ssize_t target_source_show(struct kobject *kobj,
 	return sysfs_emit(buf, "%s\n", ub_reason_name(snap.target_source));
 }
 
+static ssize_t pressure_reserve_show(struct kobject *kobj,
+				     struct kobj_attribute *attr, char *buf)
+{
+	return ub_show_pages(buf, ub_pressure_reserve());
+}
+
 static ssize_t floor_show(struct kobject *kobj, struct kobj_attribute *attr,
 			  char *buf)
 {
@@ -299,6 +305,7 @@ static struct kobj_attribute ub_attrs[] = {
 	__ATTR_RO(host_target),
 	__ATTR_RW(target),
 	__ATTR_RO(target_source),
+	__ATTR_RO(pressure_reserve),
 	__ATTR_RW(floor),
 	__ATTR_RW(inflate_rate),
 	__ATTR_RW(deflate_rate),

@@ -10,6 +10,7 @@ the guest runs the kselftests in selftests/ (KTAP), whose results are
 counted one by one.
 Ends with the line 'N passed, N failed, N skipped'.
 """
+import math
 import os
 import re
 import subprocess
@@ -65,7 +66,7 @@ def abi_validate():
     assert r.returncode == 0 and not out, out or f"exit {r.returncode}"
     r = subprocess.run(["perl", src / "scripts/get_abi.pl", "--dir", PROJECT / "sysfs-abi", "search",
                         "/sys/kernel/balloon/"], capture_output=True, text=True)
-    for f in ("backend", "features", "size", "host_target", "target", "target_source", "floor",
+    for f in ("backend", "features", "size", "host_target", "target", "target_source", "pressure_reserve", "floor",
               "inflate_rate", "deflate_rate", "oom_deflate", "oom_deflate_size", "stats/inflated"):
         assert f"/sys/kernel/balloon/{f}" in r.stdout, f"{f} undocumented"
 
@@ -624,8 +625,10 @@ def t_vm_overask(g):
     threshold, the shrinker gives back up to the reserve, source "oom".)"""
     g.run("b=$(command -v bpftrace); cat $b $(ldd $b | awk '/libLLVM/ { print $3 }') > /dev/null")
     reserve, met = pressure_reserve(g)
-    guest = g.meminfo()["MemTotal"] * 1024
-    assert reserve == 4 * max(16 * MiB, guest // 4096 // 32 * 4096) and not met, (reserve, met, guest)
+    guest = g.meminfo()["MemTotal"] * 1024   # ballooned pages stay in it (oom_deflate)
+    curve = 1024 * math.isqrt(guest) // 4096 * 4096
+    assert reserve == 4 * max(16 * MiB, curve) and not met, (reserve, met, guest)
+    assert sysb_int(g, "pressure_reserve") == reserve
     holds0 = sysb_int(g, "stats/floor_holds")
     ask = g.meminfo()["MemAvailable"] // 1024 + 64
     model_set(g, "target", ask * 256)
