@@ -189,7 +189,6 @@ static unsigned long ub_shrink_scan(struct shrinker *shrinker,
  */
 #define UB_SHRINKER_SEEKS	0
 
-#ifdef UB_HAVE_SHRINKER_ALLOC
 static struct shrinker *ub_shrinker;
 
 static int ub_shrinker_register(void)
@@ -208,23 +207,6 @@ static void ub_shrinker_unregister(void)
 {
 	shrinker_free(ub_shrinker);
 }
-#else
-static struct shrinker ub_shrinker = {
-	.count_objects	= ub_shrink_count,
-	.scan_objects	= ub_shrink_scan,
-	.seeks		= UB_SHRINKER_SEEKS,
-};
-
-static int ub_shrinker_register(void)
-{
-	return register_shrinker(&ub_shrinker, "uniballoon");
-}
-
-static void ub_shrinker_unregister(void)
-{
-	unregister_shrinker(&ub_shrinker);
-}
-#endif
 
 int ub_oom_init(void)
 {
