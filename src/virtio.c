@@ -96,6 +96,7 @@ static int ubv_debugfs_show(void *priv, struct seq_file *m)
 	seq_printf(m, "config_changes: %llu\n", vb->config_changes);
 	seq_printf(m, "broken_waits: %llu\n", vb->broken_waits);
 	seq_printf(m, "host_timeouts: %llu\n", vb->host_timeouts);
+	seq_printf(m, "hint_shrunk_blocks: %llu\n", vb->hint_shrunk);
 	seq_printf(m, "free_page_hint: %d\n", vb->hinting);
 	seq_printf(m, "hint_cmd_id: %u\n",
 		   virtio32_to_cpu(vdev, vb->hint_start));
@@ -220,7 +221,7 @@ static int ubv_start(struct ub_virtio *vb)
 		features |= UB_FEAT_FREE_PAGE_HINT;
 	err = ub_attach(&ubv_ops, vb, features);
 	if (err) {
-		vb->hinting = false;
+		ubv_stop_hinting(vb);
 		ubv_stop_reporting(vb);
 		virtio_reset_device(vdev);
 		vdev->config->del_vqs(vdev);
@@ -255,8 +256,7 @@ static void ubv_stop(struct ub_virtio *vb)
 	virtio_reset_device(vb->vdev);
 	vb->vdev->config->del_vqs(vb->vdev);
 	/* the device is gone: hinted blocks are ours again */
-	ubv_hint_release(vb);
-	vb->hinting = false;
+	ubv_stop_hinting(vb);
 }
 
 static void ubv_free(struct ub_virtio *vb)
@@ -306,6 +306,7 @@ static int ubv_probe(struct virtio_device *vdev)
 	INIT_WORK(&vb->stats_work, ubv_stats_work);
 	INIT_WORK(&vb->hint_work, ubv_hint_work);
 	INIT_LIST_HEAD(&vb->hinted);
+	spin_lock_init(&vb->hint_lock);
 
 	err = ubv_start(vb);
 	if (err) {

@@ -132,8 +132,12 @@ struct ub_virtio {
 	u32 hint_id;			/* host's command id, as last read */
 	__virtio32 hint_start;		/* command id we answer */
 	__virtio32 hint_end;		/* VIRTIO_BALLOON_CMD_ID_STOP */
+	/* protects hinted and hinted_held: hint_work adds, the shrinker takes */
+	spinlock_t hint_lock;
 	struct list_head hinted;	/* blocks the host may skip */
 	unsigned long hinted_held;	/* blocks on that list */
+	struct shrinker *hint_shrinker;	/* gives them back under pressure */
+	u64 hint_shrunk;		/* blocks given back by it */
 	u64 hint_commands;
 	u64 hinted_blocks;
 	u64 hint_releases;
@@ -167,6 +171,7 @@ void ubv_stop_reporting(struct ub_virtio *vb);
 void ubv_start_hinting(struct ub_virtio *vb);
 void ubv_hint_work(struct work_struct *work);
 void ubv_hint_release(struct ub_virtio *vb);
+void ubv_stop_hinting(struct ub_virtio *vb);
 
 /* virtio_stats.c */
 void ubv_send_stats(struct ub_virtio *vb);

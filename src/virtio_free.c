@@ -200,24 +200,67 @@ static void ubv_hint_blocks(struct ub_virtio *vb, u32 id)
 			break;
 		}
 		virtqueue_kick(vq);
+		spin_lock(&vb->hint_lock);
 		list_add(&page->lru, &vb->hinted);
 		vb->hinted_held++;
+		spin_unlock(&vb->hint_lock);
 		vb->hinted_blocks++;
 	}
 }
 
-void ubv_hint_release(struct ub_virtio *vb)
+/* Take up to @max hinted blocks off the list and free them; returns how many. */
+static unsigned long ubv_hint_free(struct ub_virtio *vb, unsigned long max)
 {
 	struct page *page, *next;
+	unsigned long n = 0;
+	LIST_HEAD(list);
 
-	if (!vb->hinted_held)
-		return;
+	spin_lock(&vb->hint_lock);
 	list_for_each_entry_safe(page, next, &vb->hinted, lru) {
+		if (n == max)
+			break;
+		list_move(&page->lru, &list);
+		n++;
+	}
+	vb->hinted_held -= n;
+	spin_unlock(&vb->hint_lock);
+	list_for_each_entry_safe(page, next, &list, lru) {
 		list_del(&page->lru);
 		__free_pages(page, UBV_HINT_ORDER);
 	}
-	vb->hinted_held = 0;
-	vb->hint_releases++;
+	return n;
+}
+
+void ubv_hint_release(struct ub_virtio *vb)
+{
+	if (ubv_hint_free(vb, ULONG_MAX))
+		vb->hint_releases++;
+}
+
+/*
+ * Hinted blocks are free memory the guest lent the host for a migration
+ * round; under memory pressure it wants them back before anything else.
+ * That is safe at any time: the host skips a hinted page only until the
+ * guest writes it, which migration's dirty tracking sees.
+ */
+static struct ub_virtio *ubv_hint_vb;	/* the device with hinting on */
+
+static unsigned long ubv_hint_count(struct shrinker *shrinker,
+				    struct shrink_control *sc)
+{
+	return READ_ONCE(ubv_hint_vb->hinted_held) << UBV_HINT_ORDER;
+}
+
+static unsigned long ubv_hint_scan(struct shrinker *shrinker,
+				   struct shrink_control *sc)
+{
+	struct ub_virtio *vb = ubv_hint_vb;
+	unsigned long n;
+
+	n = ubv_hint_free(vb, DIV_ROUND_UP(sc->nr_to_scan,
+					   1UL << UBV_HINT_ORDER));
+	vb->hint_shrunk += n;
+	return n ? n << UBV_HINT_ORDER : SHRINK_STOP;
 }
 
 void ubv_hint_work(struct work_struct *work)
@@ -261,9 +304,27 @@ void ubv_start_hinting(struct ub_virtio *vb)
 		dev_warn(&vdev->dev, "free page queue too small, no hinting\n");
 		return;
 	}
+	vb->hint_shrinker = shrinker_alloc(0, "uniballoon-hint");
+	if (!vb->hint_shrinker) {
+		dev_warn(&vdev->dev, "no memory for a shrinker, no hinting\n");
+		return;
+	}
+	vb->hint_shrinker->count_objects = ubv_hint_count;
+	vb->hint_shrinker->scan_objects = ubv_hint_scan;
+	ubv_hint_vb = vb;
+	shrinker_register(vb->hint_shrinker);
 	vb->hint_start = cpu_to_virtio32(vdev, VIRTIO_BALLOON_CMD_ID_STOP);
 	vb->hint_end = cpu_to_virtio32(vdev, VIRTIO_BALLOON_CMD_ID_STOP);
 	vb->hint_id = VIRTIO_BALLOON_CMD_ID_STOP;
 	set_bit(0, &vb->hint_id_stale);
 	vb->hinting = true;
+}
+
+/* The device is gone or stopping: every hinted block is ours again. */
+void ubv_stop_hinting(struct ub_virtio *vb)
+{
+	shrinker_free(vb->hint_shrinker);
+	vb->hint_shrinker = NULL;
+	ubv_hint_release(vb);
+	vb->hinting = false;
 }
