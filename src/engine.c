@@ -358,7 +358,7 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 		ub.reserve_hit = false;
 		ub_note_target_locked(old, why);
 	}
-	ub_release_refused_locked();
+	ub_release_refused_locked(true);
 	if (requested < ub.size)
 		return ub_deflate_step_locked(ub.size - requested);
 	return UB_IDLE;
@@ -488,7 +488,7 @@ void ub_detach(void)
 			ub.ops->shutdown(ub.priv);
 		ub.size = 0;
 	} else {
-		ub_release_refused_locked();
+		ub_release_refused_locked(true);
 		/* some hosts drop every page themselves when told we leave */
 		if (ub.ops->shutdown && !ub.ops->shutdown(ub.priv))
 			ub_drop_all_locked();

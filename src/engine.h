@@ -119,7 +119,7 @@ void ub_kick(void);
 unsigned long ub_target_shrink_locked(unsigned long want);
 
 /* pages.c */
-void ub_release_refused_locked(void);
+void ub_release_refused_locked(bool cycle_end);
 void ub_drop_all_locked(void);
 void ub_restart_locked(void);
 void ub_host_reset_locked(void);

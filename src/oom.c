@@ -43,7 +43,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 		goto out;
 
 	/* pages the host refused this cycle are the guest's: free them first */
-	ub_release_refused_locked();
+	ub_release_refused_locked(false);
 	old = ub_target_locked(&why);
 	want = min(want, ub.size);
 	if (ub.features & UB_FEAT_TARGET_DRIVEN) {

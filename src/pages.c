@@ -126,11 +126,12 @@ static unsigned long ub_small_pages(void)
 }
 
 /*
- * End of an inflation cycle: refused pages may now go back to the guest.
- * Also called when UB_REFUSED_MAX of them are held, and before OOM
- * deflation: a host that refuses everything must not drain the guest.
+ * Refused pages go back to the guest: at the end of an inflation cycle
+ * (@cycle_end: huge pages may be tried again too), when UB_REFUSED_MAX of
+ * them are held, and before OOM deflation, so that a host that refuses
+ * everything does not drain the guest.
  */
-void ub_release_refused_locked(void)
+void ub_release_refused_locked(bool cycle_end)
 {
 	struct page *page, *next;
 
@@ -141,7 +142,8 @@ void ub_release_refused_locked(void)
 		__free_page(page);
 	}
 	ub.refused_count = 0;
-	ub.huge_off = false;
+	if (cycle_end)
+		ub.huge_off = false;
 }
 
 /*
@@ -157,7 +159,7 @@ void ub_drop_all_locked(void)
 
 	lockdep_assert_held(&ub.lock);
 
-	ub_release_refused_locked();
+	ub_release_refused_locked(true);
 	while (ub_small_pages()) {
 		/* in chunks: the list lock is held with interrupts off */
 		size_t got = balloon_page_list_dequeue(&ub.pages, &list,
@@ -431,7 +433,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	/* the host refuses more than it takes: give them back, and pause */
 	refusing = ub.refused_count > UB_REFUSED_MAX;
 	if (refusing)
-		ub_release_refused_locked();
+		ub_release_refused_locked(false);
 	ub.size += (unsigned long)accepted << order;
 	if (accepted)
 		ub.reset_backoff = 0;
