@@ -49,12 +49,13 @@ static unsigned long ubw_backdoor(unsigned long cmd, unsigned long arg1,
 #ifdef UB_VMWARE_HOST_MODEL
 	return ubw_model_call(cmd, arg1, arg2, result, caps);
 #else
-	unsigned long status, ecx, edx;
+	unsigned long status, ecx, edx, esi = arg2;
 
+	/* the host may write every register it reads: all are outputs */
 	asm volatile("inl %%dx"
-		     : "=a"(status), "=c"(ecx), "=d"(edx), "=b"(*result)
-		     : "0"(UBW_MAGIC), "1"(cmd), "2"(UBW_PORT), "3"(arg1),
-		       "S"(arg2)
+		     : "=a"(status), "=c"(ecx), "=d"(edx), "=b"(*result),
+		       "+S"(esi)
+		     : "0"(UBW_MAGIC), "1"(cmd), "2"(UBW_PORT), "3"(arg1)
 		     : "memory");
 	*caps = ecx;
 	return status;
