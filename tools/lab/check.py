@@ -382,12 +382,18 @@ def guest_plain(kver, ko):
 
 # ---------------------------------------------------------------- guest B: deflate-on-oom
 
+# It says where its time went: its own CPU (user, system) and the guest's
+# idle time (a vCPU with nothing to run while the process waits).
 HOG = ("echo -1000 > /proc/$PPID/oom_score_adj; "
        "python3 -c 'import mmap, os, time\n"
        "open(\"/proc/self/oom_score_adj\", \"w\").write(\"1000\")\n"
-       "n = 600 << 20\nm = mmap.mmap(-1, n)\nt = time.monotonic()\n"
+       "idle = lambda: int(open(\"/proc/stat\").readline().split()[4]) / os.sysconf(\"SC_CLK_TCK\")\n"
+       "n = 600 << 20\nm = mmap.mmap(-1, n)\nt, i0, c0 = time.monotonic(), idle(), os.times()\n"
        "for i in range(0, n, 4096): m[i] = 1\n"
-       "print(\"touched\", n >> 20, \"MiB in\", round(time.monotonic() - t, 2), \"s\")'")
+       "c = os.times()\n"
+       "print(\"touched\", n >> 20, \"MiB in\", round(time.monotonic() - t, 2), \"s (user\",\n"
+       "      round(c.user - c0.user, 1), \"s, system\", round(c.system - c0.system, 1),\n"
+       "      \"s, guest idle\", round(idle() - i0, 1), \"s)\")'")
 
 
 def oom_kills(g):
@@ -679,9 +685,11 @@ def t_vm_oom(g, kver):
     held = fill_for_oom(g, 800, lambda size: model_audit(g)["locked_frames"] == size // 4096)
     keys = ("balloon_migrate", "compact_stall", "compact_migrate_scanned", "thp_fault_alloc",
             "allocstall_movable", "pgmajfault")
-    v0 = {k: vmstat(g, k) for k in keys}
+    kswapd = "awk '{ print ($14 + $15) / 100 }' /proc/$(pgrep -x kswapd0)/stat"
+    v0, k0 = {k: vmstat(g, k) for k in keys}, float(g.run(kswapd)[1])
     out, took = hog_gets_memory(g)
     moved = ", ".join(f"{k} +{vmstat(g, k) - v0[k]}" for k in keys)
+    moved += f", kswapd CPU {float(g.run(kswapd)[1]) - k0:.1f} s"
     size = sysb_int(g, "size")
     polls = lambda: int(re.search(r"cmd_get_target: (\d+)",  # noqa: E731
                                   g.run("cat /sys/kernel/debug/balloon/backend")[1]).group(1))
