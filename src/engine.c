@@ -198,7 +198,7 @@ static unsigned long ub_apply_floor_locked(unsigned long want)
  */
 static void ub_sync_size_locked(void)
 {
-	unsigned long now = ub.ops->get_size(ub.priv);
+	unsigned long now = ub.sm->get_size(ub.priv);
 	ktime_t seen = ktime_get();
 	u64 ns = ktime_to_ns(ktime_sub(seen, ub.size_seen));
 	unsigned long delta;
@@ -231,7 +231,7 @@ static unsigned long ub_target_rate_step(u64 rate)
 
 static int ub_set_goal_locked(unsigned long goal)
 {
-	int err = ub.ops->set_size(ub.priv, goal);
+	int err = ub.sm->set_size(ub.priv, goal);
 
 	lockdep_assert_held(&ub.lock);
 
@@ -403,10 +403,18 @@ static void ub_work_fn(struct work_struct *work)
 		queue_delayed_work(ub.wq, &ub.work, delay);
 }
 
-int ub_attach(const struct ub_backend_ops *ops, void *priv,
-	      unsigned long features)
+/*
+ * Attach a backend of either kind (@pm or @sm set): the engine starts
+ * from an empty balloon, or, for a size mover, from the size its driver
+ * has now, which the host is taken to want until it says more.
+ */
+static int ub_attach(const struct ub_backend *ops,
+		     const struct ub_page_mover *pm,
+		     const struct ub_size_mover *sm, void *priv,
+		     unsigned long features)
 {
-	if (WARN_ON(ops->batch_max < 1 || ops->batch_max > UB_BATCH_MAX))
+	/* a polled host needs an interval; it must name itself */
+	if (WARN_ON(!ops->name || (ops->poll && !ops->poll_interval)))
 		return -EINVAL;
 
 	mutex_lock(&ub.lock);
@@ -415,15 +423,17 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 		return -EBUSY;
 	}
 	balloon_devinfo_init(&ub.pages);
-	if (ops->set_size) {
-		features |= UB_FEAT_TARGET_DRIVEN;
-	} else {
 #ifdef CONFIG_BALLOON_COMPACTION
+	if (pm) {
 		ub.pages.migratepage = ub_migratepage;
 		features |= UB_FEAT_MIGRATION;
-#endif
 	}
+#endif
+	if (sm)
+		features |= UB_FEAT_TARGET_DRIVEN;
 	ub.ops = ops;
+	ub.pm = pm;
+	ub.sm = sm;
 	ub.priv = priv;
 	ub.features = features;
 	ub.paused = false;
@@ -442,10 +452,9 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 	 * Where a hypervisor driver owns the balloon, OOM deflation means
 	 * overriding the host's target; it is there but off until asked for.
 	 */
-	ub.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) && !ops->set_size;
-	if (ops->set_size) {
-		/* the host asks for what the driver has until it says more */
-		ub.size = ops->get_size(priv);
+	ub.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) && pm;
+	if (sm) {
+		ub.size = sm->get_size(priv);
 		ub.goal = ub.size;
 		ub.host_target = ub.size;
 		ub.size_moved = jiffies;
@@ -456,6 +465,25 @@ int ub_attach(const struct ub_backend_ops *ops, void *priv,
 		queue_delayed_work(ub.wq, &ub.poll_work, 0);
 	pr_info("backend %s active\n", ops->name);
 	return 0;
+}
+
+/* A page mover needs both exchanges and a batch size the engine allows. */
+int ub_attach_pages(const struct ub_page_mover *pm, void *priv,
+		    unsigned long features)
+{
+	if (WARN_ON(!pm->inflate || !pm->deflate || pm->batch_max < 1 ||
+		    pm->batch_max > UB_BATCH_MAX))
+		return -EINVAL;
+	return ub_attach(&pm->base, pm, NULL, priv, features);
+}
+
+/* A size mover needs to set the size and to read it back. */
+int ub_attach_size(const struct ub_size_mover *sm, void *priv,
+		   unsigned long features)
+{
+	if (WARN_ON(!sm->set_size || !sm->get_size))
+		return -EINVAL;
+	return ub_attach(&sm->base, NULL, sm, priv, features);
 }
 
 /* Stop the worker for good: paused state is checked by every entry point. */
@@ -505,6 +533,8 @@ void ub_detach(void)
 		ub.features & UB_FEAT_TARGET_DRIVEN ?
 		"its driver keeps the balloon" : "all pages returned");
 	ub.ops = NULL;
+	ub.pm = NULL;
+	ub.sm = NULL;
 	ub.priv = NULL;
 	ub.features = 0;
 	mutex_unlock(&ub.lock);
@@ -650,7 +680,8 @@ void ub_get_settings(struct ub_settings *set)
 
 void ub_snapshot(struct ub_snapshot *snap)
 {
-	const struct ub_backend_ops *ops = READ_ONCE(ub.ops);
+	const struct ub_page_mover *pm = READ_ONCE(ub.pm);
+	const struct ub_backend *ops = READ_ONCE(ub.ops);
 
 	snap->backend = ops ? ops->name : "none";
 	snap->features = READ_ONCE(ub.features);
@@ -663,7 +694,7 @@ void ub_snapshot(struct ub_snapshot *snap)
 	snap->floor_held = READ_ONCE(ub.floor_held);
 	snap->reserve_hit = READ_ONCE(ub.reserve_hit);
 	snap->isolated = ops ? READ_ONCE(ub.pages.isolated_pages) : 0;
-	snap->huge_order = ops ? ops->huge_order : 0;
+	snap->huge_order = pm ? pm->huge_order : 0;
 	snap->huge_pages = READ_ONCE(ub.huge_count);
 }
 

@@ -54,7 +54,9 @@ struct uniballoon {
 	unsigned long reset_backoff;	/* jiffies, after resets in a row */
 	unsigned long reset_until;	/* no inflation before this */
 
-	const struct ub_backend_ops *ops;
+	const struct ub_backend *ops;		/* attached backend, either kind */
+	const struct ub_page_mover *pm;		/* ...if it moves pages */
+	const struct ub_size_mover *sm;		/* ...if it sets a size */
 	void *priv;
 	unsigned long features;
 	bool paused;
@@ -69,7 +71,7 @@ struct uniballoon {
 	bool floor_held;
 	bool reserve_hit;		/* inflation met the pressure reserve */
 
-	/* target-driven backends only (ops->set_size) */
+	/* size movers only (ub.sm) */
 	unsigned long goal;		/* pages: the last size handed over */
 	unsigned long size_moved;	/* jiffies: when the size last changed */
 	ktime_t size_seen;		/* when the size was last looked at */

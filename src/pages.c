@@ -86,8 +86,8 @@ static void ub_report_size_locked(void)
 {
 	lockdep_assert_held(&ub.lock);
 
-	if (ub.ops->report_size)
-		ub.ops->report_size(ub.priv, ub.size);
+	if (ub.pm->report_size)
+		ub.pm->report_size(ub.priv, ub.size);
 }
 
 /*
@@ -122,7 +122,7 @@ static void ub_batch_add(struct ub_batch *batch, struct page *page)
 /* Pages the balloon holds in order-0 pages (on the balloon_dev_info list). */
 static unsigned long ub_small_pages(void)
 {
-	return ub.size - (ub.huge_count << ub.ops->huge_order);
+	return ub.size - (ub.huge_count << ub.pm->huge_order);
 }
 
 /*
@@ -153,7 +153,7 @@ void ub_release_refused_locked(bool cycle_end)
  */
 void ub_drop_all_locked(void)
 {
-	unsigned int order = ub.ops->huge_order;
+	unsigned int order = ub.pm->huge_order;
 	struct page *page, *next;
 	LIST_HEAD(list);
 
@@ -194,7 +194,7 @@ void ub_drop_all_locked(void)
 
 void ub_restart_locked(void)
 {
-	int err = ub.ops->restart ? ub.ops->restart(ub.priv) : 0;
+	int err = ub.pm->restart ? ub.pm->restart(ub.priv) : 0;
 
 	lockdep_assert_held(&ub.lock);
 
@@ -344,10 +344,10 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 {
 	lockdep_assert_held(&ub.lock);
 
-	*order = ub.ops->huge_order;
+	*order = ub.pm->huge_order;
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.inflate_rate,
-				   ub.ops->batch_max << *order));
+				   ub.pm->batch_max << *order));
 	want = min(want, ub_reserve_room());
 	if (!want) {
 		/* held there as by a floor (engine.c) until MemAvailable rises */
@@ -357,7 +357,7 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 	}
 	if (!READ_ONCE(ub_huge_blocks) || ub.huge_off ||
 	    want < (1UL << *order) ||
-	    (ub.ops->huge_ready && !ub.ops->huge_ready(ub.priv)))
+	    (ub.pm->huge_ready && !ub.pm->huge_ready(ub.priv)))
 		*order = 0;
 	return want;
 }
@@ -394,7 +394,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		return 0;
 
 	start = ktime_get();
-	err = ub.ops->inflate(ub.priv, batch);
+	err = ub.pm->inflate(ub.priv, batch);
 	if (batch->has_target)
 		ub_host_target_locked(batch->target, false);
 	if (err && err != -ETIMEDOUT) {
@@ -469,13 +469,13 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 	unsigned long n, delay;
 
 	/* a batch of huge pages is capped in bytes, so one step stays short */
-	n = min3(want >> order, (unsigned long)ub.ops->batch_max,
+	n = min3(want >> order, (unsigned long)ub.pm->batch_max,
 		 UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
 	cut = ub_fill_batch(batch, order, n);
 	if (order && !batch->count) {
 		/* no huge page free without reclaim: fall back to 4 KiB */
 		huge_failed = true;
-		n = min_t(unsigned long, want, ub.ops->batch_max);
+		n = min_t(unsigned long, want, ub.pm->batch_max);
 		cut = ub_fill_batch(batch, 0, n);
 	}
 	mutex_lock(&ub.lock);
@@ -496,7 +496,7 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
  */
 static void ub_split_huge_locked(void)
 {
-	unsigned int order = ub.ops->huge_order, i;
+	unsigned int order = ub.pm->huge_order, i;
 	struct page *page;
 	unsigned long flags;
 
@@ -527,20 +527,20 @@ static void ub_split_huge_locked(void)
 /* Take up to @want pages (order-0 first) off the balloon into @batch. */
 static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 {
-	unsigned int order = ub.ops->huge_order;
+	unsigned int order = ub.pm->huge_order;
 	struct page *page, *next;
 	LIST_HEAD(list);
 
 	lockdep_assert_held(&ub.lock);
 
 	if (!ub_small_pages() && ub.huge_count && want < (1UL << order) &&
-	    ub.ops->huge_splittable)
+	    ub.pm->huge_splittable)
 		ub_split_huge_locked();
 	if (ub_small_pages() || !ub.huge_count) {
 		ub_batch_init(batch, 0);
 		balloon_page_list_dequeue(&ub.pages, &list,
 					  min_t(unsigned long, want,
-						ub.ops->batch_max));
+						ub.pm->batch_max));
 		list_for_each_entry_safe(page, next, &list, lru) {
 			list_del(&page->lru);
 			ub_batch_add(batch, page);
@@ -549,7 +549,7 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 	}
 	ub_batch_init(batch, order);
 	want = min3(DIV_ROUND_UP(want, 1UL << order),
-		    (unsigned long)ub.ops->batch_max,
+		    (unsigned long)ub.pm->batch_max,
 		    UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
 	list_for_each_entry_safe(page, next, &ub.huge, lru) {
 		if (batch->count == want)
@@ -593,7 +593,7 @@ unsigned long ub_deflate_locked(unsigned long want, bool force)
 	order = batch->order;
 
 	start = ktime_get();
-	err = ub.ops->deflate(ub.priv, batch);
+	err = ub.pm->deflate(ub.priv, batch);
 	if (batch->has_target)
 		ub_host_target_locked(batch->target, false);
 	if (err && err != -ECONNRESET) {
@@ -640,7 +640,7 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.deflate_rate,
-				   ub.ops->batch_max << ub.ops->huge_order));
+				   ub.pm->batch_max << ub.pm->huge_order));
 	got = ub_deflate_locked(want, false);
 	if (!got)
 		return ub.pages.isolated_pages ? UB_ISOLATED_RETRY :
@@ -658,8 +658,8 @@ static int ub_migrate_exchange(struct page *page, bool take)
 
 	ub_batch_init(batch, 0);
 	ub_batch_add(batch, page);
-	err = take ? ub.ops->inflate(ub.priv, batch) :
-		     ub.ops->deflate(ub.priv, batch);
+	err = take ? ub.pm->inflate(ub.priv, batch) :
+		     ub.pm->deflate(ub.priv, batch);
 	if (err == -ETIMEDOUT && take) {
 		/* the host may discard the page later: count it as taken */
 		ub_backend_error("migrate", err);
@@ -694,7 +694,7 @@ int ub_migratepage(struct balloon_dev_info *pages,
 		return -EAGAIN;
 	if (!ub.ops || ub.paused)
 		goto again;
-	if (ub.ops->migrate_release_first) {
+	if (ub.pm->migrate_release_first) {
 		if (ub_migrate_exchange(page, false))
 			goto again;
 		taken = !ub_migrate_exchange(newpage, true);

@@ -60,25 +60,46 @@ struct ub_batch {
 	unsigned long target;
 };
 
-struct ub_backend_ops {
+/*
+ * Two kinds of backend. A page mover (virtio, VMware) speaks a protocol
+ * that hands the host pages the engine took from the guest. A size mover
+ * (Xen) sits beside a driver in the kernel that already moves the pages:
+ * the engine decides the balloon size in force, in steps that respect the
+ * floor and the rates, and the backend hands each step to that driver.
+ * Both start with what every backend has.
+ */
+struct ub_backend {
 	const char *name;
-	/* pages (order 0) per inflate/deflate call, at most UB_BATCH_MAX */
+	/*
+	 * Hosts that are polled: ask for the target every @poll_interval
+	 * (jiffies). A page mover's @poll may return -ECONNRESET: the host
+	 * has dropped every page, the engine frees them without telling it
+	 * and calls @restart.
+	 */
+	unsigned long poll_interval;
+	int (*poll)(void *priv, unsigned long *target);
+	/* before unload: 0 if the host has forgotten every page itself */
+	int (*shutdown)(void *priv);
+	/* raw protocol detail for /sys/kernel/debug/balloon/backend */
+	int (*debugfs_show)(void *priv, struct seq_file *m);
+};
+
+struct ub_page_mover {
+	struct ub_backend base;
+	/* pages (order 0) per inflate/deflate call, 1 to UB_BATCH_MAX */
 	unsigned int batch_max;
-	/* the host takes these pages; 0, or -errno if none was taken */
+	/*
+	 * The host takes these pages (@inflate) or gives them back, before
+	 * the guest reuses them (@deflate): 0, or -errno if none was taken.
+	 * Any exchange may return -ECONNRESET (see poll), or -ETIMEDOUT:
+	 * the host has the request but did not answer in time.
+	 */
 	int (*inflate)(void *priv, struct ub_batch *batch);
-	/* the host gives these pages back; called before the guest reuses them */
 	int (*deflate)(void *priv, struct ub_batch *batch);
 	/* the balloon now holds @pages pages (virtio: the "actual" field) */
 	void (*report_size)(void *priv, unsigned long pages);
-	/* raw protocol detail for /sys/kernel/debug/balloon/backend */
-	int (*debugfs_show)(void *priv, struct seq_file *m);
-
-	/*
-	 * Optional, for hosts that are polled and may reset the protocol.
-	 * Any operation may return -ECONNRESET: the host has dropped every
-	 * page, so the engine frees them without telling it and calls
-	 * @restart. @huge_order > 0: the host also takes pages of that order.
-	 */
+	int (*restart)(void *priv);
+	/* @huge_order > 0: the host also takes pages of that order */
 	unsigned int huge_order;
 	bool (*huge_ready)(void *priv);	/* NULL: always */
 	/*
@@ -86,24 +107,15 @@ struct ub_backend_ops {
 	 * one to give back part of it without telling the host.
 	 */
 	bool huge_splittable;
-	unsigned long poll_interval;	/* jiffies */
-	int (*poll)(void *priv, unsigned long *target);
-	int (*restart)(void *priv);
-	/* before unload: 0 if the host has forgotten every page itself */
-	int (*shutdown)(void *priv);
 	/* migration: give the old page back before the host takes the new */
 	bool migrate_release_first;
+};
 
-	/*
-	 * Target-driven backends (Xen): a driver in the kernel already moves
-	 * the pages, and a second page engine would fight it. The engine then
-	 * allocates nothing: it decides the balloon size in force, in steps
-	 * that respect the floor and the rates, and hands each step to
-	 * @set_size; @get_size is the balloon's real size now, which the
-	 * engine polls while the balloon moves and traces as it changes.
-	 * @inflate and @deflate are not used.
-	 */
+struct ub_size_mover {
+	struct ub_backend base;
+	/* the balloon in force is now @pages */
 	int (*set_size)(void *priv, unsigned long pages);
+	/* the balloon's real size now, polled while it moves */
 	unsigned long (*get_size)(void *priv);
 };
 
@@ -127,8 +139,10 @@ enum ub_stat {
 extern const char *const ub_stat_names[UB_STAT_NR];
 
 /* engine.c: the interface backends use */
-int ub_attach(const struct ub_backend_ops *ops, void *priv,
-	      unsigned long features);
+int ub_attach_pages(const struct ub_page_mover *pm, void *priv,
+		    unsigned long features);
+int ub_attach_size(const struct ub_size_mover *sm, void *priv,
+		   unsigned long features);
 void ub_detach(void);
 void ub_pause(void);
 void ub_resume(void);

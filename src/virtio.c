@@ -121,15 +121,17 @@ static int ubv_debugfs_show(void *priv, struct seq_file *m)
 	return 0;
 }
 
-static const struct ub_backend_ops ubv_ops = {
-	.name		= "virtio",
+static const struct ub_page_mover ubv_ops = {
+	.base = {
+		.name		= "virtio",
+		.debugfs_show	= ubv_debugfs_show,
+	},
 	.batch_max	= UBV_BATCH,
 	.inflate	= ubv_inflate,
 	.deflate	= ubv_deflate,
 	.huge_order	= UBV_HUGE_ORDER,
 	.huge_splittable = true,
 	.report_size	= ubv_report_size,
-	.debugfs_show	= ubv_debugfs_show,
 };
 
 /* Name of queue @i, or NULL if its feature was not negotiated. */
@@ -219,7 +221,7 @@ static int ubv_start(struct ub_virtio *vb)
 	ubv_start_hinting(vb);
 	if (vb->hinting)
 		features |= UB_FEAT_FREE_PAGE_HINT;
-	err = ub_attach(&ubv_ops, vb, features);
+	err = ub_attach_pages(&ubv_ops, vb, features);
 	if (err) {
 		ubv_stop_hinting(vb);
 		ubv_stop_reporting(vb);

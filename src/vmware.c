@@ -361,18 +361,20 @@ static int ubw_debugfs_show(void *priv, struct seq_file *m)
 	return 0;
 }
 
-static const struct ub_backend_ops ubw_ops = {
-	.name		= "vmware",
+static const struct ub_page_mover ubw_ops = {
+	.base = {
+		.name		= "vmware",
+		.poll_interval	= HZ,
+		.poll		= ubw_poll,
+		.shutdown	= ubw_shutdown,
+		.debugfs_show	= ubw_debugfs_show,
+	},
 	.batch_max	= UBW_BATCH_MAX,
 	.inflate	= ubw_inflate,
 	.deflate	= ubw_deflate,
-	.debugfs_show	= ubw_debugfs_show,
 	.huge_order	= UBW_2M_ORDER,
 	.huge_ready	= ubw_huge_ready,
-	.poll_interval	= HZ,
-	.poll		= ubw_poll,
 	.restart	= ubw_restart,
-	.shutdown	= ubw_shutdown,
 	/* at its target the host would refuse a page more: unlock, then lock */
 	.migrate_release_first = true,
 };
@@ -428,7 +430,7 @@ int ub_vmware_init(bool forced)
 	if (err)
 		goto out_page;
 	/* the host may take pages back, so OOM deflation is always allowed */
-	err = ub_attach(&ubw_ops, ubw,
+	err = ub_attach_pages(&ubw_ops, ubw,
 			UB_FEAT_TELL_HOST | UB_FEAT_OOM_DEFLATE);
 	if (!err)
 		return 0;

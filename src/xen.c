@@ -266,15 +266,16 @@ static int ubx_debugfs_show(void *priv, struct seq_file *m)
 	return 0;
 }
 
-static const struct ub_backend_ops ubx_ops = {
-	.name		= "xen",
-	.batch_max	= 1,		/* unused: the core moves the pages */
+static const struct ub_size_mover ubx_ops = {
+	.base = {
+		.name		= "xen",
+		.poll		= ubx_poll,
+		.poll_interval	= HZ,
+		.shutdown	= ubx_shutdown,
+		.debugfs_show	= ubx_debugfs_show,
+	},
 	.set_size	= ubx_set_size,
 	.get_size	= ubx_get_size,
-	.poll		= ubx_poll,
-	.poll_interval	= HZ,
-	.shutdown	= ubx_shutdown,
-	.debugfs_show	= ubx_debugfs_show,
 };
 
 int ub_xen_init(bool forced)
@@ -302,7 +303,7 @@ int ub_xen_init(bool forced)
 	 * Xen lets a domain repopulate up to its maximum at any time, so OOM
 	 * deflation is possible; the engine leaves it off until asked for.
 	 */
-	err = ub_attach(&ubx_ops, x, UB_FEAT_TELL_HOST | UB_FEAT_OOM_DEFLATE);
+	err = ub_attach_size(&ubx_ops, x, UB_FEAT_TELL_HOST | UB_FEAT_OOM_DEFLATE);
 	if (err)
 		goto out_free;
 	/* the watch fires once at registration: the host's target arrives */
