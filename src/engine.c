@@ -7,6 +7,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/workqueue.h>
 
 #include "engine.h"
@@ -408,6 +409,12 @@ static void ub_work_fn(struct work_struct *work)
  * from an empty balloon, or, for a size mover, from the size its driver
  * has now, which the host is taken to want until it says more.
  */
+#ifdef UB_TEST_BUILD
+/* Test builds: the next attach fails, as a backend's start can. */
+static bool ub_test_fail_attach;
+module_param_named(test_fail_attach, ub_test_fail_attach, bool, 0644);
+#endif
+
 static int ub_attach(const struct ub_backend *ops,
 		     const struct ub_page_mover *pm,
 		     const struct ub_size_mover *sm, void *priv,
@@ -416,6 +423,10 @@ static int ub_attach(const struct ub_backend *ops,
 	/* a polled host needs an interval; it must name itself */
 	if (WARN_ON(!ops->name || (ops->poll && !ops->poll_interval)))
 		return -EINVAL;
+#ifdef UB_TEST_BUILD
+	if (xchg(&ub_test_fail_attach, false))
+		return -EIO;
+#endif
 
 	mutex_lock(&ub.lock);
 	if (ub.ops) {

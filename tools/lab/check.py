@@ -307,6 +307,39 @@ def t_freeze_restore(g, ko):
     g.wait_for(lambda: actual(g) == GUEST_MB * MiB - 200 * MiB, 60, what="balloon back after restore")
 
 
+def t_failed_restore(g, ko):
+    """A restore that fails (the test build's test_fail_attach makes the engine
+    refuse the re-attach) leaves nothing running, and removing the device then
+    touches nothing that is gone (before the fix: a NULL dereference in
+    ub_detach and a second del_vqs). Judged from the host, as after any suspend."""
+    if g.run("test -w /sys/power/pm_test", check=False)[0] != 0:
+        return "SKIP: kernel without CONFIG_PM_DEBUG"
+    load(g, ko)
+    balloon_to(g, 64 * MiB)
+    g.run("echo 1 > /sys/module/uniballoon/parameters/test_fail_attach")
+    mark = len(g.console())
+    console = lambda: g.console()[mark:]  # noqa: E731
+    g.run("echo devices > /sys/power/pm_test")
+    g._send("echo freeze > /sys/power/state", 120)     # no answer comes back
+    g.wait_for(lambda: "PM: suspend exit" in console(), 120, what="suspend and resume")
+    assert "all pages returned" in console(), console()[-3000:]
+    assert "backend virtio active" not in console(), "the restore was not refused"
+    g.qmp("device_del", id="balloon0")
+    gone = lambda: all(p["name"] != "balloon0"  # noqa: E731
+                       for p in g.qmp("qom-list", path="/machine/peripheral"))
+    g.wait_for(gone, 60, what="the balloon device unplugged")
+    bad = [l for l in console().splitlines()
+           if re.search(r"BUG:|Oops|general protection|Call Trace", l)]
+    assert not bad, "\n".join(bad[:10]) + "\n" + console()[-3000:]
+    return "restore refused; unplug afterwards clean"
+
+
+def guest_restore_fail(kver, ko):
+    with Guest(kver, mem_mb=GUEST_MB, name=f"restore-{kver}") as g:
+        test(f"{kver}: a failed restore, then device removal: nothing touched twice",
+             t_failed_restore, g, ko)
+
+
 def t_device_removal(g, ko):
     """Hot-unplug of the device while the balloon holds pages."""
     g.run(f"insmod {ko}")
@@ -789,6 +822,7 @@ def no_test_hook(ko):
     r = subprocess.run(["nm", ko], capture_output=True, text=True, check=True)
     assert "ubw_model" not in r.stdout, "production build contains the host model"
     assert b"TEST BUILD" not in Path(ko).read_bytes()
+    assert b"test_fail_attach" not in Path(ko).read_bytes(), "production build takes fault injection"
 # ---------------------------------------------------------------- guest C: free page reporting etc.
 
 def backend_counters(g):
@@ -1022,16 +1056,16 @@ def guest_demo(kver, ko):
         test("make demo runs to the end", t_make_demo)
 
 
-GUESTS = (guest_demo, guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
+GUESTS = (guest_demo, guest_restore_fail, guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
           check_pkg.guest_pkg)
 # rough relative run times, to start the long guests first
 GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
               "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4,
-              "guest_demo": 2}
+              "guest_demo": 2, "guest_restore_fail": 1}
 
 
 def guest_job(guest, kver, ko, test_ko):
-    guest(kver, test_ko if guest is guest_vmware else ko)
+    guest(kver, test_ko if guest in (guest_vmware, guest_restore_fail) else ko)
 
 
 def main():
