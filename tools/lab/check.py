@@ -937,6 +937,12 @@ i=0
 while [ "$(cat /sys/kernel/balloon/size)" = 0 ] && [ $i -lt 3000 ]; do
   usleep 200000; i=$((i + 1))
 done
+# the host's DONE reaches the guest when it runs again, as a config change of
+# its own: the hint work may still be on its way when the balloon has moved
+i=0
+while ! grep -q '^hinted_blocks_held: 0$' /sys/kernel/debug/balloon/backend && [ $i -lt 150 ]; do
+  usleep 200000; i=$((i + 1))
+done
 sed 's/^/HINT-STAT /' /sys/kernel/debug/balloon/backend
 echo HINT-DONE
 sleep 1
