@@ -242,9 +242,14 @@ static int ubv_start(struct ub_virtio *vb)
 /* Give every page back (telling the host), then silence the device. */
 static void ubv_stop(struct ub_virtio *vb)
 {
-	/* a restore that failed left nothing running: nothing to stop */
-	if (!vb->running)
+	/*
+	 * A restore that failed left no queues and nothing attached, but
+	 * the device marked FAILED: only the reset the core expects is due.
+	 */
+	if (!vb->running) {
+		virtio_reset_device(vb->vdev);
 		return;
+	}
 	vb->running = false;
 	spin_lock_irq(&vb->stop_lock);
 	vb->stopping = true;
