@@ -673,12 +673,11 @@ int ub_set_oom_deflate_size(u64 size)
 }
 
 /*
- * Readers of sysfs and debugfs never wait for ub.lock: the worker holds it
- * while it allocates, and allocation that must reclaim can take seconds
- * (seen under TCG: `cat /sys/kernel/balloon/size` went unanswered for 75 s
- * while the worker reclaimed for a host asking too much). Each field is
- * read once, without the lock; a read that races with a change may show
- * some fields from before it and some from after.
+ * Readers of sysfs and debugfs never wait for ub.lock, which is held for
+ * host exchanges (up to a host's deadline): monitoring must answer while
+ * the host is slow. Each field is read once, without the lock; a read that
+ * races with a change may show some fields from before it and some from
+ * after.
  */
 void ub_get_settings(struct ub_settings *set)
 {
