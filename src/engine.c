@@ -55,58 +55,6 @@ unsigned long ub_guest_pages(void)
 	return totalram_pages() + (ub_adjusts_managed() ? READ_ONCE(ub.size) : 0);
 }
 
-/*
- * The target in force: the user's or the host's, capped after OOM, then
- * (@floor) by the floor. Callers hold ub.lock, except ub_snapshot(), which
- * accepts a view that races with a change.
- */
-static unsigned long ub_decide(enum ub_reason *why, bool floor)
-{
-	unsigned long target = ub.host_target;
-	enum ub_reason reason = UB_REASON_HOST;
-
-	if (ub.user_override) {
-		target = ub.user_target;
-		reason = UB_REASON_USER;
-	}
-	if (ub.oom_capped && ub.oom_cap < target) {
-		target = ub.oom_cap;
-		reason = UB_REASON_OOM;
-	}
-	if (floor && ub.floor_held && ub.floor_cap < target) {
-		target = ub.floor_cap;
-		reason = UB_REASON_FLOOR;
-	}
-	*why = reason;
-	return target;
-}
-
-/* The target before the floor. */
-unsigned long ub_requested_locked(enum ub_reason *why)
-{
-	lockdep_assert_held(&ub.lock);
-	return ub_decide(why, false);
-}
-
-unsigned long ub_target_locked(enum ub_reason *why)
-{
-	lockdep_assert_held(&ub.lock);
-	return ub_decide(why, true);
-}
-
-/* Trace the target in force if a state change moved it. */
-void ub_note_target_locked(unsigned long old, enum ub_reason cause)
-{
-	enum ub_reason why;
-	unsigned long now = ub_target_locked(&why);
-
-	lockdep_assert_held(&ub.lock);
-
-	if (now != old)
-		trace_target(ub_pages_to_bytes(old), ub_pages_to_bytes(now),
-			     ub_reason_name(cause));
-}
-
 void ub_kick(void)
 {
 	if (ub.wq)
@@ -117,79 +65,6 @@ void ub_backend_error(const char *event, int err)
 {
 	ub_count(UB_STAT_HOST_ERRORS, 1);
 	trace_backend(ub.ops ? ub.ops->name : "none", event, err);
-}
-
-/*
- * The host's target, as it asked for it (@request: a notification, such as
- * virtio's config change) or as we learned it (a poll, or the answer to a
- * command). A request, a repeated one too, ends an OOM cap: the host saw
- * the deflation in the balloon's size and asks again. A polled target ends
- * it only when it changes, or the balloon would refill a second after OOM.
- */
-void ub_host_target_locked(unsigned long pages, bool request)
-{
-	bool changed = pages != ub.host_target;
-	unsigned long old;
-	enum ub_reason why;
-
-	lockdep_assert_held(&ub.lock);
-
-	old = ub_target_locked(&why);
-	if (changed) {
-		ub.host_target = pages;
-		ub_count(UB_STAT_TARGET_CHANGES, 1);
-	}
-	if (!ub.user_override && (request || changed))
-		ub.oom_capped = false;
-	ub_note_target_locked(old, UB_REASON_HOST);
-}
-
-/*
- * Pages the floor still lets us take. Once inflation has met the pressure
- * reserve (pages.c), the floor in force is at least that reserve.
- */
-static unsigned long ub_floor_allowance(void)
-{
-	long avail = si_mem_available();
-	unsigned long floor = ub.set.floor >> PAGE_SHIFT;
-
-	if (ub.reserve_hit)
-		floor = max(floor, ub_pressure_reserve());
-
-	return avail > 0 && avail > floor ? avail - floor : 0;
-}
-
-/*
- * Decide whether the floor holds the balloon where it is. Only a change of
- * state is an event; the cap itself follows MemAvailable quietly.
- */
-static unsigned long ub_apply_floor_locked(unsigned long want)
-{
-	unsigned long allow = ub_floor_allowance();
-	unsigned long old;
-	enum ub_reason why;
-
-	lockdep_assert_held(&ub.lock);
-
-	if (allow >= want) {
-		if (ub.floor_held) {
-			old = ub_target_locked(&why);
-			ub.floor_held = false;
-			ub_requested_locked(&why);
-			ub_note_target_locked(old, why);
-		}
-		ub.reserve_hit = false;
-		return want;
-	}
-	if (!ub.floor_held) {
-		old = ub_target_locked(&why);
-		ub.floor_held = true;
-		ub.floor_cap = ub.size + allow;
-		ub_count(UB_STAT_FLOOR_HOLDS, 1);
-		ub_note_target_locked(old, UB_REASON_FLOOR);
-	}
-	ub.floor_cap = ub.size + allow;
-	return allow;
 }
 
 /*
@@ -270,13 +145,7 @@ static unsigned long ub_target_step_locked(void)
 			ub_count(UB_STAT_RATE_DELAYS, 1);
 		goal += min(want, step);
 	} else {
-		if (ub.floor_held) {
-			unsigned long old = ub_target_locked(&why);
-
-			ub.floor_held = false;
-			ub.reserve_hit = false;
-			ub_note_target_locked(old, why);
-		}
+		ub_floor_release_locked();
 		step = ub_target_rate_step(ub.set.deflate_rate);
 		if (ub.size - requested > step)
 			ub_count(UB_STAT_RATE_DELAYS, 1);
@@ -352,13 +221,7 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 		plan->want = ub_inflate_plan_locked(want, &plan->order, &delay);
 		return plan->want ? 0 : delay;
 	}
-	if (ub.floor_held) {
-		unsigned long old = ub_target_locked(&why);
-
-		ub.floor_held = false;
-		ub.reserve_hit = false;
-		ub_note_target_locked(old, why);
-	}
+	ub_floor_release_locked();
 	ub_release_refused_locked(true);
 	if (requested < ub.size)
 		return ub_deflate_step_locked(ub.size - requested);
@@ -454,11 +317,7 @@ static int ub_attach(const struct ub_backend *ops,
 	ub.reset_backoff = 0;
 	ub.huge_count = 0;
 	ub.size = 0;
-	ub.host_target = 0;
-	ub.user_override = false;
-	ub.oom_capped = false;
-	ub.floor_held = false;
-	ub.reserve_hit = false;
+	ub_policy_reset_locked(0);
 	/*
 	 * Where a hypervisor driver owns the balloon, OOM deflation means
 	 * overriding the host's target; it is there but off until asked for.
@@ -467,7 +326,7 @@ static int ub_attach(const struct ub_backend *ops,
 	if (sm) {
 		ub.size = sm->get_size(priv);
 		ub.goal = ub.size;
-		ub.host_target = ub.size;
+		ub_policy_reset_locked(ub.size);
 		ub.size_moved = jiffies;
 		ub.size_seen = ktime_get();
 	}
@@ -598,9 +457,7 @@ static int ub_user_request(bool override, u64 bytes)
 		err = -ERANGE;
 	else if (override || ub.user_override) {
 		old = ub_target_locked(&why);
-		ub.user_override = override;
-		ub.user_target = override ? bytes >> PAGE_SHIFT : 0;
-		ub.oom_capped = false;
+		ub_user_request_locked(override, bytes >> PAGE_SHIFT);
 		ub_count(UB_STAT_TARGET_CHANGES, 1);
 		ub_note_target_locked(old, override ? UB_REASON_USER :
 						      UB_REASON_HOST);
@@ -698,7 +555,7 @@ void ub_snapshot(struct ub_snapshot *snap)
 	snap->size = READ_ONCE(ub.size);
 	snap->host_target = READ_ONCE(ub.host_target);
 	/* the same decision the worker makes, from fields read unlocked */
-	snap->target = data_race(ub_decide(&snap->target_source, true));
+	snap->target = ub_target_racy(&snap->target_source);
 	snap->user_override = READ_ONCE(ub.user_override);
 	snap->oom_capped = READ_ONCE(ub.oom_capped);
 	snap->floor_held = READ_ONCE(ub.floor_held);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Inside the engine: the balloon's state, shared by engine.c (policy and the
- * worker), pages.c (taking and returning pages) and oom.c (giving memory
- * back under pressure). Everything here is under ub.lock unless it says so.
+ * Inside the engine: the balloon's state, shared by engine.c (the worker,
+ * settings, attach), policy.c (the target in force: the only writer of the
+ * host, user, OOM and floor fields), pages.c (taking and returning pages)
+ * and oom.c (giving memory back under pressure). Everything here is under
+ * ub.lock unless it says so.
  */
 #ifndef UB_ENGINE_H
 #define UB_ENGINE_H
@@ -112,11 +114,21 @@ static inline u64 ub_pages_to_bytes(unsigned long pages)
 	return (u64)pages << PAGE_SHIFT;
 }
 
-/* engine.c */
+/* policy.c: the target in force; the only writer of the policy's fields */
 unsigned long ub_requested_locked(enum ub_reason *why);
 unsigned long ub_target_locked(enum ub_reason *why);
+unsigned long ub_target_racy(enum ub_reason *why);
 void ub_note_target_locked(unsigned long old, enum ub_reason cause);
 void ub_host_target_locked(unsigned long pages, bool request);
+unsigned long ub_apply_floor_locked(unsigned long want);
+void ub_floor_release_locked(void);
+void ub_reserve_met_locked(void);
+void ub_oom_cap_locked(unsigned long left);
+void ub_user_request_locked(bool override, unsigned long pages);
+void ub_policy_reset_locked(unsigned long host_target);
+unsigned long ub_pressure_threshold(void);
+
+/* engine.c */
 void ub_kick(void);
 unsigned long ub_target_shrink_locked(unsigned long want);
 

@@ -9,7 +9,6 @@
  *   (engine.c), the balloon releases pages before the guest thrashes its
  *   page cache, which can keep the OOM killer from ever being reached.
  */
-#include <linux/math.h>
 #include <linux/mm.h>
 #include <linux/notifier.h>
 #include <linux/oom.h>
@@ -60,8 +59,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 		left = ub.size;
 	}
 	if (freed) {
-		ub.oom_capped = true;
-		ub.oom_cap = left;
+		ub_oom_cap_locked(left);
 		ub_count(UB_STAT_OOM_DEFLATIONS, 1);
 		ub_count(UB_STAT_OOM_DEFLATED, ub_pages_to_bytes(freed));
 		trace_oom_deflate(freed, ub_pages_to_bytes(left));
@@ -79,40 +77,6 @@ static unsigned long ub_oom_deflate(void)
 {
 	return ub_emergency_deflate(READ_ONCE(ub.set.oom_deflate_size) >>
 				    PAGE_SHIFT, true);
-}
-
-/*
- * Reclaim pressure: below this much MemAvailable the guest would rather have
- * the balloon's pages than thrash its page cache until the OOM killer runs.
- * It is the floor or one oom_deflate_size, or 1024 * sqrt(guest bytes) if
- * larger: 32 MiB for 1 GiB, 64 MiB for 4 GiB, 256 MiB for 64 GiB.
- * MemAvailable counts the page cache as available, so a few MiB of it mean
- * a guest re-reading its own programs; what a guest needs beyond its
- * watermarks grows with it, but more slowly, as the watermarks themselves
- * do (min_free_kbytes is sqrt(16 * lowmem KiB)).
- */
-static unsigned long ub_pressure_threshold(void)
-{
-	u64 bytes = max(READ_ONCE(ub.set.floor),
-			READ_ONCE(ub.set.oom_deflate_size));
-	u64 curve = 1024 * int_sqrt64(ub_pages_to_bytes(ub_guest_pages()));
-
-	return max(bytes, curve) >> PAGE_SHIFT;
-}
-
-/*
- * MemAvailable that inflation does not take the guest below while
- * oom_deflate is on (pages.c): four times the threshold (128 MiB for
- * 1 GiB, 1 GiB for 64 GiB), twice the level that pressure deflation
- * restores, so that a balloon held there leaves the guest free pages above
- * its watermarks, kswapd idle, and the shrinker never called.
- */
-unsigned long ub_pressure_reserve(void)
-{
-	if (!READ_ONCE(ub.set.oom_deflate) ||
-	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE))
-		return 0;
-	return 4 * ub_pressure_threshold();
 }
 
 /* Pages to release to get back above the threshold with room, or 0. */

@@ -350,8 +350,8 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 				   ub.pm->batch_max << *order));
 	want = min(want, ub_reserve_room());
 	if (!want) {
-		/* held there as by a floor (engine.c) until MemAvailable rises */
-		ub.reserve_hit = true;
+		/* held there as by a floor until MemAvailable rises */
+		ub_reserve_met_locked();
 		*delay = UB_RETRY_DELAY;
 		return 0;
 	}

@@ -190,7 +190,7 @@ int ub_backend_debugfs_show(struct seq_file *m);
 int ub_engine_init(void);
 void ub_engine_exit(void);
 
-/* sysfs.c, debugfs.c, oom.c */
+/* sysfs.c, debugfs.c, oom.c, policy.c */
 int ub_sysfs_init(void);
 void ub_sysfs_exit(void);
 void ub_debugfs_init(void);

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The policy: which balloon size is in force, and why. The host's request,
+ * the user's override, the cap after an OOM deflation, the floor and the
+ * pressure reserve are decided here and written nowhere else; the worker
+ * (engine.c), the page mover (pages.c) and OOM deflation (oom.c) ask and
+ * report through the functions below, all under ub.lock.
+ */
+#include <linux/math.h>
+#include <linux/mm.h>
+
+#include "engine.h"
+#include "ub_trace.h"
+
+/*
+ * The target in force: the user's or the host's, capped after OOM, then
+ * (@floor) by the floor. Callers hold ub.lock, except ub_target_racy().
+ */
+static unsigned long ub_decide(enum ub_reason *why, bool floor)
+{
+	unsigned long target = ub.host_target;
+	enum ub_reason reason = UB_REASON_HOST;
+
+	if (ub.user_override) {
+		target = ub.user_target;
+		reason = UB_REASON_USER;
+	}
+	if (ub.oom_capped && ub.oom_cap < target) {
+		target = ub.oom_cap;
+		reason = UB_REASON_OOM;
+	}
+	if (floor && ub.floor_held && ub.floor_cap < target) {
+		target = ub.floor_cap;
+		reason = UB_REASON_FLOOR;
+	}
+	*why = reason;
+	return target;
+}
+
+/* The target before the floor. */
+unsigned long ub_requested_locked(enum ub_reason *why)
+{
+	lockdep_assert_held(&ub.lock);
+	return ub_decide(why, false);
+}
+
+unsigned long ub_target_locked(enum ub_reason *why)
+{
+	lockdep_assert_held(&ub.lock);
+	return ub_decide(why, true);
+}
+
+/* Trace the target in force if a state change moved it. */
+void ub_note_target_locked(unsigned long old, enum ub_reason cause)
+{
+	enum ub_reason why;
+	unsigned long now = ub_target_locked(&why);
+
+	lockdep_assert_held(&ub.lock);
+
+	if (now != old)
+		trace_target(ub_pages_to_bytes(old), ub_pages_to_bytes(now),
+			     ub_reason_name(cause));
+}
+
+/* For readers that do not take the lock: a view that may race a change. */
+unsigned long ub_target_racy(enum ub_reason *why)
+{
+	/* sysfs readers accept fields from before and after a change */
+	return data_race(ub_decide(why, true));
+}
+
+/*
+ * The host's target, as it asked for it (@request: a notification, such as
+ * virtio's config change) or as we learned it (a poll, or the answer to a
+ * command). A request, a repeated one too, ends an OOM cap: the host saw
+ * the deflation in the balloon's size and asks again. A polled target ends
+ * it only when it changes, or the balloon would refill a second after OOM.
+ */
+void ub_host_target_locked(unsigned long pages, bool request)
+{
+	bool changed = pages != ub.host_target;
+	unsigned long old;
+	enum ub_reason why;
+
+	lockdep_assert_held(&ub.lock);
+
+	old = ub_target_locked(&why);
+	if (changed) {
+		ub.host_target = pages;
+		ub_count(UB_STAT_TARGET_CHANGES, 1);
+	}
+	if (!ub.user_override && (request || changed))
+		ub.oom_capped = false;
+	ub_note_target_locked(old, UB_REASON_HOST);
+}
+
+/*
+ * Pages the floor still lets us take. Once inflation has met the pressure
+ * reserve (pages.c), the floor in force is at least that reserve.
+ */
+static unsigned long ub_floor_allowance(void)
+{
+	long avail = si_mem_available();
+	unsigned long floor = ub.set.floor >> PAGE_SHIFT;
+
+	if (ub.reserve_hit)
+		floor = max(floor, ub_pressure_reserve());
+
+	return avail > 0 && avail > floor ? avail - floor : 0;
+}
+
+/*
+ * Decide whether the floor holds the balloon where it is. Only a change of
+ * state is an event; the cap itself follows MemAvailable quietly.
+ */
+unsigned long ub_apply_floor_locked(unsigned long want)
+{
+	unsigned long allow = ub_floor_allowance();
+	unsigned long old;
+	enum ub_reason why;
+
+	lockdep_assert_held(&ub.lock);
+
+	if (allow >= want) {
+		if (ub.floor_held) {
+			old = ub_target_locked(&why);
+			ub.floor_held = false;
+			ub_requested_locked(&why);
+			ub_note_target_locked(old, why);
+		}
+		ub.reserve_hit = false;
+		return want;
+	}
+	if (!ub.floor_held) {
+		old = ub_target_locked(&why);
+		ub.floor_held = true;
+		ub.floor_cap = ub.size + allow;
+		ub_count(UB_STAT_FLOOR_HOLDS, 1);
+		ub_note_target_locked(old, UB_REASON_FLOOR);
+	}
+	ub.floor_cap = ub.size + allow;
+	return allow;
+}
+
+/* The balloon is at or below what the floor allows again: release it. */
+void ub_floor_release_locked(void)
+{
+	unsigned long old;
+	enum ub_reason why;
+
+	lockdep_assert_held(&ub.lock);
+
+	if (!ub.floor_held)
+		return;
+	old = ub_target_locked(&why);
+	ub.floor_held = false;
+	ub.reserve_hit = false;
+	ub_note_target_locked(old, why);
+}
+
+/* Inflation met the pressure reserve: it holds the balloon as a floor. */
+void ub_reserve_met_locked(void)
+{
+	lockdep_assert_held(&ub.lock);
+	ub.reserve_hit = true;
+}
+
+/* After an OOM deflation the balloon stays at @left until asked again. */
+void ub_oom_cap_locked(unsigned long left)
+{
+	lockdep_assert_held(&ub.lock);
+	ub.oom_capped = true;
+	ub.oom_cap = left;
+}
+
+/* The user sets (@override, @pages) or clears the override: a new request. */
+void ub_user_request_locked(bool override, unsigned long pages)
+{
+	lockdep_assert_held(&ub.lock);
+	ub.user_override = override;
+	ub.user_target = override ? pages : 0;
+	ub.oom_capped = false;
+}
+
+/* A backend attaches: the host is taken to want @host_target, nothing holds. */
+void ub_policy_reset_locked(unsigned long host_target)
+{
+	lockdep_assert_held(&ub.lock);
+	ub.host_target = host_target;
+	ub.user_override = false;
+	ub.oom_capped = false;
+	ub.floor_held = false;
+	ub.reserve_hit = false;
+}
+
+/*
+ * Reclaim pressure: below this much MemAvailable the guest would rather have
+ * the balloon's pages than thrash its page cache until the OOM killer runs.
+ * It is the floor or one oom_deflate_size, or 1024 * sqrt(guest bytes) if
+ * larger: 32 MiB for 1 GiB, 64 MiB for 4 GiB, 256 MiB for 64 GiB.
+ * MemAvailable counts the page cache as available, so a few MiB of it mean
+ * a guest re-reading its own programs; what a guest needs beyond its
+ * watermarks grows with it, but more slowly, as the watermarks themselves
+ * do (min_free_kbytes is sqrt(16 * lowmem KiB)).
+ */
+unsigned long ub_pressure_threshold(void)
+{
+	u64 bytes = max(READ_ONCE(ub.set.floor),
+			READ_ONCE(ub.set.oom_deflate_size));
+	u64 curve = 1024 * int_sqrt64(ub_pages_to_bytes(ub_guest_pages()));
+
+	return max(bytes, curve) >> PAGE_SHIFT;
+}
+
+/*
+ * MemAvailable that inflation does not take the guest below while
+ * oom_deflate is on (pages.c): four times the threshold (128 MiB for
+ * 1 GiB, 1 GiB for 64 GiB), twice the level that pressure deflation
+ * restores, so that a balloon held there leaves the guest free pages above
+ * its watermarks, kswapd idle, and the shrinker never called.
+ */
+unsigned long ub_pressure_reserve(void)
+{
+	if (!READ_ONCE(ub.set.oom_deflate) ||
+	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE))
+		return 0;
+	return 4 * ub_pressure_threshold();
+}
