@@ -198,12 +198,18 @@ insmod /ub.ko || { echo "UBX: insmod failed"; poweroff -f; }
 state() { echo "host=$(cat $B/host_target) size=$(cat $B/size) src=$(cat $B/target_source)" \
 	"memtotal=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)"; }
 show() { s=$(state); [ "$s" = "$last" ] || echo "UBX: $s"; last=$s; }
+# The host compares settled states: wait until the state has stood still for
+# 3 s (at most 60 s) before saying so
+settle() { n=0; i=0; p=; while [ $n -lt 30 ] && [ $i -lt 600 ]; do
+	s=$(state); if [ "$s" = "$p" ]; then n=$((n + 1)); else n=0; show; fi
+	p=$s; usleep 100000; i=$((i + 1)); done; }
 echo "UBX: loaded backend=$(cat $B/backend)"
+settle; show; echo "UBX: settled"
 h0=$(cat $B/host_target)
 # step 1: the host shrinks us (xl mem-set); once there, ask for a 128 MiB balloon ourselves
 while [ "$(cat $B/host_target)" = "$h0" ] || [ "$(cat $B/size)" != "$(cat $B/host_target)" ]; do
 	show; usleep 100000; done
-show; echo "UBX: step1 done"
+settle; show; echo "UBX: step1 done"
 # step 2: the host's target changes again: ask for a 128 MiB balloon ourselves
 h1=$(cat $B/host_target)
 while [ "$(cat $B/host_target)" = "$h1" ]; do show; usleep 100000; done
@@ -275,19 +281,24 @@ def t_domu(g, kver, ko):
         figure(kver, "xen domU: xl create to module loaded", f"{time.monotonic() - t0:.1f} s")
         con = g.domu_console(name)
         assert "UBX: loaded backend=xen" in con, con[-2000:]
-        domu_wait(g, lambda: bool(domu_states(g, name)), 30, "domU's first state line")
+        domu_wait(g, lambda: "UBX: settled" in g.domu_console(name), 90, "domU's memory settled")
         first = domu_states(g, name)[0]
+        # the state before the host moves, read before it moves: the domU's MemTotal
+        # starts to fall (the in-kernel frontend sees the new target first) before
+        # its host_target changes, so a state logged after the mem-set with the old
+        # host_target may already show part of the move
+        before = domu_states(g, name)[-1]
 
         # 1. xl mem-set on the domU: host_target, size and MemTotal follow
         t1 = time.monotonic()
         g.xl(f"mem-set {name} 160m")
-        domu_wait(g, lambda: "UBX: step1 done" in g.domu_console(name), 60, "domU at 160 MiB")
-        figure(kver, "xen domU: xl mem-set 256m -> 160m reflected in size", f"{time.monotonic() - t1:.1f} s")
+        domu_wait(g, lambda: "UBX: step1 done" in g.domu_console(name), 120, "domU at 160 MiB")
+        figure(kver, "xen domU: xl mem-set 256m -> 160m reflected in size and settled 3 s",
+               f"{time.monotonic() - t1:.1f} s")
         st = domu_states(g, name)
-        # MemTotal settles while the domU boots: compare with the last state before the host moved
-        before = [s for s in st if s["host"] == first["host"]][-1]
         mt0 = int(before["memtotal"])
-        s1 = next(s for s in st if s["host"] != first["host"] and s["host"] == s["size"])
+        # the last state of step 1: the balloon at the host's target, settled
+        s1 = [s for s in st if s["host"] != first["host"] and s["host"] == s["size"]][-1]
         grew = int(s1["size"]) - int(before["size"])
         assert grew == 96 * MiB, (before, s1)
         # a PV domU's MemTotal moves by 8 MiB on its own early on (seen with size and
