@@ -71,6 +71,24 @@ def abi_validate():
         assert f"/sys/kernel/balloon/{f}" in r.stdout, f"{f} undocumented"
 
 
+def t_werror_lab_only(kver):
+    """A warning fails the lab's build (UB_WERROR=y) but not a user's DKMS build."""
+    out = BUILD / "werror" / kver
+    subprocess.run(["rm", "-rf", out], check=True)
+    out.mkdir(parents=True)
+    for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
+        subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
+    with open(out / "src/core.c", "a") as f:   # what a newer compiler might warn about
+        f.write("\nstatic void __maybe_unused ub_warn_probe(void)\n{\n\tint unused_here;\n}\n")
+    user = subprocess.run(["make", f"KERNELRELEASE={kver}"], cwd=out, capture_output=True, text=True)
+    assert user.returncode == 0 and "unused_here" in user.stderr, user.stdout[-2000:] + user.stderr[-2000:]
+    subprocess.run(["make", f"KERNELRELEASE={kver}", "clean"], cwd=out, capture_output=True, check=True)
+    lab_build = subprocess.run(["make", f"KERNELRELEASE={kver}", "UB_WERROR=y"], cwd=out,
+                               capture_output=True, text=True)
+    assert lab_build.returncode != 0 and "unused_here" in lab_build.stderr, lab_build.stderr[-2000:]
+    return "user build: a warning; lab build: an error"
+
+
 # ---------------------------------------------------------------- guest helpers
 
 def sysb(g, name):
@@ -1092,6 +1110,7 @@ def main():
             report(False, f"{kver}: module builds with warnings as errors", str(e))
             continue
         test(f"{kver}: the production build contains no test hook", no_test_hook, ko)
+        test(f"{kver}: warnings are errors in the lab's build only", t_werror_lab_only, kver)
         for guest in GUESTS:
             if not only_guests or guest.__name__ in only_guests:
                 jobs.append((f"{kver}: {guest.__name__} guest", guest_job, (guest, kver, ko, test_ko)))

@@ -65,7 +65,7 @@ def build_module(kver, test_build=False, tree=None):
     out.mkdir(parents=True)
     for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
         subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
-    extra = ["UB_TEST_HOST_MODEL=y"] if test_build else []
+    extra = ["UB_WERROR=y"] + (["UB_TEST_HOST_MODEL=y"] if test_build else [])
     r = subprocess.run(["make", f"KERNELRELEASE={kver}", *extra], cwd=out, capture_output=True, text=True)
     if r.returncode != 0 or not (out / "uniballoon.ko").exists():
         raise RuntimeError(f"build for {kver} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
