@@ -270,7 +270,8 @@ static void ub_work_fn(struct work_struct *work)
 /*
  * Attach a backend of either kind (@pm or @sm set): the engine starts
  * from an empty balloon, or, for a size mover, from the size its driver
- * has now, which the host is taken to want until it says more.
+ * has now, which the host is taken to want until it says more. The
+ * user's settings and override are kept (policy.c says when not).
  */
 #ifdef UB_TEST_BUILD
 /* Test builds: the next attach fails, as a backend's start can. */
@@ -317,19 +318,23 @@ static int ub_attach(const struct ub_backend *ops,
 	ub.reset_backoff = 0;
 	ub.huge_count = 0;
 	ub.size = 0;
-	ub_policy_reset_locked(0);
-	/*
-	 * Where a hypervisor driver owns the balloon, OOM deflation means
-	 * overriding the host's target; it is there but off until asked for.
-	 */
-	ub.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) && pm;
 	if (sm) {
 		ub.size = sm->get_size(priv);
 		ub.goal = ub.size;
-		ub_policy_reset_locked(ub.size);
 		ub.size_moved = jiffies;
 		ub.size_seen = ktime_get();
 	}
+	/* once, with the size known: it bounds a kept override */
+	ub_policy_reset_locked(ub.size);
+	/*
+	 * The user's choice (sysfs or module parameter) outlives the device,
+	 * so that a restore or a replug does not undo it; it applies where
+	 * the host allows deflation on OOM. Without a choice: on, except
+	 * where a hypervisor driver owns the balloon, since OOM deflation
+	 * then means overriding the host's target.
+	 */
+	ub.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) &&
+			     (ub.oom_deflate_chosen ? ub.oom_deflate_wanted : !!pm);
 	mutex_unlock(&ub.lock);
 	if (ops->poll)
 		queue_delayed_work(ub.wq, &ub.poll_work, 0);
@@ -510,11 +515,15 @@ int ub_set_oom_deflate(bool on)
 	int err = 0;
 
 	mutex_lock(&ub.lock);
-	if (on && ub.ops && !(ub.features & UB_FEAT_OOM_DEFLATE))
+	if (on && ub.ops && !(ub.features & UB_FEAT_OOM_DEFLATE)) {
 		/* the host did not allow it (virtio: no DEFLATE_ON_OOM) */
 		err = -EPERM;
-	else
+	} else {
+		/* with no backend yet, the choice waits for one (ub_attach) */
+		ub.oom_deflate_chosen = true;
+		ub.oom_deflate_wanted = on;
 		ub.set.oom_deflate = on;
+	}
 	mutex_unlock(&ub.lock);
 	return err;
 }

@@ -79,6 +79,12 @@ struct uniballoon {
 	ktime_t size_seen;		/* when the size was last looked at */
 
 	struct ub_settings set;
+	/*
+	 * oom_deflate as the user last set it, if ever: set.oom_deflate is
+	 * what is in force, which also depends on the host (ub_attach)
+	 */
+	bool oom_deflate_chosen;
+	bool oom_deflate_wanted;
 	ktime_t inflate_next;		/* rate limit: earliest next batch */
 	ktime_t deflate_next;
 

@@ -6,6 +6,8 @@
  * (engine.c), the page mover (pages.c) and OOM deflation (oom.c) ask and
  * report through the functions below, all under ub.lock.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/math.h>
 #include <linux/mm.h>
 
@@ -183,12 +185,23 @@ void ub_user_request_locked(bool override, unsigned long pages)
 	ub.oom_capped = false;
 }
 
-/* A backend attaches: the host is taken to want @host_target, nothing holds. */
+/*
+ * A backend attaches: the host is taken to want @host_target, nothing
+ * holds. The user's override stays: it is the user's, not the device's,
+ * and a restore after sleep or a replugged device should not undo it.
+ * It goes only where it could no longer be written (more than the guest's
+ * memory, after memory was unplugged), rather than fill the guest.
+ */
 void ub_policy_reset_locked(unsigned long host_target)
 {
 	lockdep_assert_held(&ub.lock);
 	ub.host_target = host_target;
-	ub.user_override = false;
+	if (ub.user_override && ub.user_target > ub_guest_pages()) {
+		pr_warn("target override of %llu bytes dropped: more than the guest's memory\n",
+			ub_pages_to_bytes(ub.user_target));
+		ub.user_override = false;
+		ub.user_target = 0;
+	}
 	ub.oom_capped = false;
 	ub.floor_held = false;
 	ub.reserve_hit = false;
