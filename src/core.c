@@ -81,7 +81,7 @@ static int __init ub_init(void)
 {
 	int err;
 
-	err = ub_engine_init();
+	err = ub_params_check() ?: ub_engine_init();
 	if (err)
 		return err;
 	err = ub_sysfs_init();

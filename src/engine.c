@@ -42,7 +42,15 @@ const char *ub_reason_name(enum ub_reason reason)
 	return ub_reason_names[reason];
 }
 
-struct uniballoon ub;
+/*
+ * The lock and the defaults are there before ub_init() runs: module
+ * parameters go through the same setters as the sysfs files (sysfs.c), and
+ * the kernel applies them before the module's init.
+ */
+struct uniballoon ub = {
+	.lock = __MUTEX_INITIALIZER(ub.lock),
+	.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE,
+};
 
 u64 ub_stat_read(enum ub_stat stat)
 {
@@ -591,14 +599,12 @@ int ub_engine_init(void)
 {
 	int i;
 
-	mutex_init(&ub.lock);
 	INIT_LIST_HEAD(&ub.refused);
 	INIT_LIST_HEAD(&ub.huge);
 	INIT_DELAYED_WORK(&ub.work, ub_work_fn);
 	INIT_DELAYED_WORK(&ub.poll_work, ub_poll_fn);
 	for (i = 0; i < UB_STAT_NR; i++)
 		atomic64_set(&ub.stats[i], 0);
-	ub.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE;
 	/* freezable: no protocol traffic while the guest suspends */
 	ub.wq = alloc_workqueue("uniballoon", WQ_FREEZABLE | WQ_MEM_RECLAIM, 1);
 	return ub.wq ? 0 : -ENOMEM;

@@ -11,6 +11,7 @@
 #include <linux/kernel.h>
 #include <linux/kobject.h>
 #include <linux/kstrtox.h>
+#include <linux/moduleparam.h>
 #include <linux/string.h>
 #include <linux/sysfs.h>
 
@@ -192,15 +193,21 @@ static ssize_t floor_show(struct kobject *kobj, struct kobj_attribute *attr,
 	return sysfs_emit(buf, "%llu\n", set.floor);
 }
 
+/*
+ * The settings' parsers: the files below and the module parameters (at the
+ * end) go through them, so both take the same input and fail the same way.
+ */
+static int floor_set(const char *buf, size_t count)
+{
+	u64 bytes;
+
+	return ub_parse_bytes(buf, count, &bytes) ?: ub_set_floor(bytes);
+}
+
 static ssize_t floor_store(struct kobject *kobj, struct kobj_attribute *attr,
 			   const char *buf, size_t count)
 {
-	u64 bytes;
-	int err;
-
-	err = ub_may_write() ?: ub_parse_bytes(buf, count, &bytes) ?:
-	      ub_set_floor(bytes);
-	return err ?: count;
+	return ub_may_write() ?: floor_set(buf, count) ?: count;
 }
 
 static ssize_t rate_show(char *buf, bool inflate)
@@ -212,16 +219,21 @@ static ssize_t rate_show(char *buf, bool inflate)
 			  inflate ? set.inflate_rate : set.deflate_rate);
 }
 
-static ssize_t rate_store(const char *buf, size_t count, bool inflate)
+static int rate_set(const char *buf, size_t count, bool inflate)
 {
 	u64 rate;
-	int err;
 
-	err = ub_may_write() ?: ub_parse_bytes(buf, count, &rate);
-	if (err)
-		return err;
-	err = ub_set_rate(inflate, rate);
-	return err ?: count;
+	return ub_parse_bytes(buf, count, &rate) ?: ub_set_rate(inflate, rate);
+}
+
+static int inflate_rate_set(const char *buf, size_t count)
+{
+	return rate_set(buf, count, true);
+}
+
+static int deflate_rate_set(const char *buf, size_t count)
+{
+	return rate_set(buf, count, false);
 }
 
 static ssize_t inflate_rate_show(struct kobject *kobj,
@@ -234,7 +246,7 @@ static ssize_t inflate_rate_store(struct kobject *kobj,
 				  struct kobj_attribute *attr,
 				  const char *buf, size_t count)
 {
-	return rate_store(buf, count, true);
+	return ub_may_write() ?: inflate_rate_set(buf, count) ?: count;
 }
 
 static ssize_t deflate_rate_show(struct kobject *kobj,
@@ -247,7 +259,7 @@ static ssize_t deflate_rate_store(struct kobject *kobj,
 				  struct kobj_attribute *attr,
 				  const char *buf, size_t count)
 {
-	return rate_store(buf, count, false);
+	return ub_may_write() ?: deflate_rate_set(buf, count) ?: count;
 }
 
 static ssize_t oom_deflate_show(struct kobject *kobj,
@@ -259,20 +271,20 @@ static ssize_t oom_deflate_show(struct kobject *kobj,
 	return sysfs_emit(buf, "%d\n", set.oom_deflate);
 }
 
+static int oom_deflate_set(const char *buf, size_t count)
+{
+	bool on = sysfs_streq(buf, "1");
+
+	if (!on && !sysfs_streq(buf, "0"))
+		return -EINVAL;
+	return ub_set_oom_deflate(on);
+}
+
 static ssize_t oom_deflate_store(struct kobject *kobj,
 				 struct kobj_attribute *attr,
 				 const char *buf, size_t count)
 {
-	bool on = sysfs_streq(buf, "1");
-	int err;
-
-	err = ub_may_write();
-	if (err)
-		return err;
-	if (!on && !sysfs_streq(buf, "0"))
-		return -EINVAL;
-	err = ub_set_oom_deflate(on);
-	return err ?: count;
+	return ub_may_write() ?: oom_deflate_set(buf, count) ?: count;
 }
 
 static ssize_t oom_deflate_size_show(struct kobject *kobj,
@@ -284,18 +296,19 @@ static ssize_t oom_deflate_size_show(struct kobject *kobj,
 	return sysfs_emit(buf, "%llu\n", set.oom_deflate_size);
 }
 
+static int oom_deflate_size_set(const char *buf, size_t count)
+{
+	u64 bytes;
+
+	return ub_parse_bytes(buf, count, &bytes) ?:
+	       ub_set_oom_deflate_size(bytes);
+}
+
 static ssize_t oom_deflate_size_store(struct kobject *kobj,
 				      struct kobj_attribute *attr,
 				      const char *buf, size_t count)
 {
-	u64 bytes;
-	int err;
-
-	err = ub_may_write() ?: ub_parse_bytes(buf, count, &bytes);
-	if (err)
-		return err;
-	err = ub_set_oom_deflate_size(bytes);
-	return err ?: count;
+	return ub_may_write() ?: oom_deflate_size_set(buf, count) ?: count;
 }
 
 static struct kobj_attribute ub_attrs[] = {
@@ -333,6 +346,110 @@ static const struct attribute_group ub_stats_group = {
 	.name = "stats",
 	.attrs = ub_stat_list,
 };
+
+/*
+ * Module parameters, for /etc/modprobe.d: the same five settings, applied
+ * at load by the parsers and setters the files use, so one code path takes
+ * and checks a value however it comes. They are 0444 there and read the
+ * setting in force; the files above stay the live interface.
+ *
+ * A bad value fails the load (ub_params_check()), rather than loading
+ * without it: a floor or a rate left out at boot lets the host take memory
+ * the guest was told it would keep, and it goes unnoticed, where a module
+ * that does not load is seen (modprobe fails, udev logs it) and the guest
+ * keeps all its memory meanwhile. Each bad value gets one line that names
+ * it and says why; the set callback returns 0 so that the kernel does not
+ * add its own, vaguer line, and the init refuses to run.
+ */
+static bool ub_param_bad;
+
+struct ub_param {
+	int (*set)(const char *buf, size_t count);
+	ssize_t (*show)(struct kobject *kobj, struct kobj_attribute *attr,
+			char *buf);
+	const char *syntax;	/* what -EINVAL means */
+	const char *range;	/* what -ERANGE means, if it can happen */
+};
+
+#define UB_SIZE_SYNTAX	"bytes, digits with an optional K, M, G or T suffix"
+#define UB_RATE_RANGE	"not 0 (unlimited) and below one page per second"
+
+static struct ub_param ub_param_floor = {
+	.set = floor_set,
+	.show = floor_show,
+	.syntax = UB_SIZE_SYNTAX,
+	.range = "more than the guest's memory",
+};
+
+static struct ub_param ub_param_inflate_rate = {
+	.set = inflate_rate_set,
+	.show = inflate_rate_show,
+	.syntax = UB_SIZE_SYNTAX " per second",
+	.range = UB_RATE_RANGE,
+};
+
+static struct ub_param ub_param_deflate_rate = {
+	.set = deflate_rate_set,
+	.show = deflate_rate_show,
+	.syntax = UB_SIZE_SYNTAX " per second",
+	.range = UB_RATE_RANGE,
+};
+
+static struct ub_param ub_param_oom_deflate = {
+	.set = oom_deflate_set,
+	.show = oom_deflate_show,
+	.syntax = "0 or 1",
+};
+
+static struct ub_param ub_param_oom_deflate_size = {
+	.set = oom_deflate_size_set,
+	.show = oom_deflate_size_show,
+	.syntax = UB_SIZE_SYNTAX,
+	.range = "below one page, or more than the guest's memory",
+};
+
+static int ub_param_set(const char *val, const struct kernel_param *kp)
+{
+	const struct ub_param *p = kp->arg;
+	int err = p->set(val, strlen(val));
+
+	if (err) {
+		pr_err("%s=%s: %s %s; not loading\n", kp->name, val,
+		       err == -ERANGE ? "out of range:" : "invalid, want",
+		       err == -ERANGE ? p->range : p->syntax);
+		ub_param_bad = true;
+	}
+	return 0;
+}
+
+static int ub_param_get(char *buf, const struct kernel_param *kp)
+{
+	const struct ub_param *p = kp->arg;
+
+	return p->show(NULL, NULL, buf);
+}
+
+static const struct kernel_param_ops ub_param_ops = {
+	.set = ub_param_set,
+	.get = ub_param_get,
+};
+
+module_param_cb(floor, &ub_param_ops, &ub_param_floor, 0444);
+MODULE_PARM_DESC(floor, "bytes of MemAvailable inflation leaves the guest (K, M, G, T)");
+module_param_cb(inflate_rate, &ub_param_ops, &ub_param_inflate_rate, 0444);
+MODULE_PARM_DESC(inflate_rate, "bytes per second, 0 = unlimited (K, M, G, T)");
+module_param_cb(deflate_rate, &ub_param_ops, &ub_param_deflate_rate, 0444);
+MODULE_PARM_DESC(deflate_rate, "bytes per second, 0 = unlimited (K, M, G, T)");
+module_param_cb(oom_deflate, &ub_param_ops, &ub_param_oom_deflate, 0444);
+MODULE_PARM_DESC(oom_deflate, "1: deflate on OOM where the host allows it, 0: never");
+module_param_cb(oom_deflate_size, &ub_param_ops, &ub_param_oom_deflate_size, 0444);
+MODULE_PARM_DESC(oom_deflate_size, "bytes given back per OOM deflation (K, M, G, T)");
+
+/* Called first by the module's init: a bad parameter above refuses it. */
+int ub_params_check(void)
+{
+	return ub_param_bad ? -EINVAL : 0;
+}
 
 int ub_sysfs_init(void)
 {

@@ -191,6 +191,7 @@ int ub_engine_init(void);
 void ub_engine_exit(void);
 
 /* sysfs.c, debugfs.c, oom.c, policy.c */
+int ub_params_check(void);
 int ub_sysfs_init(void);
 void ub_sysfs_exit(void);
 void ub_debugfs_init(void);
