@@ -504,6 +504,121 @@ def guest_oom(kver, ko):
         test(f"{kver}: freeze and restore hand pages back and refill", t_freeze_restore, g, ko)
 
 
+# ---------------------------------------------------------------- guest: module parameters, re-attach
+
+PARAMS = {"floor": 300 * MiB, "inflate_rate": 64 * MiB, "deflate_rate": 32 * MiB,
+          "oom_deflate": 0, "oom_deflate_size": 32 * MiB}
+
+
+def module_loaded(g):
+    return g.run("grep -q '^uniballoon ' /proc/modules", check=False)[0] == 0
+
+
+def unloaded(g):
+    """Each test of this guest starts without the module, whatever the last one left."""
+    if module_loaded(g):
+        g.run("rmmod uniballoon", timeout=120)
+
+
+def t_params_load(g, ko):
+    """Load-time parameters land in /sys/kernel/balloon (oom_deflate=0 on a deflate-on-oom
+    device, whose default is 1) and read the same in /sys/module/.../parameters, 0444."""
+    unloaded(g)
+    g.run("dmesg -C")
+    g.run(f"insmod {ko} floor=300M inflate_rate=64M deflate_rate=32m oom_deflate=0 oom_deflate_size=32M")
+    assert sysb(g, "backend") == "virtio", sysb(g, "backend")
+    assert "oom_deflate" in sysb(g, "features").split()
+    for name, want in PARAMS.items():
+        assert sysb_int(g, name) == want, f"{name}: {sysb(g, name)}, want {want}"
+        pfile = f"/sys/module/uniballoon/parameters/{name}"
+        assert int(g.run(f"cat {pfile}")[1]) == want, f"{pfile}: {g.run(f'cat {pfile}')[1]}"
+        assert g.run(f"stat -c %a {pfile}")[1].strip() == "444"
+    # the parameters read the setting in force, not what was given at load
+    g.run(f"echo 128M > {SYSB}/floor")
+    assert int(g.run("cat /sys/module/uniballoon/parameters/floor")[1]) == 128 * MiB
+    g.run("rmmod uniballoon", timeout=120)
+    return ", ".join(f"{k}={v}" for k, v in PARAMS.items())
+
+
+def t_params_bad(g, ko):
+    """A bad value fails the load with EINVAL and one line naming it; nothing stays loaded."""
+    cases = (("floor=12X", "floor=12X: invalid"), ("inflate_rate=100", "inflate_rate=100: out of range"),
+             ("floor=1T", "floor=1T: out of range"), ("oom_deflate=2", "oom_deflate=2: invalid"),
+             ("oom_deflate_size=-1", "oom_deflate_size=-1: invalid"))
+    for arg, line in cases:
+        unloaded(g)
+        g.run("dmesg -C")
+        rc, out = g.run(f"insmod {ko} floor=64M {arg}", check=False)
+        # kmod's insmod says "Invalid parameters" for EINVAL
+        assert rc != 0 and "Invalid param" in out, f"{arg}: rc {rc}: {out}"
+        dmesg = [l for l in g.run("dmesg")[1].splitlines() if "uniballoon" in l]
+        assert len(dmesg) == 1 and line in dmesg[0], f"{arg}: {dmesg}"
+        assert not module_loaded(g), f"{arg}: module still loaded"
+        assert g.run(f"test -e {SYSB}", check=False)[0] != 0, f"{arg}: {SYSB} still there"
+    return f"{len(cases)} bad values refused, e.g. {dmesg[0].split('] ', 1)[-1]!r}"
+
+
+def replug(g, opts=""):
+    """Hot-unplug the balloon device, then plug a new one (with opts) under the same id."""
+    g.qmp("device_del", id="balloon0")
+    g.wait_for(lambda: sysb(g, "backend") == "none", 60, what="backend gone after unplug")
+    gone = lambda: all(p["name"] != "balloon0"  # noqa: E731
+                       for p in g.qmp("qom-list", path="/machine/peripheral"))
+    g.wait_for(gone, 60, what="the balloon device unplugged")
+    extra = dict(o.split("=") for o in opts.split(",") if o)
+    g.qmp("device_add", driver="virtio-balloon-pci", id="balloon0", **extra)
+    g.wait_for(lambda: sysb(g, "backend") == "virtio", 60, what="backend back after replug")
+
+
+def t_settings_survive_replug(g, ko):
+    """oom_deflate 0, a floor and a user override set through sysfs survive an unplug and a
+    replug; oom_deflate reads 0 on a device without DEFLATE_ON_OOM, and the user's 1 comes
+    back with a device that has it."""
+    unloaded(g)
+    g.run(f"insmod {ko}")
+    assert sysb(g, "oom_deflate") == "1", sysb(g, "oom_deflate")
+    g.run(f"echo 0 > {SYSB}/oom_deflate")
+    g.run(f"echo 200M > {SYSB}/floor")
+    g.run(f"echo 96M > {SYSB}/target")
+    g.wait_for(lambda: actual(g) == GUEST_MB * MiB - 96 * MiB, 60, what="host sees the override")
+    t0 = time.monotonic()
+    replug(g, "deflate-on-oom=on")
+    assert "oom_deflate" in sysb(g, "features").split(), sysb(g, "features")
+    got = {k: sysb(g, k) for k in ("oom_deflate", "floor", "target", "target_source")}
+    assert got == {"oom_deflate": "0", "floor": str(200 * MiB), "target": str(96 * MiB),
+                   "target_source": "user"}, got
+    g.wait_for(lambda: actual(g) == GUEST_MB * MiB - 96 * MiB and sysb_int(g, "size") == 96 * MiB, 60,
+               what="the override refills the new device")
+    took = time.monotonic() - t0
+    # the user's 1, on a device without the feature, then with it again
+    g.run(f"echo 1 > {SYSB}/oom_deflate")
+    replug(g)
+    assert "oom_deflate" not in sysb(g, "features").split(), sysb(g, "features")
+    assert sysb(g, "oom_deflate") == "0"
+    rc, out = g.run(f"echo 1 > {SYSB}/oom_deflate", check=False)
+    assert rc != 0 and "not permitted" in out, out
+    replug(g, "deflate-on-oom=on")
+    assert sysb(g, "oom_deflate") == "1", sysb(g, "oom_deflate")
+    # with oom_deflate at 1 the pressure reserve (4 x the 200M floor) may hold the override
+    status = g.run("cat /sys/kernel/debug/balloon/status")[1]
+    assert re.search(r"^user override: +yes", status, re.M), status
+    assert sysb(g, "target_source") in ("user", "floor"), sysb(g, "target_source")
+    assert sysb_int(g, "floor") == 200 * MiB, sysb(g, "floor")
+    g.run(f"echo host > {SYSB}/target")
+    g.wait_for(lambda: actual(g) == GUEST_MB * MiB, 60, what="the balloon empty again")
+    g.run("rmmod uniballoon", timeout=120)
+    return f"unplug, replug and refill to the override in {took:.1f} s; 3 replugs"
+
+
+def guest_params(kver, ko):
+    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="deflate-on-oom=on", name=f"params-{kver}") as g:
+        test(f"{kver}: module parameters set the settings at load, 0444, reading what is in force",
+             t_params_load, g, ko)
+        test(f"{kver}: a bad parameter fails the load with one dmesg line naming it", t_params_bad, g, ko)
+        test(f"{kver}: oom_deflate, floor and override survive device unplug and replug",
+             t_settings_survive_replug, g, ko)
+
+
 # ---------------------------------------------------------------- guest C: VMware host model
 
 MODEL = "/sys/kernel/debug/uniballoon_vmware_model"
@@ -1080,12 +1195,12 @@ def guest_demo(kver, ko):
         test("make demo runs to the end", t_make_demo)
 
 
-GUESTS = (guest_demo, guest_restore_fail, guest_plain, guest_oom, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
+GUESTS = (guest_demo, guest_restore_fail, guest_plain, guest_oom, guest_params, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
           check_pkg.guest_pkg)
 # rough relative run times, to start the long guests first
 GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
               "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4,
-              "guest_demo": 2, "guest_restore_fail": 1}
+              "guest_demo": 2, "guest_restore_fail": 1, "guest_params": 2}
 
 
 def guest_job(guest, kver, ko, test_ko):
