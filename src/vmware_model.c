@@ -37,6 +37,7 @@ static struct ubw_model {
 	u32 busy_next;			/* answer BUSY to the next N commands */
 	u32 reset_after;		/* RESET after N more pages (mid-batch) */
 	u32 reset_now;			/* RESET at the next command */
+	u32 reset_locks;		/* RESET at every batched lock */
 
 	/* observations */
 	u64 commands;
@@ -139,7 +140,8 @@ static bool ubw_model_batch(unsigned long batch_pfn, unsigned long n,
 	for (i = 0; i < min_t(unsigned long, n, UBW_BATCH_MAX); i++) {
 		unsigned long pfn = entries[i] >> PAGE_SHIFT;
 
-		if (lock && m.reset_after && --m.reset_after == 0) {
+		if (lock && (m.reset_locks ||
+			     (m.reset_after && --m.reset_after == 0))) {
 			ok = false;
 			break;
 		}
@@ -308,6 +310,7 @@ int ubw_model_init(void)
 	debugfs_create_u32("busy_next", 0600, m.dir, &m.busy_next);
 	debugfs_create_u32("reset_after", 0600, m.dir, &m.reset_after);
 	debugfs_create_u32("reset_now", 0600, m.dir, &m.reset_now);
+	debugfs_create_u32("reset_locks", 0600, m.dir, &m.reset_locks);
 	debugfs_create_file("audit", 0400, m.dir, NULL, &audit_fops);
 	debugfs_create_file_unsafe("ring", 0200, m.dir, NULL, &ring_fops);
 	pr_warn("uniballoon: TEST BUILD: VMware host model in place of the backdoor\n");

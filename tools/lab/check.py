@@ -760,6 +760,33 @@ def t_vm_reset_mid_batch(g):
     vm_reset_to(g, 0x2e)
 
 
+def t_vm_reset_backoff(g):
+    """A host that answers RESET to every lock: resets in a row back off (200 ms
+    doubling to 30 s) instead of allocating, zeroing and freeing a batch in a loop
+    (without the backoff: a reset every few hundred ms, as fast as a batch is made)."""
+    resets = lambda: sysb_int(g, "stats/host_resets")  # noqa: E731
+    r0 = resets()
+    model_set(g, "reset_locks", 1)
+    try:
+        model_set(g, "target", 64 * 256)
+        g.wait_for(lambda: resets() >= r0 + 4, 60, what="four resets in a row")
+        # the backoff is now 1.6 s or more: in the next 10 s, at most 1.6 + 3.2 + 6.4
+        r1, t1 = resets(), time.monotonic()
+        while time.monotonic() < t1 + 10:
+            assert resets() - r1 <= 3, f"{resets() - r1} resets in {time.monotonic() - t1:.1f} s"
+            time.sleep(0.5)
+        in_window = resets() - r1
+    finally:
+        model_set(g, "reset_locks", 0)
+        model_set(g, "target", 0)
+    # and once the host takes pages again, the balloon moves at once
+    vm_balloon(g, 16)
+    model_clean(g)
+    no_page_lost(g)
+    vm_balloon(g, 0)
+    return f"{in_window} resets in 10 s after the 4th"
+
+
 def t_vm_64bit(g):
     avail = g.meminfo()["MemAvailable"] * 1024
     g.run(f"echo {avail - 32 * MiB} > {SYSB}/floor")     # keep the guest alive
@@ -940,6 +967,8 @@ def guest_vmware(kver, ko):
              t_vm_refuse_all, g)
         test(f"{kver}: vmware: BUSY is retried", t_vm_busy, g)
         test(f"{kver}: vmware: RESET mid-batch: no page leaked or unlocked twice", t_vm_reset_mid_batch, g)
+        test(f"{kver}: vmware: a host resetting at every lock gets resets backed off",
+             t_vm_reset_backoff, g)
         test(f"{kver}: vmware: 64-bit targets only when granted", t_vm_64bit, g)
         test(f"{kver}: vmware: bpftrace sums inflated 4 KiB and 2 MiB pages", t_vm_trace, g)
         test(f"{kver}: vmware: a host asking too much: held at the pressure reserve, guest answers",
