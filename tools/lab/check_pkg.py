@@ -168,6 +168,15 @@ def t_rpm_builds():
     return rpms[-1].name
 
 
+def t_rpm_bpftrace_optional():
+    """bpftrace is suggested, as in the .deb, never required (the tools' shebang)."""
+    req = sh(["rpm", "-qp", "--requires", state["rpm"]]).stdout.split("\n")
+    sug = sh(["rpm", "-qp", "--suggests", state["rpm"]]).stdout.split("\n")
+    assert not [r for r in req if "bpftrace" in r], req
+    assert "bpftrace" in sug, sug
+    return "requires: " + ", ".join(r for r in req if r and not r.startswith("rpmlib("))
+
+
 def t_rpmlint():
     r = sh(["rpmlint", "-r", PROJECT / "rpm/uniballoon-dkms.rpmlintrc", state["rpm"],
             PROJECT / "rpm/uniballoon-dkms.spec"], check=False)
@@ -385,6 +394,7 @@ def host(kvers, kernel_source):
     rpm = test("packages: the .rpm builds (rpmbuild, noarch)", t_rpm_builds)
     if rpm:
         test("packages: rpmlint is clean (filters justified in rpm/uniballoon-dkms.rpmlintrc)", t_rpmlint)
+        test("packages: the .rpm suggests bpftrace and does not require it", t_rpm_bpftrace_optional)
         test("packages: the rpm scriptlets call dkms add/install and remove as they should", t_rpm_scriptlets)
     if deb and rpm:
         test("packages: the .deb and the .rpm carry the same files", t_payloads_match)
