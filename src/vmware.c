@@ -41,6 +41,7 @@ struct ub_vmware {
 };
 
 static struct ub_vmware *ubw;
+static struct dentry *ubw_vmmemctl_file;
 
 static unsigned long ubw_backdoor(unsigned long cmd, unsigned long arg1,
 				  unsigned long arg2, unsigned long *result,
@@ -361,6 +362,29 @@ static int ubw_debugfs_show(void *priv, struct seq_file *m)
 	return 0;
 }
 
+/*
+ * /sys/kernel/debug/vmmemctl with the lines of vmw_balloon's file that
+ * monitoring reads (sos, collectd's vmmemctl plugin, supportconfig): the
+ * host's target and the balloon's size, in 4 KiB pages, and the
+ * capabilities. So replacing that driver does not blind them.
+ */
+static int ubw_vmmemctl_show(struct seq_file *m, void *unused)
+{
+	struct ub_snapshot snap;
+
+	ub_snapshot(&snap);
+	seq_printf(m, "%-22s: %#16lx\n", "balloon capabilities",
+		   (unsigned long)UBW_CAPS_WANTED);
+	seq_printf(m, "%-22s: %#16lx\n", "used capabilities",
+		   READ_ONCE(ubw->caps));
+	seq_printf(m, "%-22s: %16lu\n", "target",
+		   snap.host_target << (PAGE_SHIFT - 12));
+	seq_printf(m, "%-22s: %16lu\n", "current",
+		   snap.size << (PAGE_SHIFT - 12));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(ubw_vmmemctl);
+
 static const struct ub_page_mover ubw_ops = {
 	.base = {
 		.name		= "vmware",
@@ -432,8 +456,13 @@ int ub_vmware_init(bool forced)
 	/* the host may take pages back, so OOM deflation is always allowed */
 	err = ub_attach_pages(&ubw_ops, ubw,
 			UB_FEAT_TELL_HOST | UB_FEAT_OOM_DEFLATE);
-	if (!err)
+	if (!err) {
+		/* optional, as all of debugfs: a failure costs only the file */
+		ubw_vmmemctl_file = debugfs_create_file("vmmemctl", 0444, NULL,
+							NULL,
+							&ubw_vmmemctl_fops);
 		return 0;
+	}
 	/* the START above may have handed the host a doorbell */
 	ubw_doorbell_disconnect(ubw);
 	if (ubw->doorbell_made)
@@ -452,6 +481,9 @@ out_model:
 
 void ub_vmware_exit(void)
 {
+	/* waits for readers, which look at ubw */
+	debugfs_remove(ubw_vmmemctl_file);
+	ubw_vmmemctl_file = NULL;
 	ub_detach();
 	if (ubw->doorbell_made)
 		ubw_doorbell_destroy(ubw->doorbell);

@@ -787,6 +787,24 @@ def t_vm_reset_backoff(g):
     return f"{in_window} resets in 10 s after the 4th"
 
 
+def vmmemctl(g):
+    out = g.run("cat /sys/kernel/debug/vmmemctl")[1]
+    return {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in out.splitlines())}
+
+
+def t_vm_vmmemctl(g):
+    """vmw_balloon's /sys/kernel/debug/vmmemctl, as monitoring tools read it:
+    target and current in 4 KiB pages, capabilities."""
+    vm_balloon(g, 24)
+    f = vmmemctl(g)
+    assert f["target"] == f["current"] == str(24 * 256), f
+    assert int(f["used capabilities"], 16) == model_audit(g)["granted"], f
+    vm_balloon(g, 0)
+    f = vmmemctl(g)
+    assert f["target"] == f["current"] == "0", f
+    return ", ".join(f"{k}: {v}" for k, v in f.items())
+
+
 def t_vm_64bit(g):
     avail = g.meminfo()["MemAvailable"] * 1024
     g.run(f"echo {avail - 32 * MiB} > {SYSB}/floor")     # keep the guest alive
@@ -948,6 +966,7 @@ def t_vm_rmmod(g):
     free0 = free_after_drop(g)
     vm_balloon(g, 128)
     g.run("rmmod uniballoon", timeout=120)
+    assert g.run("test -e /sys/kernel/debug/vmmemctl", check=False)[0] != 0, "vmmemctl left behind"
     assert vmstat(g, "balloon_inflate") == vmstat(g, "balloon_deflate")
     free = free_after_drop(g)
     # a leaked page would be missing from MemFree; other memory may have been freed
@@ -970,6 +989,8 @@ def guest_vmware(kver, ko):
         test(f"{kver}: vmware: a host resetting at every lock gets resets backed off",
              t_vm_reset_backoff, g)
         test(f"{kver}: vmware: 64-bit targets only when granted", t_vm_64bit, g)
+        test(f"{kver}: vmware: /sys/kernel/debug/vmmemctl shows target and current as vmw_balloon's",
+             t_vm_vmmemctl, g)
         test(f"{kver}: vmware: bpftrace sums inflated 4 KiB and 2 MiB pages", t_vm_trace, g)
         test(f"{kver}: vmware: a host asking too much: held at the pressure reserve, guest answers",
              t_vm_overask, g)
