@@ -71,6 +71,23 @@ def abi_validate():
         assert f"/sys/kernel/balloon/{f}" in r.stdout, f"{f} undocumented"
 
 
+def t_compat_header(kver):
+    """src/compat/configure.sh answers each probe in tests/ once, with a valid macro
+    (a kernel that leaves NAME.mod.c files beside the probes once produced
+    '#define UB_HAVE_LINUX_BALLOON_H.MOD 1')."""
+    out = BUILD / f"compat-{kver}.h"
+    subprocess.run(["sh", PROJECT / "src/compat/configure.sh", f"/lib/modules/{kver}/build", out],
+                   check=True)
+    probes = sorted(p.stem.upper() for p in (PROJECT / "src/compat/tests").glob("*.c"))
+    lines = out.read_text().splitlines()[1:]
+    answer = re.compile(r"#define UB_HAVE_([A-Z0-9_]+) 1|/\* #undef UB_HAVE_([A-Z0-9_]+) \*/")
+    bad = [l for l in lines if not answer.fullmatch(l)]
+    assert not bad, "\n".join(bad)
+    got = sorted(m.group(1) or m.group(2) for m in map(answer.fullmatch, lines))
+    assert got == probes, f"{got} != {probes}"
+    return ", ".join(l for l in lines if l.startswith("#define"))
+
+
 def t_werror_lab_only(kver):
     """A warning fails the lab's build (UB_WERROR=y) but not a user's DKMS build."""
     out = BUILD / "werror" / kver
@@ -1276,6 +1293,7 @@ def main():
             continue
         test(f"{kver}: the production build contains no test hook", no_test_hook, ko)
         test(f"{kver}: warnings are errors in the lab's build only", t_werror_lab_only, kver)
+        test(f"{kver}: the compat probes give one valid macro each", t_compat_header, kver)
         for guest in GUESTS:
             if not only_guests or guest.__name__ in only_guests:
                 jobs.append((f"{kver}: {guest.__name__} guest", guest_job, (guest, kver, ko, test_ko)))
