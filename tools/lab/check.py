@@ -5,7 +5,8 @@ Host-side checks (build with -Werror, checkpatch, ABI documentation), then
 per kernel guests under QEMU: a plain virtio-balloon device, a legacy one
 with deflate-on-oom=on, one with free page reporting (and compaction), short
 ones for page poisoning, and one without 9p for free page hinting during a
-migration (LAB_GUESTS="guest_hint ..." picks some). The host drives QMP;
+migration (LAB_GUESTS="guest_hint ..." picks some), and the debug-kernel
+tier (check_debug.py: stress under lockdep, KASAN, kmemleak). The host drives QMP;
 the guest runs the kselftests in selftests/ (KTAP), whose results are
 counted one by one.
 Ends with the line 'N passed, N failed, N skipped'.
@@ -24,6 +25,7 @@ from lab import MiB, Guest, build_module, kernels  # noqa: E402
 from ktap import figure, report, run_jobs, summary, test  # noqa: E402
 from check_xen import guest_xen  # noqa: E402
 import check_pkg  # noqa: E402  (packages, autoload, bpftrace tools, kselftest layout)
+import check_debug  # noqa: E402  (the debug-kernel tier)
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
@@ -1270,6 +1272,20 @@ GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_featur
               "guest_demo": 2, "guest_restore_fail": 1, "guest_params": 2}
 
 
+def guest_debug_virtio(kver, ko):
+    if kver == kernels()[-1]:   # one debug kernel, whatever the distribution kernels
+        check_debug.guest_debug_virtio(kver, ko)
+
+
+def guest_debug_vmware(kver, ko):
+    if kver == kernels()[-1]:
+        check_debug.guest_debug_vmware(kver, ko)
+
+
+GUESTS += (guest_debug_virtio, guest_debug_vmware)
+GUEST_COST.update(guest_debug_virtio=12, guest_debug_vmware=12)
+
+
 def guest_job(guest, kver, ko, test_ko):
     guest(kver, test_ko if guest in (guest_vmware, guest_restore_fail) else ko)
 
@@ -1301,6 +1317,12 @@ def main():
         subprocess.run([lab.LAB_DIR / "initramfs.sh", kver, lab.BUILD_DIR / f"initramfs-{kver}.cpio.gz"],
                        check=True)
         lab.pvh_vmlinux(kver)
+    debug_jobs = (guest_debug_virtio, guest_debug_vmware)
+    if any(j[2][0] in debug_jobs for j in jobs):
+        # built once (minutes on 2 cores; cached in build/) before its guests run side by side
+        if not test("the debug kernel builds (lockdep, KASAN, KFENCE, kmemleak, debug objects)",
+                    check_debug.build_debug_kernel):
+            jobs = [j for j in jobs if j[2][0] not in debug_jobs]
     # longest guests first, so the two lanes end together
     jobs.sort(key=lambda j: -GUEST_COST.get(j[2][0].__name__, 1))
     try:

@@ -11,7 +11,8 @@ set -euo pipefail
 K=$1 OUT=$2
 MODDIR=/lib/modules/$K
 
-if [[ -s $OUT && $OUT -nt $0 && $OUT -nt $MODDIR/modules.dep ]]; then
+# A kernel without a module directory (the lab's debug kernel) has every driver built in.
+if [[ -s $OUT && $OUT -nt $0 && ( ! -e $MODDIR || $OUT -nt $MODDIR/modules.dep ) ]]; then
   exit 0
 fi
 
@@ -23,8 +24,12 @@ cp /bin/busybox "$tmp/bin/busybox"   # busybox-static: no shared libs needed
 # Module list in load order, computed by modprobe from the target kernel's modules.dep.
 # "builtin X" lines (6.12 has virtio_pci and virtio_console built in) need nothing.
 # Dedup keeps the first occurrence, which respects dependency order.
-modprobe -S "$K" -a --show-depends virtio_pci 9pnet_virtio 9p virtio_console |
-  awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$tmp/modlist"
+if [[ -e $MODDIR ]]; then
+  modprobe -S "$K" -a --show-depends virtio_pci 9pnet_virtio 9p virtio_console |
+    awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$tmp/modlist"
+else
+  : > "$tmp/modlist"
+fi
 : > "$tmp/mods/order"
 while read -r ko; do
   name=$(basename "$ko"); name=${name%.xz}; name=${name%.zst}

@@ -55,17 +55,19 @@ def kernels():
     return out.split()
 
 
-def build_module(kver, test_build=False, tree=None):
+def build_module(kver, test_build=False, tree=None, kdir=None):
     """Build uniballoon.ko for kver in a copy of the tree (as dkms would), so that
     builds for several kernels never share generated files; returns its path.
     test_build: with the VMware host model (UB_TEST_HOST_MODEL=y). tree: the copy's
-    name under build/ (a caller that runs beside `make check` uses its own)."""
+    name under build/ (a caller that runs beside `make check` uses its own).
+    kdir: a kernel build tree other than /lib/modules/KVER/build (the debug kernel)."""
     out = PROJECT / "build" / (tree or ("mod-test" if test_build else "mod")) / kver
     subprocess.run(["rm", "-rf", out], check=True)
     out.mkdir(parents=True)
     for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
         subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
     extra = ["UB_WERROR=y"] + (["UB_TEST_HOST_MODEL=y"] if test_build else [])
+    extra += [f"KDIR={kdir}"] if kdir else []
     r = subprocess.run(["make", f"KERNELRELEASE={kver}", *extra], cwd=out, capture_output=True, text=True)
     if r.returncode != 0 or not (out / "uniballoon.ko").exists():
         raise RuntimeError(f"build for {kver} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
@@ -175,19 +177,22 @@ class _LineSocket:
 class Guest:
     def __init__(self, kver, mem_mb=1024, smp=1, balloon_opts="", extra_qemu_args=(),
                  name=None, append="", boot_timeout=120, initrd_prefix=None, ready_line=None,
-                 udev=False):
+                 udev=False, kernel=None):
         """initrd_prefix: an uncompressed cpio placed before the lab's initramfs (its files
         are added to it). ready_line: a guest without the agent (e.g. one booted with
         rdinit= that never mounts the 9p shares, which block migration): start() returns
         once this text appears on the serial console, and run() is unavailable.
         udev: the guest's init runs the host's systemd-udevd (trigger, settle) before the
-        agent starts, so modules load by modalias as at a real boot."""
+        agent starts, so modules load by modalias as at a real boot.
+        kernel: a kernel image to boot instead of /boot's image of kver (the debug
+        kernel, which has every driver the lab needs built in)."""
         self.kver, self.mem_mb, self.smp = kver, mem_mb, smp
         self.balloon_opts = balloon_opts.strip(",")
         self.extra_qemu_args = list(extra_qemu_args)
         self.name = name or f"guest-{kver}"
         self.append, self.boot_timeout = append + (" labudev=1" if udev else ""), boot_timeout
         self.initrd_prefix, self.ready_line = initrd_prefix, ready_line
+        self.kernel = kernel
         self.rundir = _build_dir() / "runs" / self.name      # logs survive the run
         self.console_log = self.rundir / "console.log"
         self.qemu_log = self.rundir / "qemu.log"
@@ -256,7 +261,7 @@ class Guest:
 
     def _kernel_image(self):
         """Kernel QEMU boots: the uncompressed ELF vmlinux if we can make one (see pvh_vmlinux)."""
-        return pvh_vmlinux(self.kver) or f"/boot/vmlinuz-{self.kver}"
+        return self.kernel or pvh_vmlinux(self.kver) or f"/boot/vmlinuz-{self.kver}"
 
     def _wait_agent(self, deadline):
         # Bytes sent before the guest opens its port wait in QEMU's socket buffer, so one ping

@@ -10,6 +10,7 @@ set -euo pipefail
 PKGS=(
   qemu-system-x86 busybox-static bpftrace dwarves kmod xz-utils cpio
   build-essential python3 bc linux-source-6.1 dkms
+  linux-source-6.12 flex bison libelf-dev libssl-dev
   xen-hypervisor-4.17-amd64 xen-utils-4.17
   debhelper dh-dkms lintian rpm rpmlint udev rsync
   linux-image-amd64 linux-headers-amd64
