@@ -22,6 +22,39 @@ int ubv_kick_and_wait(struct ub_virtio *vb, struct virtqueue *vq)
 	return 0;
 }
 
+#ifdef UB_TEST_BUILD
+/*
+ * Test builds: a host that stops answering. While test_mute_host is set,
+ * inflate and deflate requests are queued but the device is not told, so
+ * they stay in flight; once it is cleared, the next wait tells it.
+ */
+static bool ubv_test_mute;
+module_param_named(test_mute_host, ubv_test_mute, bool, 0644);
+
+static void ubv_notify(struct virtqueue *vq)
+{
+	if (!READ_ONCE(ubv_test_mute))
+		virtqueue_kick(vq);
+}
+
+static void ubv_test_unmute(struct ub_virtio *vb)
+{
+	if (!READ_ONCE(ubv_test_mute)) {
+		virtqueue_kick(vb->vqs[UBV_VQ_INFLATE]);
+		virtqueue_kick(vb->vqs[UBV_VQ_DEFLATE]);
+	}
+}
+#else
+static void ubv_notify(struct virtqueue *vq)
+{
+	virtqueue_kick(vq);
+}
+
+static void ubv_test_unmute(struct ub_virtio *vb)
+{
+}
+#endif
+
 /* Requests in flight on @vq, the inflate or the deflate queue. */
 static unsigned int *ubv_in_flight(struct ub_virtio *vb, struct virtqueue *vq)
 {
@@ -58,6 +91,7 @@ static int ubv_wait_all(struct ub_virtio *vb)
 {
 	unsigned int i;
 
+	ubv_test_unmute(vb);
 	if (!wait_event_timeout(vb->acked, ubv_reap_all(vb),
 				UBV_HOST_TIMEOUT)) {
 		vb->host_timeouts++;
@@ -113,7 +147,7 @@ static int ubv_queue_request(struct ub_virtio *vb, struct virtqueue *vq,
 	in_flight = ubv_in_flight(vb, vq);
 	(*in_flight)++;
 	vb->max_in_flight = max(vb->max_in_flight, *in_flight);
-	virtqueue_kick(vq);
+	ubv_notify(vq);
 	return 0;
 }
 

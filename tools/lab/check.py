@@ -371,8 +371,41 @@ def t_failed_restore(g, ko):
     return "restore refused; unplug afterwards clean"
 
 
+def t_host_stops_answering(g, ko):
+    """A host that stops answering the queues (the test build's test_mute_host):
+    each exchange gives up after 5 s (host_timeouts), a writer gets the engine's
+    lock within one timeout (before the fix the worker slept on the host for ever
+    holding it, and this write hung), and once the host answers again the balloon
+    moves with no further timeout."""
+    load(g, ko)
+    balloon_to(g, 64 * MiB)
+    timeouts = lambda: backend_counters(g)["host_timeouts"]  # noqa: E731
+    t0 = timeouts()
+    mute = "/sys/module/uniballoon/parameters/test_mute_host"
+    g.run(f"echo 1 > {mute}")
+    try:
+        g.run(f"echo 16M > {SYSB}/target")        # a deflation the host never sees
+        g.wait_for(lambda: timeouts() > t0, 30, what="an exchange timed out")
+        start = time.monotonic()
+        g.run(f"echo 32M > {SYSB}/target", timeout=20)
+        took = time.monotonic() - start
+    finally:
+        g.run(f"echo 0 > {mute}")
+    g.run(f"echo 0 > {SYSB}/target")
+    g.wait_for(lambda: sysb_int(g, "size") == 0 and actual(g) == GUEST_MB * MiB, 60,
+               what="an empty balloon once the host answers")
+    n, t1 = timeouts() - t0, timeouts()
+    g.run(f"echo host > {SYSB}/target")
+    balloon_to(g, 16 * MiB)
+    assert timeouts() == t1, f"{timeouts() - t1} timeouts after the host answered again"
+    g.run("rmmod uniballoon", timeout=120)
+    return f"{n} exchanges timed out; a target write took {took:.1f} s meanwhile"
+
+
 def guest_restore_fail(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"restore-{kver}") as g:
+        test(f"{kver}: a host that stops answering: exchanges time out, writers wait one timeout at most",
+             t_host_stops_answering, g, ko)
         test(f"{kver}: a failed restore, then device removal: nothing touched twice",
              t_failed_restore, g, ko)
 
@@ -1025,6 +1058,7 @@ def no_test_hook(ko):
     assert "ubw_model" not in r.stdout, "production build contains the host model"
     assert b"TEST BUILD" not in Path(ko).read_bytes()
     assert b"test_fail_attach" not in Path(ko).read_bytes(), "production build takes fault injection"
+    assert b"test_mute_host" not in Path(ko).read_bytes(), "production build can mute the host"
 # ---------------------------------------------------------------- guest C: free page reporting etc.
 
 def backend_counters(g):
