@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""make bench: figures, not pass/fail.
+"""make bench, VMware part: figures, not pass/fail.
 
-For now: hypercalls per GiB inflated by the VMware backend, for each
-capability set, counted by the host model in a test build. (The virtio
-benchmark against the in-tree driver is planned.)
+Hypercalls per GiB inflated by the VMware backend, for each capability set,
+counted by the host model in a test build. The virtio comparison with the
+in-tree driver is bench_virtio.py.
 """
 import sys
 import time

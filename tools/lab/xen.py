@@ -6,7 +6,7 @@ virtio-9p and the virtio-serial agent, as any Guest. start_toolstack() then
 brings up xenstored, xen-init-dom0 and xenconsoled so that xl works, and
 pv_domu() starts a small PV domU from an initramfs (a PV domU has no virtio:
 its script runs alone and reports on its console, which xenconsoled logs).
-Recipe and timings: ../shared/LAB-NOTES.md, "Real Xen under QEMU".
+tools/lab/README.md says how the lab runs it (smap=0, dom0_mem, toolstack state).
 
     with XenGuest("6.1.0-56-amd64") as g:
         g.start_toolstack()
