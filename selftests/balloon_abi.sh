@@ -72,6 +72,7 @@ out_of_range() {
 	expect_errno $B/deflate_rate 4095 ERANGE &&
 	expect_errno $B/oom_deflate 2 EINVAL &&
 	expect_errno $B/oom_deflate -1 EINVAL &&
+	expect_errno $B/oom_deflate 01 EINVAL &&
 	[ "$(snapshot)" = "$before" ] || { echo "values changed"; return 1; }
 }
 ktap_check "out-of-range values are refused with ERANGE" out_of_range
