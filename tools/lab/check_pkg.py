@@ -441,6 +441,20 @@ def t_autoload(g, kver):
     return path
 
 
+# Given at boot on the kernel command line, which kmod reads as it reads
+# /etc/modprobe.d (the guest's /etc is the host's, read-only): the same path
+# into the module's parameters when udev loads it.
+BOOT_OPTIONS = {"deflate_rate": 2 << 30}
+
+
+def t_boot_options(g):
+    for name, want in BOOT_OPTIONS.items():
+        live = int(g.run(f"cat /sys/kernel/balloon/{name}")[1])
+        param = int(g.run(f"cat /sys/module/{NAME}/parameters/{name}")[1])
+        assert live == param == want, f"{name}: sysfs {live}, parameter {param}, want {want}"
+    return ", ".join(f"{NAME}.{k}={v}" for k, v in BOOT_OPTIONS.items())
+
+
 def t_took_device(g):
     assert sysb(g, "backend") == "virtio", sysb(g, "backend")
     drv = g.run("basename $(readlink /sys/bus/virtio/devices/virtio0/driver 2>/dev/null) 2>/dev/null; "
@@ -603,13 +617,16 @@ def guest_pkg(kver, ko):
     if not state.get("install_ok"):
         report(True, f"{kver}: packaged module in a guest with udev", "the package did not install", skip=True)
         return
-    with Guest(kver, mem_mb=GUEST_MB, name=f"pkg-{kver}", udev=True) as g:
+    options = " ".join(f"{NAME}.{k}={v}" for k, v in BOOT_OPTIONS.items())
+    with Guest(kver, mem_mb=GUEST_MB, name=f"pkg-{kver}", udev=True, append=options) as g:
         figure(kver, "boot with udev to agent", f"{g.boot_seconds:.1f} s")
         test(f"{kver}: udev (systemd-udevd from the host root) settles after coldplug", t_udev_settles, g, kver)
         if not test(f"{kver}: udev autoloads the packaged uniballoon (updates/dkms), not virtio_balloon",
                     t_autoload, g, kver):
             return
         test(f"{kver}: the packaged module took the virtio balloon (backend, driver, dmesg)", t_took_device, g)
+        test(f"{kver}: module options given at boot (kmod, as from modprobe.d) are in force",
+             t_boot_options, g)
         if test(f"{kver}: QMP balloon moves the packaged module while the bpftrace tools run",
                 t_balloon_and_tools, g, kver):
             tools = tools_for(kver)
