@@ -108,6 +108,7 @@ while True:
     time.sleep(random.random() * 2)
 PY
 rm -f /tmp/hog.pause
+echo starting > /tmp/hog.state
 python3 /tmp/hog.py {hog_mib} > /tmp/hog.log 2>&1 & echo $! > /tmp/load.pids
 (while :; do echo 1 > /proc/sys/vm/compact_memory; sleep 5; done) > /dev/null 2>&1 &
 echo $! >> /tmp/load.pids
@@ -170,9 +171,10 @@ class Stress:
         """rmmod while the balloon holds pages. A user override fills it whatever the
         host asks and lifts an OOM cap; the load pauses meanwhile."""
         g = self.g
-        self.host_allows_pages()
+        mib = self.rng.randint(128, 400)
+        self.host_allows_pages(mib)
         pause_load(g, True)      # while the load holds memory, the reserve keeps it empty
-        g.run(f"echo {self.rng.randint(128, 400)}M > {SYSB}/target")
+        g.run(f"echo {mib}M > {SYSB}/target")
         g.wait_for(lambda: sysb_int(g, "size") >= 32 * MiB, 120,
                    what="a balloon to unload")
         size = sysb_int(g, "size")
@@ -183,7 +185,7 @@ class Stress:
         self.after_insmod()
         pause_load(g, False)
 
-    def host_allows_pages(self):
+    def host_allows_pages(self, mib):
         pass
 
     def after_insmod(self):
@@ -259,8 +261,11 @@ class VmwareStress(Stress):
     def after_insmod(self):
         self.host_reset()       # a fresh model grants all it has: start from random caps
 
-    def host_allows_pages(self):
+    def host_allows_pages(self, mib):
+        """The VMware host takes no page beyond its own target (NOTNEEDED), whatever
+        the guest's override, nor while it refuses pages."""
         self.model("refuse_every", 0)
+        self.host_target(mib)
 
     def audit(self):
         out = self.g.run(f"cat {MODEL}/audit")[1]
@@ -293,6 +298,9 @@ def t_stress(g, kver, ko, cls, name, insmod_args=""):
     t0 = time.monotonic()
     try:
         done = s.run()
+    except Exception as e:
+        raise AssertionError(f"stopped after {time.monotonic() - t0:.0f} s (seed {s.seed}, "
+                             f"actions {s.counts}): {e}") from e
     finally:
         stop_load(g)
     took = time.monotonic() - t0
