@@ -295,12 +295,16 @@ static int ring_set(void *data, u64 val)
 }
 DEFINE_DEBUGFS_ATTRIBUTE(ring_fops, NULL, ring_set, "%llu\n");
 
+/* What the model offers from the start (0: all but the doorbell). */
+static unsigned long ubw_model_caps;
+module_param_named(test_model_caps, ubw_model_caps, ulong, 0444);
+
 int ubw_model_init(void)
 {
 	mutex_init(&m.lock);
 	xa_init(&m.locked);
-	m.caps = UBW_CAP_BASIC | UBW_CAP_BATCHED | UBW_CAP_BATCHED_2M |
-		 UBW_CAP_64BIT_TARGET;
+	m.caps = ubw_model_caps ?: UBW_CAP_BASIC | UBW_CAP_BATCHED |
+				   UBW_CAP_BATCHED_2M | UBW_CAP_64BIT_TARGET;
 	m.doorbell.context = VMCI_INVALID_ID;
 	m.doorbell.resource = VMCI_INVALID_ID;
 	m.dir = debugfs_create_dir("uniballoon_vmware_model", NULL);
@@ -319,6 +323,8 @@ int ubw_model_init(void)
 
 void ubw_model_exit(void)
 {
+	/* vmw_vmci would ring a callback in a module that is gone */
+	WARN(m.ring, "host model: the guest's doorbell outlived the backend\n");
 	debugfs_remove_recursive(m.dir);
 	xa_destroy(&m.locked);
 }

@@ -724,6 +724,19 @@ def vm_reset_to(g, caps):
                model_audit(g)["granted"] == caps, 30, what=f"restart with caps {caps:#x}")
 
 
+def t_vm_attach_fails_doorbell(g, ko):
+    """A load whose attach fails after START handed the host a doorbell destroys
+    the doorbell (the test build's test_fail_attach; the model offers the doorbell
+    from the start). Before the fix the model warned at exit that it outlived us."""
+    g.run("dmesg -C")
+    rc, out = g.run(f"insmod {ko} backend=vmware test_fail_attach=1 test_model_caps=0x3e", check=False)
+    assert rc != 0, "loaded although the attach was to fail"
+    dmesg = g.run("dmesg")[1]
+    assert "TEST BUILD" in dmesg, dmesg
+    assert "outlived the backend" not in dmesg and "WARNING:" not in dmesg, dmesg
+    return out.strip().splitlines()[-1]
+
+
 def t_vm_load(g, ko):
     g.run("dmesg -C")
     g.run(f"insmod {ko} backend=vmware")
@@ -1027,6 +1040,8 @@ def t_vm_rmmod(g):
 
 def guest_vmware(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"vmware-{kver}") as g:
+        test(f"{kver}: vmware: a failed attach destroys the doorbell START made",
+             t_vm_attach_fails_doorbell, g, ko)
         if not test(f"{kver}: vmware: loads against the host model (test build)", t_vm_load, g, ko):
             return
         for name, caps in CAPSETS:
