@@ -14,6 +14,7 @@
 #include <linux/debugfs.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/page-flags.h>
 #include <linux/seq_file.h>
