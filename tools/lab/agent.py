@@ -67,7 +67,15 @@ class Server:
                              start_new_session=True)  # own process group, so a timeout kills all of it
         timed_out = False
         try:
-            out, _ = p.communicate(timeout=timeout)
+            try:
+                out, _ = p.communicate(timeout=timeout)
+            except (OverflowError, ValueError) as e:
+                # The clock under the timeout went wrong (seen in a Xen dom0 under TCG:
+                # "timestamp too large" from subprocess's wait loop, which killed this thread
+                # and lost the reply). Finish the command without a timeout: the host keeps
+                # its own deadline for the answer.
+                log(f"timeout arithmetic failed ({e!r}); waiting without a timeout")
+                out, _ = p.communicate()
         except subprocess.TimeoutExpired:
             timed_out = True
             try:
