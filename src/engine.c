@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The engine: one worker moves the balloon towards the target in force, a
- * batch at a time (pages.c), within the floor and the rate limits. This file
- * decides the target and holds the settings; backends attach here.
+ * The engine: one worker moves the balloon towards the target in force
+ * (policy.c), a batch of pages at a time (pages.c) or a step of a size
+ * (target.c), within the floor and the rate limits. This file holds the
+ * settings and the backend; backends attach, detach and signal here.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -30,18 +31,6 @@ const char *const ub_stat_names[UB_STAT_NR] = {
 	[UB_STAT_HOST_RESETS]		= "host_resets",
 };
 
-static const char *const ub_reason_names[] = {
-	[UB_REASON_HOST]	= "host",
-	[UB_REASON_USER]	= "user",
-	[UB_REASON_OOM]		= "oom",
-	[UB_REASON_FLOOR]	= "floor",
-};
-
-const char *ub_reason_name(enum ub_reason reason)
-{
-	return ub_reason_names[reason];
-}
-
 /*
  * The lock and the defaults are there before ub_init() runs: module
  * parameters go through the same setters as the sysfs files (sysfs.c), and
@@ -55,135 +44,6 @@ struct uniballoon ub = {
 u64 ub_stat_read(enum ub_stat stat)
 {
 	return atomic64_read(&ub.stats[stat]);
-}
-
-/* Memory the guest would have with an empty balloon. */
-unsigned long ub_guest_pages(void)
-{
-	return totalram_pages() + (ub_adjusts_managed() ? READ_ONCE(ub.size) : 0);
-}
-
-void ub_kick(void)
-{
-	if (ub.wq)
-		mod_delayed_work(ub.wq, &ub.work, 0);
-}
-
-void ub_backend_error(const char *event, int err)
-{
-	ub_count(UB_STAT_HOST_ERRORS, 1);
-	trace_backend(ub.ops ? ub.ops->name : "none", event, err);
-}
-
-/*
- * Target-driven backends: the size is whatever the hypervisor's driver has
- * reached. Inflate and deflate are traced and counted as they are seen, so
- * the tracepoints add up to the real change, whoever asked for it.
- */
-static void ub_sync_size_locked(void)
-{
-	unsigned long now = ub.sm->get_size(ub.priv);
-	ktime_t seen = ktime_get();
-	u64 ns = ktime_to_ns(ktime_sub(seen, ub.size_seen));
-	unsigned long delta;
-
-	lockdep_assert_held(&ub.lock);
-
-	ub.size_seen = seen;
-	if (now == ub.size)
-		return;
-	ub.size_moved = jiffies;
-	if (now > ub.size) {
-		delta = now - ub.size;
-		ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(delta));
-		trace_inflate(min_t(unsigned long, delta, U32_MAX), 0, ns);
-	} else {
-		delta = ub.size - now;
-		ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(delta));
-		trace_deflate(min_t(unsigned long, delta, U32_MAX), 0, ns);
-	}
-	ub.size = now;
-}
-
-/* The most a rate allows per target step, in pages; ULONG_MAX if unlimited. */
-static unsigned long ub_target_rate_step(u64 rate)
-{
-	if (!rate)
-		return ULONG_MAX;
-	return max_t(u64, div_u64(rate, HZ / UB_TARGET_STEP) >> PAGE_SHIFT, 1);
-}
-
-static int ub_set_goal_locked(unsigned long goal)
-{
-	int err = ub.sm->set_size(ub.priv, goal);
-
-	lockdep_assert_held(&ub.lock);
-
-	if (err)
-		ub_backend_error("set_size", err);
-	else
-		ub.goal = goal;
-	return err;
-}
-
-/*
- * One step of a target-driven balloon: the next size in force is at most
- * one rate step from the size the hypervisor's driver has reached, and
- * never past what the floor allows. It is handed over every time, so a
- * target that someone else set in the driver (the in-kernel frontend) is
- * overridden at the next step or poll.
- */
-static unsigned long ub_target_step_locked(void)
-{
-	unsigned long requested, goal, step, delay = UB_TARGET_STEP;
-	enum ub_reason why;
-
-	lockdep_assert_held(&ub.lock);
-
-	ub_sync_size_locked();
-	requested = ub_requested_locked(&why);
-	goal = ub.size;
-	if (requested > ub.size) {
-		unsigned long want = ub_apply_floor_locked(requested - ub.size);
-
-		step = ub_target_rate_step(ub.set.inflate_rate);
-		if (!want)
-			delay = UB_FLOOR_RECHECK;
-		if (want > step)
-			ub_count(UB_STAT_RATE_DELAYS, 1);
-		goal += min(want, step);
-	} else {
-		ub_floor_release_locked();
-		step = ub_target_rate_step(ub.set.deflate_rate);
-		if (ub.size - requested > step)
-			ub_count(UB_STAT_RATE_DELAYS, 1);
-		goal -= min(ub.size - requested, step);
-	}
-	if (ub_set_goal_locked(goal))
-		return UB_RETRY_DELAY;
-	if (goal == ub.size && delay == UB_TARGET_STEP)
-		return UB_IDLE;
-	/* the driver retries slowly when Xen has no memory: so do we */
-	if (time_after(jiffies, ub.size_moved + UB_TARGET_SETTLE))
-		delay = max_t(unsigned long, delay, HZ);
-	return delay;
-}
-
-/*
- * Emergency deflation of a target-driven balloon: lower the size in force
- * by @want at once. The driver repopulates asynchronously, so the pages are
- * counted as given back before they are; returns how many were promised.
- */
-unsigned long ub_target_shrink_locked(unsigned long want)
-{
-	unsigned long base = min(ub.goal, ub.size);
-
-	lockdep_assert_held(&ub.lock);
-
-	want = min(want, base);
-	if (!want || ub_set_goal_locked(base - want))
-		return 0;
-	return want;
 }
 
 /*
@@ -208,15 +68,10 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 
 	if (!ub.ops || ub.paused)
 		return UB_IDLE;
-	if (ub.features & UB_FEAT_TARGET_DRIVEN)
+	if (ub.sm)
 		return ub_target_step_locked();
-	if (ub.need_reset)
-		ub_host_reset_locked();
-	if (ub.need_restart) {
-		ub_restart_locked();
-		if (ub.need_restart)
-			return UB_RETRY_DELAY;
-	}
+	if (!ub_pages_ready_locked())
+		return UB_RETRY_DELAY;
 
 	requested = ub_requested_locked(&why);
 	if (requested > ub.size) {
@@ -224,8 +79,6 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 
 		if (!want)
 			return UB_FLOOR_RECHECK;
-		if (ub.reset_backoff && time_before(jiffies, ub.reset_until))
-			return ub.reset_until - jiffies;
 		plan->want = ub_inflate_plan_locked(want, &plan->order, &delay);
 		return plan->want ? 0 : delay;
 	}
@@ -247,14 +100,16 @@ static void ub_poll_fn(struct work_struct *work)
 		mutex_unlock(&ub.lock);
 		return;
 	}
-	if (ub.need_restart)
-		ub_restart_locked();
-	err = ub.need_restart ? 0 : ub.ops->poll(ub.priv, &target);
-	if (err == -ECONNRESET)
+	/* a page mover's protocol must be up to be asked */
+	if (ub.pm && !ub_pages_ready_locked())
+		err = -EAGAIN;
+	else
+		err = ub.ops->poll(ub.priv, &target);
+	if (err == -ECONNRESET && ub.pm)
 		ub_host_reset_locked();
-	else if (err)
+	else if (err && err != -EAGAIN)
 		ub_backend_error("poll", err);
-	else if (!ub.need_restart)
+	else if (!err)
 		ub_host_target_locked(target, false);
 	queue_delayed_work(ub.wq, &ub.poll_work, ub.ops->poll_interval);
 	mutex_unlock(&ub.lock);
@@ -305,33 +160,19 @@ static int ub_attach(const struct ub_backend *ops,
 		mutex_unlock(&ub.lock);
 		return -EBUSY;
 	}
-	balloon_devinfo_init(&ub.pages);
-#ifdef CONFIG_BALLOON_COMPACTION
-	if (pm) {
-		ub.pages.migratepage = ub_migratepage;
-		features |= UB_FEAT_MIGRATION;
-	}
-#endif
-	if (sm)
-		features |= UB_FEAT_TARGET_DRIVEN;
 	ub.ops = ops;
 	ub.pm = pm;
 	ub.sm = sm;
 	ub.priv = priv;
-	ub.features = features;
 	ub.paused = false;
-	ub.need_reset = false;
-	ub.need_restart = false;
-	ub.huge_off = false;
-	ub.reset_backoff = 0;
-	ub.huge_count = 0;
 	ub.size = 0;
+	if (pm)
+		features |= ub_pages_attach_locked();
 	if (sm) {
-		ub.size = sm->get_size(priv);
-		ub.goal = ub.size;
-		ub.size_moved = jiffies;
-		ub.size_seen = ktime_get();
+		features |= UB_FEAT_TARGET_DRIVEN;
+		ub_target_attach_locked();
 	}
+	ub.features = features;
 	/* once, with the size known: it bounds a kept override */
 	ub_policy_reset_locked(ub.size);
 	/*
@@ -468,7 +309,7 @@ static int ub_user_request(bool override, u64 bytes)
 		err = -ENODEV;
 	else if (override && bytes > ub_pages_to_bytes(ub_guest_pages()))
 		err = -ERANGE;
-	else if (override || ub.user_override) {
+	else if (override || ub_user_override_locked()) {
 		old = ub_target_locked(&why);
 		ub_user_request_locked(override, bytes >> PAGE_SHIFT);
 		ub_count(UB_STAT_TARGET_CHANGES, 1);
@@ -570,16 +411,12 @@ void ub_snapshot(struct ub_snapshot *snap)
 	snap->backend = ops ? ops->name : "none";
 	snap->features = READ_ONCE(ub.features);
 	snap->size = READ_ONCE(ub.size);
-	snap->host_target = READ_ONCE(ub.host_target);
-	/* the same decision the worker makes, from fields read unlocked */
-	snap->target = ub_target_racy(&snap->target_source);
-	snap->user_override = READ_ONCE(ub.user_override);
-	snap->oom_capped = READ_ONCE(ub.oom_capped);
-	snap->floor_held = READ_ONCE(ub.floor_held);
-	snap->reserve_hit = READ_ONCE(ub.reserve_hit);
-	snap->isolated = ops ? READ_ONCE(ub.pages.isolated_pages) : 0;
+	ub_policy_snapshot(snap);
+	snap->isolated = 0;
+	snap->huge_pages = 0;
+	if (pm)
+		ub_pages_snapshot(snap);
 	snap->huge_order = pm ? pm->huge_order : 0;
-	snap->huge_pages = READ_ONCE(ub.huge_count);
 }
 
 int ub_backend_debugfs_show(struct seq_file *m)
@@ -599,8 +436,6 @@ int ub_engine_init(void)
 {
 	int i;
 
-	INIT_LIST_HEAD(&ub.refused);
-	INIT_LIST_HEAD(&ub.huge);
 	INIT_DELAYED_WORK(&ub.work, ub_work_fn);
 	INIT_DELAYED_WORK(&ub.poll_work, ub_poll_fn);
 	for (i = 0; i < UB_STAT_NR; i++)

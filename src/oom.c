@@ -47,8 +47,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	want = min(want, ub.size);
 	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
 		/* the hypervisor's driver takes the pages back from the host */
-		freed = ub_target_shrink_locked(want);
-		left = ub.goal;
+		freed = ub_target_shrink_locked(want, &left);
 	}
 	while (freed < want && !(ub.features & UB_FEAT_TARGET_DRIVEN)) {
 		unsigned long got = ub_deflate_locked(want - freed, false);

@@ -19,6 +19,46 @@
 #include "engine.h"
 #include "ub_trace.h"
 
+/* Refused pages held aside at most (4 MiB): more go back to the guest. */
+#define UB_REFUSED_MAX		(SZ_4M >> PAGE_SHIFT)
+/* Host resets in a row wait up to this long before the next exchange. */
+#define UB_RESET_BACKOFF_MAX	(30 * HZ)
+/* Pages in migration cannot be dequeued; they come back very soon. */
+#define UB_ISOLATED_RETRY	(HZ / 50)
+
+/*
+ * The page mover's balloon; under ub.lock, except that the worker fills
+ * inflate_batch unlocked (it alone uses it) and readers of the counts in
+ * ub_pages_snapshot() take them racily.
+ */
+static struct ub_page_state {
+	struct balloon_dev_info pages;	/* 4 KiB pages, movable */
+	/* pages of the backend's huge_order (not movable), and how many */
+	struct list_head huge;
+	unsigned long huge_count;
+	/* huge allocations failed or were refused: 4 KiB until cycle end */
+	bool huge_off;
+	/* pages the host refused this cycle: kept so we don't take them again */
+	struct list_head refused;
+	unsigned long refused_count;	/* pages, at most about UB_REFUSED_MAX */
+	bool need_reset;		/* a host reset seen where we could not act */
+	bool need_restart;		/* the protocol must be started again */
+	unsigned long reset_backoff;	/* jiffies, after resets in a row */
+	unsigned long reset_until;	/* no inflation before this */
+	ktime_t inflate_next;		/* rate limit: earliest next batch */
+	ktime_t deflate_next;
+	struct ub_batch batch;		/* deflation and migration */
+	struct ub_batch inflate_batch;	/* the worker's, filled unlocked */
+} pg = {
+	.huge = LIST_HEAD_INIT(pg.huge),
+	.refused = LIST_HEAD_INIT(pg.refused),
+};
+
+#ifdef CONFIG_BALLOON_COMPACTION
+static int ub_migratepage(struct balloon_dev_info *pages, struct page *newpage,
+			  struct page *page, enum migrate_mode mode);
+#endif
+
 static void ub_page_leaves(struct page *page, unsigned int order)
 {
 	if (ub_adjusts_managed())
@@ -122,7 +162,7 @@ static void ub_batch_add(struct ub_batch *batch, struct page *page)
 /* Pages the balloon holds in order-0 pages (on the balloon_dev_info list). */
 static unsigned long ub_small_pages(void)
 {
-	return ub.size - (ub.huge_count << ub.pm->huge_order);
+	return ub.size - (pg.huge_count << ub.pm->huge_order);
 }
 
 /*
@@ -137,13 +177,13 @@ void ub_release_refused_locked(bool cycle_end)
 
 	lockdep_assert_held(&ub.lock);
 
-	list_for_each_entry_safe(page, next, &ub.refused, lru) {
+	list_for_each_entry_safe(page, next, &pg.refused, lru) {
 		list_del(&page->lru);
 		__free_page(page);
 	}
-	ub.refused_count = 0;
+	pg.refused_count = 0;
 	if (cycle_end)
-		ub.huge_off = false;
+		pg.huge_off = false;
 }
 
 /*
@@ -162,7 +202,7 @@ void ub_drop_all_locked(void)
 	ub_release_refused_locked(true);
 	while (ub_small_pages()) {
 		/* in chunks: the list lock is held with interrupts off */
-		size_t got = balloon_page_list_dequeue(&ub.pages, &list,
+		size_t got = balloon_page_list_dequeue(&pg.pages, &list,
 						       min_t(unsigned long,
 							     ub_small_pages(),
 							     UB_BATCH_MAX));
@@ -179,7 +219,7 @@ void ub_drop_all_locked(void)
 		ub.size -= got;
 		cond_resched();
 	}
-	list_for_each_entry_safe(page, next, &ub.huge, lru) {
+	list_for_each_entry_safe(page, next, &pg.huge, lru) {
 		list_del(&page->lru);
 		ub_page_returns(page, order);
 		__count_vm_events(BALLOON_DEFLATE, 1 << order);
@@ -187,18 +227,18 @@ void ub_drop_all_locked(void)
 		__free_pages(page, order);
 		cond_resched();
 	}
-	ub.size -= ub.huge_count << order;
-	ub.huge_count = 0;
+	ub.size -= pg.huge_count << order;
+	pg.huge_count = 0;
 	ub_report_size_locked();
 }
 
-void ub_restart_locked(void)
+static void ub_restart_locked(void)
 {
 	int err = ub.pm->restart ? ub.pm->restart(ub.priv) : 0;
 
 	lockdep_assert_held(&ub.lock);
 
-	ub.need_restart = !!err;
+	pg.need_restart = !!err;
 	if (err)
 		ub_backend_error("restart", err);
 }
@@ -214,12 +254,56 @@ void ub_host_reset_locked(void)
 
 	trace_backend(ub.ops->name, "reset", 0);
 	ub_count(UB_STAT_HOST_RESETS, 1);
-	ub.need_reset = false;
-	ub.reset_backoff = clamp(2 * ub.reset_backoff, UB_RETRY_DELAY,
+	pg.need_reset = false;
+	pg.reset_backoff = clamp(2 * pg.reset_backoff, UB_RETRY_DELAY,
 				 UB_RESET_BACKOFF_MAX);
-	ub.reset_until = jiffies + ub.reset_backoff;
+	pg.reset_until = jiffies + pg.reset_backoff;
 	ub_drop_all_locked();
 	ub_restart_locked();
+}
+
+/*
+ * A page mover attached: an empty balloon, a protocol just started.
+ * Returns the features the balloon adds (migration, where compaction is).
+ */
+unsigned long ub_pages_attach_locked(void)
+{
+	lockdep_assert_held(&ub.lock);
+
+	balloon_devinfo_init(&pg.pages);
+	pg.huge_count = 0;
+	pg.huge_off = false;
+	pg.need_reset = false;
+	pg.need_restart = false;
+	pg.reset_backoff = 0;
+#ifdef CONFIG_BALLOON_COMPACTION
+	pg.pages.migratepage = ub_migratepage;
+	return UB_FEAT_MIGRATION;
+#else
+	return 0;
+#endif
+}
+
+/*
+ * Before an exchange: act on a reset seen during migration and start the
+ * protocol again if it has to be. False if it is still down.
+ */
+bool ub_pages_ready_locked(void)
+{
+	lockdep_assert_held(&ub.lock);
+
+	if (pg.need_reset)
+		ub_host_reset_locked();
+	if (pg.need_restart)
+		ub_restart_locked();
+	return !pg.need_restart;
+}
+
+/* For readers that do not take the lock: counts that may race a change. */
+void ub_pages_snapshot(struct ub_snapshot *snap)
+{
+	snap->isolated = READ_ONCE(pg.pages.isolated_pages);
+	snap->huge_pages = READ_ONCE(pg.huge_count);
 }
 
 /* A failed exchange: a reset is handled now, anything else retried later. */
@@ -229,7 +313,7 @@ static unsigned long ub_host_failed_locked(const char *event, int err)
 
 	if (err == -ECONNRESET) {
 		ub_host_reset_locked();
-		return ub.reset_backoff;	/* ub_step_locked() waits as well */
+		return pg.reset_backoff;	/* the next plan waits as well */
 	}
 	ub_backend_error(event, err);
 	return UB_RETRY_DELAY;
@@ -313,8 +397,8 @@ static void ub_set_aside(struct page *page, unsigned int order)
 	if (order)
 		split_page(page, order);
 	for (i = 0; i < (1U << order); i++)
-		list_add(&page[i].lru, &ub.refused);
-	ub.refused_count += 1U << order;
+		list_add(&page[i].lru, &pg.refused);
+	pg.refused_count += 1U << order;
 }
 
 /*
@@ -344,6 +428,10 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 {
 	lockdep_assert_held(&ub.lock);
 
+	if (pg.reset_backoff && time_before(jiffies, pg.reset_until)) {
+		*delay = pg.reset_until - jiffies;
+		return 0;
+	}
 	*order = ub.pm->huge_order;
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.inflate_rate,
@@ -355,7 +443,7 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 		*delay = UB_RETRY_DELAY;
 		return 0;
 	}
-	if (!READ_ONCE(ub_huge_blocks) || ub.huge_off ||
+	if (!READ_ONCE(ub_huge_blocks) || pg.huge_off ||
 	    want < (1UL << *order) ||
 	    (ub.pm->huge_ready && !ub.pm->huge_ready(ub.priv)))
 		*order = 0;
@@ -385,7 +473,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		ub_batch_free_tail(batch, 0);
 		return UB_IDLE;
 	}
-	ub.huge_off |= huge_failed;
+	pg.huge_off |= huge_failed;
 	requested = ub_requested_locked(&why);
 	room = requested > ub.size ? (requested - ub.size) >> order : 0;
 	if (batch->count > room)
@@ -416,33 +504,33 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 
 		if (batch->refused[i]) {
 			ub_set_aside(page, order);
-			ub.huge_off |= order > 0;
+			pg.huge_off |= order > 0;
 			continue;
 		}
 		if (order) {
 			ub_block_offline(page, order, true);
-			list_add(&page->lru, &ub.huge);
-			ub.huge_count++;
+			list_add(&page->lru, &pg.huge);
+			pg.huge_count++;
 			__count_vm_events(BALLOON_INFLATE, 1 << order);
 		} else {
-			balloon_page_enqueue(&ub.pages, page);
+			balloon_page_enqueue(&pg.pages, page);
 		}
 		ub_page_leaves(page, order);
 		accepted++;
 	}
 	/* the host refuses more than it takes: give them back, and pause */
-	refusing = ub.refused_count > UB_REFUSED_MAX;
+	refusing = pg.refused_count > UB_REFUSED_MAX;
 	if (refusing)
 		ub_release_refused_locked(false);
 	ub.size += (unsigned long)accepted << order;
 	if (accepted)
-		ub.reset_backoff = 0;
+		pg.reset_backoff = 0;
 	ub_report_size_locked();
 	ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(accepted << order));
 	trace_inflate(accepted, order,
 		      ktime_to_ns(ktime_sub(ktime_get(), start)));
 
-	delay = max(delay, ub_rate_delay(&ub.inflate_next, ub.set.inflate_rate,
+	delay = max(delay, ub_rate_delay(&pg.inflate_next, ub.set.inflate_rate,
 					 ub_pages_to_bytes(batch->count << order),
 					 start));
 	if (batch->stop)
@@ -459,12 +547,12 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 /*
  * One inflation batch, from the worker only: the pages are allocated with
  * no lock held, then ub.lock is taken for the host exchange and the lists.
- * The worker owns ub.inflate_batch; ub.ops cannot change while it runs
+ * The worker owns pg.inflate_batch; ub.ops cannot change while it runs
  * (ub_detach stops the worker before it lets the backend go).
  */
 unsigned long ub_inflate(unsigned long want, unsigned int order)
 {
-	struct ub_batch *batch = &ub.inflate_batch;
+	struct ub_batch *batch = &pg.inflate_batch;
 	bool cut, huge_failed = false;
 	unsigned long n, delay;
 
@@ -482,7 +570,7 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 	if (batch->count) {
 		delay = ub_inflate_commit_locked(batch, n, cut, huge_failed);
 	} else {
-		ub.huge_off |= huge_failed;
+		pg.huge_off |= huge_failed;
 		delay = UB_RETRY_DELAY;
 	}
 	mutex_unlock(&ub.lock);
@@ -502,12 +590,12 @@ static void ub_split_huge_locked(void)
 
 	lockdep_assert_held(&ub.lock);
 
-	page = list_first_entry(&ub.huge, struct page, lru);
+	page = list_first_entry(&pg.huge, struct page, lru);
 	list_del(&page->lru);
-	ub.huge_count--;
+	pg.huge_count--;
 	ub_block_offline(page, order, false);
 	split_page(page, order);
-	spin_lock_irqsave(&ub.pages.pages_lock, flags);
+	spin_lock_irqsave(&pg.pages.pages_lock, flags);
 	for (i = 0; i < (1U << order); i++) {
 		/*
 		 * A movable balloon page is inserted locked, so that
@@ -517,11 +605,11 @@ static void ub_split_huge_locked(void)
 		bool locked = trylock_page(page + i);
 
 		WARN_ON_ONCE(!locked);
-		balloon_page_insert(&ub.pages, page + i);
+		balloon_page_insert(&pg.pages, page + i);
 		if (locked)
 			unlock_page(page + i);
 	}
-	spin_unlock_irqrestore(&ub.pages.pages_lock, flags);
+	spin_unlock_irqrestore(&pg.pages.pages_lock, flags);
 }
 
 /* Take up to @want pages (order-0 first) off the balloon into @batch. */
@@ -533,12 +621,12 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 
 	lockdep_assert_held(&ub.lock);
 
-	if (!ub_small_pages() && ub.huge_count && want < (1UL << order) &&
+	if (!ub_small_pages() && pg.huge_count && want < (1UL << order) &&
 	    ub.pm->huge_splittable)
 		ub_split_huge_locked();
-	if (ub_small_pages() || !ub.huge_count) {
+	if (ub_small_pages() || !pg.huge_count) {
 		ub_batch_init(batch, 0);
-		balloon_page_list_dequeue(&ub.pages, &list,
+		balloon_page_list_dequeue(&pg.pages, &list,
 					  min_t(unsigned long, want,
 						ub.pm->batch_max));
 		list_for_each_entry_safe(page, next, &list, lru) {
@@ -551,11 +639,11 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 	want = min3(DIV_ROUND_UP(want, 1UL << order),
 		    (unsigned long)ub.pm->batch_max,
 		    UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
-	list_for_each_entry_safe(page, next, &ub.huge, lru) {
+	list_for_each_entry_safe(page, next, &pg.huge, lru) {
 		if (batch->count == want)
 			break;
 		list_del(&page->lru);
-		ub.huge_count--;
+		pg.huge_count--;
 		ub_batch_add(batch, page);
 	}
 }
@@ -563,10 +651,10 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 static void ub_put_back(struct page *page, unsigned int order)
 {
 	if (order) {
-		list_add(&page->lru, &ub.huge);
-		ub.huge_count++;
+		list_add(&page->lru, &pg.huge);
+		pg.huge_count++;
 	} else {
-		balloon_page_enqueue(&ub.pages, page);
+		balloon_page_enqueue(&pg.pages, page);
 	}
 }
 
@@ -578,7 +666,7 @@ static void ub_put_back(struct page *page, unsigned int order)
  */
 unsigned long ub_deflate_locked(unsigned long want, bool force)
 {
-	struct ub_batch *batch = &ub.batch;
+	struct ub_batch *batch = &pg.batch;
 	unsigned long released = 0;
 	unsigned int i, order;
 	bool keep_all = false;
@@ -643,9 +731,9 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 				   ub.pm->batch_max << ub.pm->huge_order));
 	got = ub_deflate_locked(want, false);
 	if (!got)
-		return ub.pages.isolated_pages ? UB_ISOLATED_RETRY :
+		return pg.pages.isolated_pages ? UB_ISOLATED_RETRY :
 						 UB_RETRY_DELAY;
-	return ub_rate_delay(&ub.deflate_next, ub.set.deflate_rate,
+	return ub_rate_delay(&pg.deflate_next, ub.set.deflate_rate,
 			     ub_pages_to_bytes(got), start);
 }
 
@@ -653,7 +741,7 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 /* One page to the host (@take) or back from it; 0 if the host agreed. */
 static int ub_migrate_exchange(struct page *page, bool take)
 {
-	struct ub_batch *batch = &ub.batch;
+	struct ub_batch *batch = &pg.batch;
 	int err;
 
 	ub_batch_init(batch, 0);
@@ -667,7 +755,7 @@ static int ub_migrate_exchange(struct page *page, bool take)
 	}
 	if (err == -ECONNRESET) {
 		/* the reset waits for this page to be back: the worker acts */
-		ub.need_reset = true;
+		pg.need_reset = true;
 		ub_kick();
 	} else if (err) {
 		ub_backend_error("migrate", err);
@@ -682,7 +770,7 @@ static int ub_migrate_exchange(struct page *page, bool take)
  * goes back first and, if the new one is then refused, the balloon is one
  * page smaller until the worker refills it.
  */
-int ub_migratepage(struct balloon_dev_info *pages,
+static int ub_migratepage(struct balloon_dev_info *pages,
 			  struct page *newpage, struct page *page,
 			  enum migrate_mode mode)
 {

@@ -14,25 +14,55 @@
 #include "engine.h"
 #include "ub_trace.h"
 
+/* What decides the target in force; under ub.lock, read racily by ub_policy_snapshot(). */
+static struct ub_policy {
+	unsigned long host_target;	/* pages the host asks for */
+	unsigned long user_target;	/* pages; valid if user_override */
+	unsigned long oom_cap;		/* pages; valid if oom_capped */
+	unsigned long floor_cap;	/* pages; valid if floor_held */
+	bool user_override;
+	bool oom_capped;
+	bool floor_held;
+	bool reserve_hit;		/* inflation met the pressure reserve */
+} pol;
+
+static const char *const ub_reason_names[] = {
+	[UB_REASON_HOST]	= "host",
+	[UB_REASON_USER]	= "user",
+	[UB_REASON_OOM]		= "oom",
+	[UB_REASON_FLOOR]	= "floor",
+};
+
+const char *ub_reason_name(enum ub_reason reason)
+{
+	return ub_reason_names[reason];
+}
+
+/* Memory the guest would have with an empty balloon. */
+unsigned long ub_guest_pages(void)
+{
+	return totalram_pages() + (ub_adjusts_managed() ? READ_ONCE(ub.size) : 0);
+}
+
 /*
  * The target in force: the user's or the host's, capped after OOM, then
- * (@floor) by the floor. Callers hold ub.lock, except ub_target_racy().
+ * (@floor) by the floor. Callers hold ub.lock, except ub_policy_snapshot().
  */
 static unsigned long ub_decide(enum ub_reason *why, bool floor)
 {
-	unsigned long target = ub.host_target;
+	unsigned long target = pol.host_target;
 	enum ub_reason reason = UB_REASON_HOST;
 
-	if (ub.user_override) {
-		target = ub.user_target;
+	if (pol.user_override) {
+		target = pol.user_target;
 		reason = UB_REASON_USER;
 	}
-	if (ub.oom_capped && ub.oom_cap < target) {
-		target = ub.oom_cap;
+	if (pol.oom_capped && pol.oom_cap < target) {
+		target = pol.oom_cap;
 		reason = UB_REASON_OOM;
 	}
-	if (floor && ub.floor_held && ub.floor_cap < target) {
-		target = ub.floor_cap;
+	if (floor && pol.floor_held && pol.floor_cap < target) {
+		target = pol.floor_cap;
 		reason = UB_REASON_FLOOR;
 	}
 	*why = reason;
@@ -65,11 +95,25 @@ void ub_note_target_locked(unsigned long old, enum ub_reason cause)
 			     ub_reason_name(cause));
 }
 
-/* For readers that do not take the lock: a view that may race a change. */
-unsigned long ub_target_racy(enum ub_reason *why)
+/*
+ * For readers that do not take the lock (sysfs, debugfs): the same
+ * decision the worker makes, from fields that may race a change.
+ */
+void ub_policy_snapshot(struct ub_snapshot *snap)
 {
-	/* sysfs readers accept fields from before and after a change */
-	return data_race(ub_decide(why, true));
+	snap->host_target = READ_ONCE(pol.host_target);
+	/* readers accept fields from before and after a change */
+	snap->target = data_race(ub_decide(&snap->target_source, true));
+	snap->user_override = READ_ONCE(pol.user_override);
+	snap->oom_capped = READ_ONCE(pol.oom_capped);
+	snap->floor_held = READ_ONCE(pol.floor_held);
+	snap->reserve_hit = READ_ONCE(pol.reserve_hit);
+}
+
+bool ub_user_override_locked(void)
+{
+	lockdep_assert_held(&ub.lock);
+	return pol.user_override;
 }
 
 /*
@@ -81,7 +125,7 @@ unsigned long ub_target_racy(enum ub_reason *why)
  */
 void ub_host_target_locked(unsigned long pages, bool request)
 {
-	bool changed = pages != ub.host_target;
+	bool changed = pages != pol.host_target;
 	unsigned long old;
 	enum ub_reason why;
 
@@ -89,11 +133,11 @@ void ub_host_target_locked(unsigned long pages, bool request)
 
 	old = ub_target_locked(&why);
 	if (changed) {
-		ub.host_target = pages;
+		pol.host_target = pages;
 		ub_count(UB_STAT_TARGET_CHANGES, 1);
 	}
-	if (!ub.user_override && (request || changed))
-		ub.oom_capped = false;
+	if (!pol.user_override && (request || changed))
+		pol.oom_capped = false;
 	ub_note_target_locked(old, UB_REASON_HOST);
 }
 
@@ -106,7 +150,7 @@ static unsigned long ub_floor_allowance(void)
 	long avail = si_mem_available();
 	unsigned long floor = ub.set.floor >> PAGE_SHIFT;
 
-	if (ub.reserve_hit)
+	if (pol.reserve_hit)
 		floor = max(floor, ub_pressure_reserve());
 
 	return avail > 0 && avail > floor ? avail - floor : 0;
@@ -125,23 +169,23 @@ unsigned long ub_apply_floor_locked(unsigned long want)
 	lockdep_assert_held(&ub.lock);
 
 	if (allow >= want) {
-		if (ub.floor_held) {
+		if (pol.floor_held) {
 			old = ub_target_locked(&why);
-			ub.floor_held = false;
+			pol.floor_held = false;
 			ub_requested_locked(&why);
 			ub_note_target_locked(old, why);
 		}
-		ub.reserve_hit = false;
+		pol.reserve_hit = false;
 		return want;
 	}
-	if (!ub.floor_held) {
+	if (!pol.floor_held) {
 		old = ub_target_locked(&why);
-		ub.floor_held = true;
-		ub.floor_cap = ub.size + allow;
+		pol.floor_held = true;
+		pol.floor_cap = ub.size + allow;
 		ub_count(UB_STAT_FLOOR_HOLDS, 1);
 		ub_note_target_locked(old, UB_REASON_FLOOR);
 	}
-	ub.floor_cap = ub.size + allow;
+	pol.floor_cap = ub.size + allow;
 	return allow;
 }
 
@@ -153,11 +197,11 @@ void ub_floor_release_locked(void)
 
 	lockdep_assert_held(&ub.lock);
 
-	if (!ub.floor_held)
+	if (!pol.floor_held)
 		return;
 	old = ub_target_locked(&why);
-	ub.floor_held = false;
-	ub.reserve_hit = false;
+	pol.floor_held = false;
+	pol.reserve_hit = false;
 	ub_note_target_locked(old, why);
 }
 
@@ -165,24 +209,24 @@ void ub_floor_release_locked(void)
 void ub_reserve_met_locked(void)
 {
 	lockdep_assert_held(&ub.lock);
-	ub.reserve_hit = true;
+	pol.reserve_hit = true;
 }
 
 /* After an OOM deflation the balloon stays at @left until asked again. */
 void ub_oom_cap_locked(unsigned long left)
 {
 	lockdep_assert_held(&ub.lock);
-	ub.oom_capped = true;
-	ub.oom_cap = left;
+	pol.oom_capped = true;
+	pol.oom_cap = left;
 }
 
 /* The user sets (@override, @pages) or clears the override: a new request. */
 void ub_user_request_locked(bool override, unsigned long pages)
 {
 	lockdep_assert_held(&ub.lock);
-	ub.user_override = override;
-	ub.user_target = override ? pages : 0;
-	ub.oom_capped = false;
+	pol.user_override = override;
+	pol.user_target = override ? pages : 0;
+	pol.oom_capped = false;
 }
 
 /*
@@ -195,16 +239,16 @@ void ub_user_request_locked(bool override, unsigned long pages)
 void ub_policy_reset_locked(unsigned long host_target)
 {
 	lockdep_assert_held(&ub.lock);
-	ub.host_target = host_target;
-	if (ub.user_override && ub.user_target > ub_guest_pages()) {
+	pol.host_target = host_target;
+	if (pol.user_override && pol.user_target > ub_guest_pages()) {
 		pr_warn("target override of %llu bytes dropped: more than the guest's memory\n",
-			ub_pages_to_bytes(ub.user_target));
-		ub.user_override = false;
-		ub.user_target = 0;
+			ub_pages_to_bytes(pol.user_target));
+		pol.user_override = false;
+		pol.user_target = 0;
 	}
-	ub.oom_capped = false;
-	ub.floor_held = false;
-	ub.reserve_hit = false;
+	pol.oom_capped = false;
+	pol.floor_held = false;
+	pol.reserve_hit = false;
 }
 
 /*
