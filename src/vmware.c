@@ -403,16 +403,21 @@ static const struct ub_page_mover ubw_ops = {
 	.migrate_release_first = true,
 };
 
-#ifndef UB_VMWARE_HOST_MODEL
-/* vmw_balloon makes /sys/kernel/debug/vmmemctl while it is loaded. */
+/*
+ * vmw_balloon makes /sys/kernel/debug/vmmemctl while it is loaded; so do we
+ * while attached, and our own file is not vmw_balloon's. Test builds check
+ * too: the lab stands in for vmw_balloon with a module that makes the file.
+ */
 static bool ubw_intree_loaded(void)
 {
 	struct dentry *d = debugfs_lookup("vmmemctl", NULL);
+	bool theirs = !IS_ERR_OR_NULL(d) && d != ubw_vmmemctl_file;
 
 	dput(d);
-	return !IS_ERR_OR_NULL(d);
+	return theirs;
 }
 
+#ifndef UB_VMWARE_HOST_MODEL
 static bool ubw_detect(void)
 {
 	return x86_hyper_type == X86_HYPER_VMWARE ||
@@ -428,20 +433,23 @@ int ub_vmware_init(bool forced)
 	/* test builds talk to the model only, and only when asked to */
 	if (!forced)
 		return -ENODEV;
-	err = ubw_model_init();
-	if (err)
-		return err;
 #else
 	if (!forced && !ubw_detect())
 		return -ENODEV;
+#endif
 	/*
 	 * vmw_balloon speaks the same backdoor protocol; two drivers would
-	 * each reset the host's view of the other's pages.
+	 * each reset the host's view of the other's pages. Refuse before the
+	 * host (or the model) is touched.
 	 */
 	if (ubw_intree_loaded()) {
 		pr_warn("vmware: the balloon is owned by vmw_balloon: run 'rmmod vmw_balloon' and load uniballoon again to take it over\n");
 		return -EBUSY;
 	}
+#ifdef UB_VMWARE_HOST_MODEL
+	err = ubw_model_init();
+	if (err)
+		return err;
 #endif
 	err = -ENOMEM;
 	ubw = kzalloc(sizeof(*ubw), GFP_KERNEL);

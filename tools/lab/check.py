@@ -53,6 +53,7 @@ def kernel_source():
 def checkpatch():
     src = kernel_source()
     files = sorted(str(p) for p in (PROJECT / "src").rglob("*.[ch]") if p.name != "compat_config.h")
+    files += sorted(str(p) for p in (lab.LAB_DIR / "vmw-standin").glob("*.c"))
     r = subprocess.run(["perl", src / "scripts/checkpatch.pl", "--no-tree", "--terse", "--show-types",
                         "-f", *files], capture_output=True, text=True)
     bad = [l for l in r.stdout.splitlines() if ": ERROR:" in l or ": WARNING:" in l]
@@ -737,6 +738,40 @@ def t_vm_attach_fails_doorbell(g, ko):
     return out.strip().splitlines()[-1]
 
 
+def t_vm_intree_refused(g, ko):
+    """While vmw_balloon is loaded (a stand-in that makes its debugfs vmmemctl, as the
+    real one does not load without a VMware host) the VMware backend refuses to start:
+    EBUSY, one line saying why, and nothing made (no sysfs, no debugfs, the host model
+    untouched). Without the stand-in it loads, and its own vmmemctl does not count."""
+    standin = lab.standin_ko(ko)
+    g.run("dmesg -C")
+    g.run(f"insmod {standin}")
+    try:
+        g.run("test -e /sys/kernel/debug/vmmemctl")
+        rc, out = g.run(f"insmod {ko} backend=vmware", check=False)
+        assert rc != 0, "loaded although vmw_balloon's vmmemctl is there"
+        assert "Device or resource busy" in out, out
+        dmesg = g.run("dmesg")[1]
+        owned = [l for l in dmesg.splitlines() if "owned by vmw_balloon" in l]
+        assert len(owned) == 1, dmesg
+        assert "TEST BUILD" not in dmesg, f"the host model was started:\n{dmesg}"
+        for path in (SYSB, "/sys/kernel/debug/balloon", MODEL, "/sys/module/uniballoon"):
+            assert g.run(f"test -e {path}", check=False)[0] != 0, f"{path} made"
+        assert "stand-in" in g.run("cat /sys/kernel/debug/vmmemctl")[1], "vmmemctl replaced"
+    finally:
+        g.run("rmmod vmw_standin")
+    g.run(f"insmod {ko} backend=vmware")
+    try:
+        assert sysb(g, "backend") == "vmware", sysb(g, "backend")
+        vm_balloon(g, 8)
+        f = vmmemctl(g)
+        assert f["current"] == str(8 * 256), f
+        vm_balloon(g, 0)
+    finally:
+        g.run("rmmod uniballoon", timeout=120)
+    return owned[0].split("] ", 1)[-1]
+
+
 def t_vm_load(g, ko):
     g.run("dmesg -C")
     g.run(f"insmod {ko} backend=vmware")
@@ -1042,6 +1077,8 @@ def guest_vmware(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"vmware-{kver}") as g:
         test(f"{kver}: vmware: a failed attach destroys the doorbell START made",
              t_vm_attach_fails_doorbell, g, ko)
+        test(f"{kver}: vmware: refused while vmw_balloon (a stand-in) is loaded, loads after",
+             t_vm_intree_refused, g, ko)
         if not test(f"{kver}: vmware: loads against the host model (test build)", t_vm_load, g, ko):
             return
         for name, caps in CAPSETS:
@@ -1341,7 +1378,7 @@ def guest_job(guest, kver, ko, test_ko):
 
 def main():
     t_start = time.monotonic()
-    test("checkpatch: src/ is clean", checkpatch)
+    test("checkpatch: src/ and the lab's vmw_balloon stand-in are clean", checkpatch)
     test("sysfs-abi/ passes get_abi.pl validate and documents every file", abi_validate)
     only = os.environ.get("LAB_KERNELS")
     kvers = only.split() if only else kernels()

@@ -237,6 +237,8 @@ def t_payloads_match():
                  *(f"{BT_DIR}/{t}.bt" for t in BT_TOOLS)):
         assert must in dfiles, f"{must} missing"
     assert not any(p.endswith("compat_config.h") for p in dfiles), "generated compat_config.h shipped"
+    # the lab's stand-in for vmw_balloon (tools/lab/vmw-standin) is for test builds only
+    assert not any("standin" in p for p in dfiles), "the lab's vmw_balloon stand-in shipped"
     return f"{len(dfiles)} files and {len(ddocs)} docs alike"
 
 

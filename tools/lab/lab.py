@@ -71,7 +71,21 @@ def build_module(kver, test_build=False, tree=None, kdir=None):
     r = subprocess.run(["make", f"KERNELRELEASE={kver}", *extra], cwd=out, capture_output=True, text=True)
     if r.returncode != 0 or not (out / "uniballoon.ko").exists():
         raise RuntimeError(f"build for {kver} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+    if test_build:
+        # beside the test build only (tools/lab is not in the packages): see standin_ko()
+        subprocess.run(["cp", "-r", LAB_DIR / "vmw-standin", out], check=True)
+        r = subprocess.run(["make", "-C", kdir or f"/lib/modules/{kver}/build", f"M={out / 'vmw-standin'}",
+                            "modules"], capture_output=True, text=True)
+        if r.returncode != 0 or not Path(standin_ko(out / "uniballoon.ko")).exists():
+            raise RuntimeError(f"stand-in build for {kver} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
     return str(out / "uniballoon.ko")
+
+
+def standin_ko(test_ko):
+    """vmw_standin.ko built beside the test build test_ko: it makes
+    /sys/kernel/debug/vmmemctl as vmw_balloon does, which does not load without
+    a VMware host (tools/lab/vmw-standin)."""
+    return str(Path(test_ko).parent / "vmw-standin" / "vmw_standin.ko")
 
 
 def wait_for(predicate, timeout, interval=0.2, what="condition"):
