@@ -1238,15 +1238,47 @@ poweroff -f
 """
 
 
-def hint_initrd(kver, ko):
-    """Uncompressed cpio with /hint-init and /uniballoon.ko, for Guest(initrd_prefix=)."""
-    d = BUILD / "lab" / f"hint-root-{kver}"
+# The same guest under memory pressure while a migration's hint round holds the free
+# blocks: once the round has taken all it could, a process allocates 80% of what
+# was available before it. The shrinker must give hinted blocks back (the round
+# still on: no release in between) so that the process gets its memory without
+# an OOM kill.
+HINT_PRESSURE_INIT = lab.BUSYBOX_INIT_HEAD + """for m in $(cat /mods/order); do insmod /mods/$m 2>/dev/null; done
+insmod /uniballoon.ko || echo HINTP-FAIL insmod
+D=/sys/kernel/debug/balloon/backend
+c() { sed -n "s/^$1: //p" $D; }
+oom() { sed -n 's/^oom_kill //p' /proc/vmstat; }
+want=$(( $(sed -n 's/^MemAvailable: *\\([0-9]*\\).*/\\1/p' /proc/meminfo) * 8 / 10 / 1024 ))
+echo "HINTP-FEATURES $(cat /sys/kernel/balloon/features)"
+echo HINTP-READY
+# the host migrates slowly: wait until the round has taken every free block it could
+i=0
+while { [ "$(c hinted_blocks_held)" = 0 ] || [ "$(c hint_end_reason)" = 0 ]; } && [ $i -lt 1500 ]; do
+  usleep 200000; i=$((i + 1))
+done
+echo "HINTP-BEFORE held=$(c hinted_blocks_held) releases=$(c hint_releases)" \\
+  "shrunk=$(c hint_shrunk_blocks) end=$(c hint_end_reason) oom_kill=$(oom)" \\
+  "memfree_kb=$(sed -n 's/^MemFree: *\\([0-9]*\\).*/\\1/p' /proc/meminfo) want_mib=$want"
+# busybox dd touches a buffer of bs bytes: anonymous memory, freed at exit
+dd if=/dev/zero of=/dev/null bs=${want}M count=1 2>/dev/null
+echo "HINTP-DD rc=$?"
+echo "HINTP-AFTER held=$(c hinted_blocks_held) releases=$(c hint_releases)" \\
+  "shrunk=$(c hint_shrunk_blocks) end=$(c hint_end_reason) oom_kill=$(oom)"
+echo HINTP-DONE
+while :; do sleep 60; done
+"""
+
+
+def hint_initrd(kver, ko, init=HINT_INIT, name="hint"):
+    """Uncompressed cpio with /hint-init (the script init) and /uniballoon.ko, for
+    Guest(initrd_prefix=)."""
+    d = BUILD / "lab" / f"{name}-root-{kver}"
     subprocess.run(["rm", "-rf", d], check=True)
     d.mkdir(parents=True)
-    (d / "hint-init").write_text(HINT_INIT)
+    (d / "hint-init").write_text(init)
     (d / "hint-init").chmod(0o755)
     subprocess.run(["cp", ko, d / "uniballoon.ko"], check=True)
-    out = BUILD / "lab" / f"hint-{kver}.cpio"
+    out = BUILD / "lab" / f"{name}-{kver}.cpio"
     with open(out, "wb") as f:
         subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input=b"hint-init\nuniballoon.ko\n",
                        cwd=d, stdout=f, check=True)
@@ -1283,6 +1315,46 @@ def t_free_page_hint(kver, ko):
                 f"{hinted >> 20} MiB hinted, released {c['hint_releases']} time(s); RAM sent "
                 f"{ram.get('transferred', 0) >> 20} MiB ({ram.get('normal', '?')} normal pages, "
                 f"{ram.get('duplicate', '?')} zero pages)")
+
+
+def t_free_page_hint_pressure(kver, ko):
+    """Memory pressure while a hint round holds the free blocks: a process that
+    allocates 80% of what was available gets it, with no OOM kill, because the
+    "uniballoon-hint" shrinker gives hinted blocks back (hint_shrunk_blocks) while
+    the round is still on (no release in between, the migration still active).
+    The migration is slowed to 1 MiB/s so that its first pass, the hint round,
+    outlasts the process; it is cancelled at the end."""
+    with Guest(kver, mem_mb=GUEST_MB, name=f"hintp-{kver}",
+               balloon_opts="free-page-hint=on,iothread=io0",
+               extra_qemu_args=("-object", "iothread,id=io0"), append="rdinit=/hint-init",
+               initrd_prefix=hint_initrd(kver, ko, HINT_PRESSURE_INIT, "hintp"),
+               ready_line="HINTP-READY") as g:
+        feats = re.search(r"HINTP-FEATURES (.*)", g.console()).group(1).split()
+        assert "free_page_hint" in feats, feats
+        g.qmp("migrate-set-parameters", **{"max-bandwidth": 1 * MiB})
+        t0 = time.monotonic()
+        g.qmp("migrate", uri="exec:cat > /dev/null")
+        try:
+            g.wait_for(lambda: "HINTP-DONE" in g.console(), 300, interval=0.5,
+                       what="the guest's process under pressure to end")
+            took = time.monotonic() - t0
+            status = g.qmp("query-migrate")["status"]
+        finally:
+            g.qmp("migrate_cancel")
+        con = g.console()
+        state = {w: {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", re.search(f"HINTP-{w} (.*)", con).group(1))}
+                 for w in ("BEFORE", "DD", "AFTER")}
+        b, dd, a = state["BEFORE"], state["DD"], state["AFTER"]
+        assert b["held"] > 0 and b["end"] == 3, f"the round did not hold the free blocks: {b}"
+        assert status == "active" and a["releases"] == b["releases"], \
+            f"the round ended during the pressure (migration {status}): {b} -> {a}"
+        assert dd["rc"] == 0 and a["oom_kill"] == b["oom_kill"], \
+            f"{b['want_mib']} MiB process: rc {dd['rc']}, OOM kills {b['oom_kill']} -> {a['oom_kill']}"
+        assert a["shrunk"] > b["shrunk"], f"no hinted block given back: {b} -> {a}"
+        figure(kver, "hint round under pressure", f"{took:.1f} s")
+        return (f"{b['held']} blocks held, MemFree {b['memfree_kb'] >> 10} MiB; a {b['want_mib']} MiB process "
+                f"got its memory, {a['shrunk'] - b['shrunk']} blocks given back by the shrinker, "
+                f"{a['held']} still held, in {took:.1f} s")
 
 
 def guest_features(kver, ko):
@@ -1333,6 +1405,8 @@ def guest_poison(kver, ko):
 def guest_hint(kver, ko):
     test(f"{kver}: a migration gets free page hints, the guest runs on after it",
          t_free_page_hint, kver, ko)
+    test(f"{kver}: memory pressure during a hint round: hinted blocks given back, no OOM kill",
+         t_free_page_hint_pressure, kver, ko)
 
 
 def t_make_demo():
