@@ -15,6 +15,7 @@ static int status_show(struct seq_file *m, void *unused)
 {
 	struct ub_settings set;
 	struct ub_snapshot snap;
+	unsigned long oom_calls, oom_reported;
 	u64 reserve;
 	int i;
 
@@ -46,6 +47,9 @@ static int status_show(struct seq_file *m, void *unused)
 		   set.deflate_rate ? "" : " (unlimited)");
 	seq_printf(m, "oom deflate:      %s, %llu bytes per OOM\n",
 		   set.oom_deflate ? "on" : "off", set.oom_deflate_size);
+	ub_oom_notifier_stats(&oom_calls, &oom_reported);
+	seq_printf(m, "oom notifier:     %lu calls, %lu pages reported freed\n",
+		   oom_calls, oom_reported);
 	for (i = 0; i < UB_STAT_NR; i++)
 		seq_printf(m, "stat %-16s %llu\n", ub_stat_names[i],
 			   ub_stat_read(i));

@@ -115,12 +115,29 @@ static unsigned long ub_pressure_deflate(unsigned long nr)
 	return ub_emergency_deflate(max3(nr, chunk, deficit), false);
 }
 
+/*
+ * What the OOM notifier told the OOM killer, for debugfs: a non-zero
+ * report makes the kernel skip the kill, so it must be memory the guest
+ * has now (not a Xen target the driver has yet to repopulate).
+ */
+static atomic_long_t ub_oom_calls = ATOMIC_LONG_INIT(0);
+static atomic_long_t ub_oom_reported = ATOMIC_LONG_INIT(0);
+
+void ub_oom_notifier_stats(unsigned long *calls, unsigned long *reported)
+{
+	*calls = atomic_long_read(&ub_oom_calls);
+	*reported = atomic_long_read(&ub_oom_reported);
+}
+
 static int ub_oom_notify(struct notifier_block *nb, unsigned long unused,
 			 void *parm)
 {
 	unsigned long *freed = parm;
+	unsigned long got = ub_oom_deflate();
 
-	*freed += ub_oom_deflate();
+	atomic_long_inc(&ub_oom_calls);
+	atomic_long_add(got, &ub_oom_reported);
+	*freed += got;
 	return NOTIFY_OK;
 }
 

@@ -198,6 +198,7 @@ void ub_debugfs_init(void);
 void ub_debugfs_exit(void);
 int ub_oom_init(void);
 void ub_oom_exit(void);
+void ub_oom_notifier_stats(unsigned long *calls, unsigned long *reported);
 unsigned long ub_pressure_reserve(void);
 
 /* backends: each one's entry points, listed in core.c */

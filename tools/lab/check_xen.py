@@ -179,6 +179,44 @@ def t_frontend_overridden(g):
     g.wait_for(lambda: g.xl_mem_mb("Domain-0") == 448, 60, what="xl list back at 448 MiB")
 
 
+def oom_notifier(g):
+    """(calls, pages reported freed) of the OOM notifier, from debugfs status."""
+    out = g.run("cat /sys/kernel/debug/balloon/status")[1]
+    m = re.search(r"^oom notifier: +(\d+) calls, (\d+) pages reported freed$", out, re.M)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def t_oom_notifier(g):
+    """With oom_deflate on, an OOM (sysrq f: the OOM notifiers, then a kill, of a sleep
+    made the likeliest victim) deflates the balloon by lowering the target, and the
+    notifier reports 0 pages freed: the Xen driver gets them back later, and a report
+    above 0 would make the kernel skip a kill for memory that is not there yet."""
+    size0 = sysb_int(g, "size")
+    assert size0 > 0, "the balloon is empty: nothing to deflate"
+    calls0, reported0 = oom_notifier(g)
+    deflations0 = sysb_int(g, "stats/oom_deflations")
+    g.run(f"echo 1 > {SYSB}/oom_deflate")
+    try:
+        pid = g.run("sleep 600 >/dev/null 2>&1 & echo $!; echo 1000 > /proc/$!/oom_score_adj")[1].split()[0]
+        g.run("echo f > /proc/sysrq-trigger")
+        g.wait_for(lambda: oom_notifier(g)[0] > calls0 and
+                   f"Killed process {pid} " in g.run("dmesg")[1], 60,
+                   what="the OOM notifier called and the victim killed")
+        calls, reported = oom_notifier(g)
+        deflations = sysb_int(g, "stats/oom_deflations")
+        assert deflations > deflations0, f"no OOM deflation ({deflations0} -> {deflations})"
+        assert reported == reported0, f"the notifier reported {reported - reported0} pages freed"
+    finally:
+        g.run(f"echo 0 > {SYSB}/oom_deflate")
+        # the OOM cap holds until asked again: a request of the user's, then the host's
+        g.run(f"echo {size0} > {SYSB}/target; echo host > {SYSB}/target")
+    g.wait_for(lambda: settled(g, size0) and g.xl_mem_mb("Domain-0") == 448, 60,
+               what="the balloon back at the host's target")
+    return (f"{calls - calls0} notifier call(s), {deflations - deflations0} OOM deflation(s), "
+            f"{reported - reported0} pages reported freed")
+
+
 def t_rmmod(g):
     """rmmod with a user override in force leaves dom0 at the host's target (448 MiB).
     (The override is a larger balloon: xl mem-set also lowers the domain's maximum to
@@ -353,6 +391,8 @@ def guest_xen(kver, ko):
         test(f"{kver}: xen dom0: the floor holds against xl mem-set below it", t_floor, g, kver)
         test(f"{kver}: xen dom0: a target set behind our back in the core is undone",
              t_frontend_overridden, g)
+        test(f"{kver}: xen dom0: an OOM deflation is reported to the OOM killer as 0 pages freed",
+             t_oom_notifier, g)
         test(f"{kver}: xen dom0: rmmod leaves dom0 at the host's target", t_rmmod, g)
         test(f"{kver}: xen PV domU: xl mem-set, guest target and rmmod", t_domu, g, kver, ko)
     figure(kver, "xen job wall time", f"{time.monotonic() - t0:.0f} s")
