@@ -159,6 +159,17 @@ static void ub_batch_add(struct ub_batch *batch, struct page *page)
 	batch->pages[batch->count++] = page;
 }
 
+/* Pages of @order in one batch: the mover's limit, and its limit in bytes. */
+static unsigned long ub_batch_pages(unsigned int order)
+{
+	unsigned long bytes = ub.pm->huge_batch_bytes ?: UB_BATCH_MAX_BYTES;
+
+	if (!order)
+		return ub.pm->batch_max;
+	return clamp_t(unsigned long, bytes >> (PAGE_SHIFT + order), 1,
+		       ub.pm->batch_max);
+}
+
 /* Pages the balloon holds in order-0 pages (on the balloon_dev_info list). */
 static unsigned long ub_small_pages(void)
 {
@@ -339,6 +350,24 @@ static struct page *ub_alloc_small(bool *reclaim)
 }
 
 /*
+ * Pages inflation may still take before MemAvailable falls below the
+ * pressure reserve (oom.c), by any path: free pages the balloon takes are
+ * the ones kswapd refills by evicting the guest's page cache, so stopping
+ * only where inflation itself reclaims is not enough. A batch is sized to
+ * this room; each page taken lowers MemAvailable by about one page.
+ */
+static unsigned long ub_reserve_room(void)
+{
+	long reserve = ub_pressure_reserve();
+	long available;
+
+	if (!reserve)
+		return ULONG_MAX;
+	available = si_mem_available();
+	return available > reserve ? available - reserve : 0;
+}
+
+/*
  * Once pages come only through reclaim, a batch ends after this long and
  * the next one waits as long: inflation that has to evict the guest's own
  * memory takes at most about half of a CPU, so the guest's tasks keep
@@ -365,6 +394,12 @@ static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
 			return true;
 		/* allocation zeroes pages (init_on_alloc): let others run */
 		cond_resched();
+		/*
+		 * A batch of huge pages can be large (1 GiB): if the guest
+		 * takes memory meanwhile, stop where the plan would have.
+		 */
+		if (order && batch->count && ub_reserve_room() < (1UL << order))
+			break;
 		page = order ? alloc_pages(UB_HUGE_GFP, order) :
 			       ub_alloc_small(&reclaim);
 
@@ -399,24 +434,6 @@ static void ub_set_aside(struct page *page, unsigned int order)
 	for (i = 0; i < (1U << order); i++)
 		list_add(&page[i].lru, &pg.refused);
 	pg.refused_count += 1U << order;
-}
-
-/*
- * Pages inflation may still take before MemAvailable falls below the
- * pressure reserve (oom.c), by any path: free pages the balloon takes are
- * the ones kswapd refills by evicting the guest's page cache, so stopping
- * only where inflation itself reclaims is not enough. A batch is sized to
- * this room; each page taken lowers MemAvailable by about one page.
- */
-static unsigned long ub_reserve_room(void)
-{
-	long reserve = ub_pressure_reserve();
-	long available;
-
-	if (!reserve)
-		return ULONG_MAX;
-	available = si_mem_available();
-	return available > reserve ? available - reserve : 0;
 }
 
 /*
@@ -556,9 +573,7 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 	bool cut, huge_failed = false;
 	unsigned long n, delay;
 
-	/* a batch of huge pages is capped in bytes, so one step stays short */
-	n = min3(want >> order, (unsigned long)ub.pm->batch_max,
-		 UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
+	n = min(want >> order, ub_batch_pages(order));
 	cut = ub_fill_batch(batch, order, n);
 	if (order && !batch->count) {
 		/* no huge page free without reclaim: fall back to 4 KiB */
@@ -636,9 +651,7 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 		return;
 	}
 	ub_batch_init(batch, order);
-	want = min3(DIV_ROUND_UP(want, 1UL << order),
-		    (unsigned long)ub.pm->batch_max,
-		    UB_BATCH_MAX_BYTES >> (PAGE_SHIFT + order));
+	want = min(DIV_ROUND_UP(want, 1UL << order), ub_batch_pages(order));
 	list_for_each_entry_safe(page, next, &pg.huge, lru) {
 		if (batch->count == want)
 			break;

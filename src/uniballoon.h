@@ -18,7 +18,7 @@
 
 /* Largest batch a backend may ask for, in pages of the batch's order. */
 #define UB_BATCH_MAX		2048
-/* At most this much per batch, whatever the page size: steps stay short. */
+/* At most this much per batch by default, whatever the page size. */
 #define UB_BATCH_MAX_BYTES	(64UL << 20)
 
 /* What the active backend supports; shown in /sys/kernel/balloon/features. */
@@ -109,6 +109,13 @@ struct ub_page_mover {
 	bool huge_splittable;
 	/* migration: give the old page back before the host takes the new */
 	bool migrate_release_first;
+	/*
+	 * Most bytes in one batch of huge pages; 0: UB_BATCH_MAX_BYTES. A
+	 * host whose one command carries a whole batch (VMware: 512 2 MiB
+	 * pages, 1 GiB) may take more: pages are allocated outside ub.lock,
+	 * and the allocation stops at the pressure reserve.
+	 */
+	unsigned long huge_batch_bytes;
 };
 
 struct ub_size_mover {

@@ -397,6 +397,8 @@ static const struct ub_page_mover ubw_ops = {
 	.inflate	= ubw_inflate,
 	.deflate	= ubw_deflate,
 	.huge_order	= UBW_2M_ORDER,
+	/* one command per batch page: 512 2 MiB pages */
+	.huge_batch_bytes = (unsigned long)UBW_BATCH_MAX << (PAGE_SHIFT + UBW_2M_ORDER),
 	.huge_ready	= ubw_huge_ready,
 	.restart	= ubw_restart,
 	/* at its target the host would refuse a page more: unlock, then lock */

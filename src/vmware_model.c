@@ -42,6 +42,8 @@ static struct ubw_model {
 
 	/* observations */
 	u64 commands;
+	u64 lock_commands;		/* LOCK, batched or not */
+	u64 unlock_commands;		/* UNLOCK, batched or not */
 	u64 refusals;
 	u64 resets;
 	u64 bad_locks;			/* page not set aside, or locked twice */
@@ -211,6 +213,12 @@ unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
 		goto out;
 	}
 	wide = m.granted & UBW_CAP_64BIT_TARGET;
+	if (cmd == UBW_CMD_LOCK || cmd == UBW_CMD_BATCHED_LOCK ||
+	    cmd == UBW_CMD_BATCHED_2M_LOCK)
+		m.lock_commands++;
+	if (cmd == UBW_CMD_UNLOCK || cmd == UBW_CMD_BATCHED_UNLOCK ||
+	    cmd == UBW_CMD_BATCHED_2M_UNLOCK)
+		m.unlock_commands++;
 	switch (cmd) {
 	case UBW_CMD_GUEST_ID:
 		break;
@@ -276,8 +284,9 @@ static int audit_show(struct seq_file *s, void *unused)
 		   m.locked_frames);
 	seq_printf(s, "not_set_aside: %lu\nbad_locks: %llu\nbad_unlocks: %llu\n",
 		   bad, m.bad_locks, m.bad_unlocks);
-	seq_printf(s, "commands: %llu\nrefusals: %llu\nresets: %llu\n",
-		   m.commands, m.refusals, m.resets);
+	seq_printf(s, "commands: %llu\nlock_commands: %llu\nunlock_commands: %llu\n",
+		   m.commands, m.lock_commands, m.unlock_commands);
+	seq_printf(s, "refusals: %llu\nresets: %llu\n", m.refusals, m.resets);
 	seq_printf(s, "granted: 0x%lx\n", m.granted);
 	seq_printf(s, "doorbell_set: %d\n", m.doorbell.context == 1 &&
 		   m.doorbell.resource == 0x42);
