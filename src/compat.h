@@ -17,6 +17,67 @@
 #endif
 
 /*
+ * Mainline renamed CONFIG_BALLOON_COMPACTION (balloon pages that compaction
+ * can move) to CONFIG_BALLOON_MIGRATION; the sources use the new name.
+ */
+#if defined(CONFIG_BALLOON_COMPACTION) && !defined(CONFIG_BALLOON_MIGRATION)
+#define CONFIG_BALLOON_MIGRATION 1
+#endif
+
+#ifdef CONFIG_BALLOON_MIGRATION
+#include <linux/migrate.h>
+#include <linux/vmstat.h>
+
+/*
+ * A balloon driver's migratepage does its own part (telling the host) and
+ * answers 0 if the new page went into the balloon, -ENOENT if the old page
+ * left it but the new one did not, or another error if nothing moved (the
+ * old page is then put back). For the first two the balloon core (Linux
+ * 7.x, mm/balloon.c) does the rest under its own lock: the new page onto
+ * the list with the balloon's reference, the old one off the balloon and
+ * its reference dropped, the isolated count and the vmstat event (and the
+ * managed page count, only for a driver that set adjust_managed_page_count,
+ * which pages.c does not). Earlier cores left all that to the driver, which
+ * inserted the new page itself (balloon_page_insert() under the balloon's
+ * pages_lock). The driver's migratepage returns its answer through
+ * ub_balloon_migrated(): on an earlier core it does the newer core's part,
+ * on a newer core it passes the answer on.
+ */
+#ifdef UB_HAVE_BALLOON_PAGE_INSERT
+static inline int ub_balloon_migrated(struct balloon_dev_info *b,
+				      struct page *newpage, struct page *page,
+				      int rc)
+{
+	unsigned long flags;
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (!rc)
+		get_page(newpage);	/* the balloon's reference */
+	spin_lock_irqsave(&b->pages_lock, flags);
+	if (!rc) {
+		balloon_page_insert(b, newpage);
+		__count_vm_event(BALLOON_MIGRATE);
+	} else {
+		__count_vm_event(BALLOON_DEFLATE);
+	}
+	b->isolated_pages--;
+	spin_unlock_irqrestore(&b->pages_lock, flags);
+	balloon_page_finalize(page);
+	put_page(page);		/* drop the balloon's reference */
+	return MIGRATEPAGE_SUCCESS;
+}
+#else
+static inline int ub_balloon_migrated(struct balloon_dev_info *b,
+				      struct page *newpage, struct page *page,
+				      int rc)
+{
+	return rc;
+}
+#endif
+#endif /* CONFIG_BALLOON_MIGRATION */
+
+/*
  * Linux 6.7 allocates shrinkers (shrinker_alloc, shrinker_register,
  * shrinker_free); before it a caller embedded one and called
  * register_shrinker(). The sources use the new API; this maps it onto the

@@ -54,7 +54,7 @@ static struct ub_page_state {
 	.refused = LIST_HEAD_INIT(pg.refused),
 };
 
-#ifdef CONFIG_BALLOON_COMPACTION
+#ifdef CONFIG_BALLOON_MIGRATION
 static int ub_migratepage(struct balloon_dev_info *pages, struct page *newpage,
 			  struct page *page, enum migrate_mode mode);
 #endif
@@ -281,13 +281,19 @@ unsigned long ub_pages_attach_locked(void)
 {
 	lockdep_assert_held(&ub.lock);
 
+	/*
+	 * The balloon adjusts the managed page count itself (ub_page_leaves,
+	 * ub_page_returns), for its huge blocks as for its 4 KiB pages:
+	 * balloon_devinfo_init() leaves the core's adjust_managed_page_count
+	 * off, where the core has it, so that no page is counted twice.
+	 */
 	balloon_devinfo_init(&pg.pages);
 	pg.huge_count = 0;
 	pg.huge_off = false;
 	pg.need_reset = false;
 	pg.need_restart = false;
 	pg.reset_backoff = 0;
-#ifdef CONFIG_BALLOON_COMPACTION
+#ifdef CONFIG_BALLOON_MIGRATION
 	pg.pages.migratepage = ub_migratepage;
 	return UB_FEAT_MIGRATION;
 #else
@@ -330,6 +336,10 @@ static unsigned long ub_host_failed_locked(const char *event, int err)
 	return UB_RETRY_DELAY;
 }
 
+/* balloon_page_alloc()'s: movable where balloon pages can migrate */
+#define UB_SMALL_GFP	(IS_ENABLED(CONFIG_BALLOON_MIGRATION) ? \
+			 GFP_HIGHUSER_MOVABLE : GFP_HIGHUSER)
+
 /*
  * 4 KiB pages are taken first where the allocator has them without reclaim;
  * once that fails, for the rest of the batch, with the light reclaim of
@@ -340,7 +350,7 @@ static struct page *ub_alloc_small(bool *reclaim)
 	struct page *page;
 
 	if (!*reclaim) {
-		page = alloc_page((balloon_mapping_gfp_mask() & ~__GFP_RECLAIM) |
+		page = alloc_page((UB_SMALL_GFP & ~__GFP_RECLAIM) |
 				  __GFP_NOMEMALLOC | __GFP_NOWARN);
 		if (page)
 			return page;
@@ -595,36 +605,28 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 /*
  * Only huge pages are left and less than one is to go back: where the host
  * counts 4 KiB frames, split one into order-0 balloon pages (movable, like
- * any other) rather than give back more than asked.
+ * any other) rather than give back more than asked. The host keeps them;
+ * the guest's books say the block left the balloon and its pages came in,
+ * as the balloon core counts each page it takes (the vmstat events; the
+ * core leaves the managed page count to us, see ub_pages_attach_locked).
  */
 static void ub_split_huge_locked(void)
 {
 	unsigned int order = ub.pm->huge_order, i;
 	struct page *page;
-	unsigned long flags;
+	LIST_HEAD(list);
 
 	lockdep_assert_held(&ub.lock);
 
 	page = list_first_entry(&pg.huge, struct page, lru);
 	list_del(&page->lru);
 	pg.huge_count--;
+	__count_vm_events(BALLOON_DEFLATE, 1 << order);
 	ub_block_offline(page, order, false);
 	split_page(page, order);
-	spin_lock_irqsave(&pg.pages.pages_lock, flags);
-	for (i = 0; i < (1U << order); i++) {
-		/*
-		 * A movable balloon page is inserted locked, so that
-		 * compaction, which takes the page lock, sees it whole; no
-		 * one else holds these pages, so the trylock cannot fail.
-		 */
-		bool locked = trylock_page(page + i);
-
-		WARN_ON_ONCE(!locked);
-		balloon_page_insert(&pg.pages, page + i);
-		if (locked)
-			unlock_page(page + i);
-	}
-	spin_unlock_irqrestore(&pg.pages.pages_lock, flags);
+	for (i = 0; i < (1U << order); i++)
+		list_add_tail(&page[i].lru, &list);
+	balloon_page_list_enqueue(&pg.pages, &list);
 }
 
 /* Take up to @want pages (order-0 first) off the balloon into @batch. */
@@ -750,7 +752,7 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 			     ub_pages_to_bytes(got), start);
 }
 
-#ifdef CONFIG_BALLOON_COMPACTION
+#ifdef CONFIG_BALLOON_MIGRATION
 /* One page to the host (@take) or back from it; 0 if the host agreed. */
 static int ub_migrate_exchange(struct page *page, bool take)
 {
@@ -787,7 +789,6 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 			  struct page *newpage, struct page *page,
 			  enum migrate_mode mode)
 {
-	unsigned long flags;
 	bool taken;
 
 	/* The worker may be allocating, and allocation may compact. */
@@ -808,7 +809,6 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 	}
 
 	if (taken) {
-		get_page(newpage);	/* the balloon's reference */
 		if (page_zone(page) != page_zone(newpage)) {
 			ub_page_returns(page, 0);
 			ub_page_leaves(newpage, 0);
@@ -820,21 +820,14 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 		ub_count(UB_STAT_DEFLATED, PAGE_SIZE);
 		ub_kick();
 	}
-	spin_lock_irqsave(&pages->pages_lock, flags);
-	if (taken) {
-		balloon_page_insert(pages, newpage);
-		__count_vm_event(BALLOON_MIGRATE);
-	} else {
-		__count_vm_event(BALLOON_DEFLATE);
-	}
-	pages->isolated_pages--;
-	spin_unlock_irqrestore(&pages->pages_lock, flags);
 	ub_count(UB_STAT_MIGRATIONS, 1);
 	mutex_unlock(&ub.lock);
 
-	balloon_page_finalize(page);
-	put_page(page);		/* drop the balloon's reference */
-	return MIGRATEPAGE_SUCCESS;
+	/*
+	 * The balloon core puts @newpage on the list and lets @page go;
+	 * -ENOENT: @page left the balloon, @newpage did not come in.
+	 */
+	return ub_balloon_migrated(pages, newpage, page, taken ? 0 : -ENOENT);
 
 again:
 	mutex_unlock(&ub.lock);

@@ -89,8 +89,8 @@ static void ubw_model_reset(void)
 /* A page set aside by the guest: allocated, not mapped, not on an LRU. */
 static bool ubw_model_set_aside(struct page *page)
 {
-	return page_count(page) >= 1 && !PageLRU(page) && !page_mapped(page) &&
-	       !PageSlab(page);
+	return page_count(page) >= 1 && !PageLRU(page) &&
+	       !folio_mapped(page_folio(page)) && !PageSlab(page);
 }
 
 static unsigned long ubw_model_lock(unsigned long pfn, unsigned int order)
