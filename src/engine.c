@@ -102,15 +102,15 @@ static void ub_poll_fn(struct work_struct *work)
 	}
 	/* a page mover's protocol must be up to be asked */
 	if (ub.pm && !ub_pages_ready_locked())
-		err = -EAGAIN;
-	else
-		err = ub.ops->poll(ub.priv, &target);
+		goto again;
+	err = ub.ops->poll(ub.priv, &target);
 	if (err == -ECONNRESET && ub.pm)
 		ub_host_reset_locked();
-	else if (err && err != -EAGAIN)
+	else if (err)
 		ub_backend_error("poll", err);
-	else if (!err)
+	else
 		ub_host_target_locked(target, false);
+again:
 	queue_delayed_work(ub.wq, &ub.poll_work, ub.ops->poll_interval);
 	mutex_unlock(&ub.lock);
 	ub_kick();

@@ -588,7 +588,7 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 	if (order && !batch->count) {
 		/* no huge page free without reclaim: fall back to 4 KiB */
 		huge_failed = true;
-		n = min_t(unsigned long, want, ub.pm->batch_max);
+		n = min(want, ub_batch_pages(0));
 		cut = ub_fill_batch(batch, 0, n);
 	}
 	mutex_lock(&ub.lock);
@@ -644,8 +644,7 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 	if (ub_small_pages() || !pg.huge_count) {
 		ub_batch_init(batch, 0);
 		balloon_page_list_dequeue(&pg.pages, &list,
-					  min_t(unsigned long, want,
-						ub.pm->batch_max));
+					  min(want, ub_batch_pages(0)));
 		list_for_each_entry_safe(page, next, &list, lru) {
 			list_del(&page->lru);
 			ub_batch_add(batch, page);

@@ -179,7 +179,7 @@ unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
 			     unsigned long *caps)
 {
 	unsigned long status = UBW_SUCCESS;
-	bool wide;
+	bool wide, lock;
 
 	mutex_lock(&m.lock);
 	m.commands++;
@@ -213,12 +213,6 @@ unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
 		goto out;
 	}
 	wide = m.granted & UBW_CAP_64BIT_TARGET;
-	if (cmd == UBW_CMD_LOCK || cmd == UBW_CMD_BATCHED_LOCK ||
-	    cmd == UBW_CMD_BATCHED_2M_LOCK)
-		m.lock_commands++;
-	if (cmd == UBW_CMD_UNLOCK || cmd == UBW_CMD_BATCHED_UNLOCK ||
-	    cmd == UBW_CMD_BATCHED_2M_UNLOCK)
-		m.unlock_commands++;
 	switch (cmd) {
 	case UBW_CMD_GUEST_ID:
 		break;
@@ -235,18 +229,24 @@ unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
 			status = UBW_FAILURE;
 		break;
 	case UBW_CMD_LOCK:
+		m.lock_commands++;
 		status = ubw_model_lock(arg1, 0);
 		break;
 	case UBW_CMD_UNLOCK:
+		m.unlock_commands++;
 		status = ubw_model_unlock(arg1, 0);
 		break;
 	case UBW_CMD_BATCHED_LOCK:
 	case UBW_CMD_BATCHED_2M_LOCK:
 	case UBW_CMD_BATCHED_UNLOCK:
 	case UBW_CMD_BATCHED_2M_UNLOCK:
-		if (!ubw_model_batch(arg1, arg2,
-				     cmd == UBW_CMD_BATCHED_LOCK ||
-				     cmd == UBW_CMD_BATCHED_2M_LOCK,
+		lock = cmd == UBW_CMD_BATCHED_LOCK ||
+		       cmd == UBW_CMD_BATCHED_2M_LOCK;
+		if (lock)
+			m.lock_commands++;
+		else
+			m.unlock_commands++;
+		if (!ubw_model_batch(arg1, arg2, lock,
 				     cmd >= UBW_CMD_BATCHED_2M_LOCK ?
 				     UBW_2M_ORDER : 0)) {
 			ubw_model_reset();

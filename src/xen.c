@@ -29,11 +29,10 @@
  * callbacks run in the one xenwatch thread, in the order xenstored queues
  * the events. Usually the frontend's runs first (its watch is the older)
  * and ours re-applies our target before the engine even looks
- * (events_after_frontend in debugfs), but that order is not promised: a
- * make check run saw ours first. Whenever anything else set the core's
- * target last (the frontend, its target_kb file), the engine's next step
- * or the once-a-second poll puts ours back; the `reapplied` counter in
- * debugfs says how often. In the
+ * (events_after_frontend in debugfs), but that order is not promised.
+ * Whenever anything else set the core's target last (the frontend, its
+ * target_kb file), the engine's next step or the once-a-second poll puts
+ * ours back; the `reapplied` counter in debugfs says how often. In the
  * meantime the core may have moved one batch (at most 2 MiB) towards the
  * other target, which is why the floor is best effort here.
  *

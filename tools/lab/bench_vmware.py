@@ -7,7 +7,6 @@ UNLOCK commands apart from the once-a-second GET_TARGET polls. The virtio compar
 in-tree driver is bench_virtio.py.
 """
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,16 +25,7 @@ def main():
             check.t_vm_load(g, ko)
             for name, caps in CAPSETS:
                 check.vm_reset_to(g, caps)
-                a0 = check.model_audit(g)
-                t0 = time.monotonic()
-                check.vm_balloon(g, MIB, timeout=600)
-                took = time.monotonic() - t0
-                a1 = check.model_audit(g)
-                check.vm_balloon(g, 0, timeout=600)
-                a2 = check.model_audit(g)
-                rows.append((kver, name, a1["commands"] - a0["commands"],
-                             a1["lock_commands"] - a0["lock_commands"],
-                             a2["unlock_commands"] - a1["unlock_commands"], took))
+                rows.append((kver, name, *check.vm_round_trip(g, MIB, timeout=600)))
     print(f"\nVMware backend, host model, {MIB} MiB inflated then deflated per run; "
           "commands: all of the inflation's, GET_TARGET polls included")
     print(f"{'kernel':<24} {'capabilities':<28} {'commands':>9} {'LOCK/GiB':>9} "

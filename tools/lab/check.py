@@ -702,6 +702,21 @@ def vm_balloon(g, mib, timeout=120):
                what=f"{mib} MiB ballooned (size {sysb(g, 'size')}, model {model_audit(g)['locked_frames']})")
 
 
+def vm_round_trip(g, mib, timeout=300):
+    """Inflate mib MiB from an empty balloon, then deflate it; returns the commands
+    of the inflation (polls included), its LOCK and the deflation's UNLOCK commands,
+    and the inflation's time."""
+    a0 = model_audit(g)
+    t0 = time.monotonic()
+    vm_balloon(g, mib, timeout)
+    took = time.monotonic() - t0
+    a1 = model_audit(g)
+    vm_balloon(g, 0, timeout)
+    a2 = model_audit(g)
+    return (a1["commands"] - a0["commands"], a1["lock_commands"] - a0["lock_commands"],
+            a2["unlock_commands"] - a1["unlock_commands"], took)
+
+
 def no_page_lost(g):
     """balloon_inflate - balloon_deflate (4 KiB units) is what the balloon holds."""
     held = vmstat(g, "balloon_inflate") - vmstat(g, "balloon_deflate")
@@ -800,13 +815,7 @@ def t_vm_capset(g, kver, name, caps):
     # 1 GiB), so 256 MiB goes in one LOCK and comes back in one UNLOCK (a
     # second one each is allowed, should the allocator run out of free
     # 2 MiB blocks); with 64 MiB batches it took four of each
-    a0 = model_audit(g)
-    vm_balloon(g, 256, timeout=300)
-    a1 = model_audit(g)
-    vm_balloon(g, 0, timeout=300)
-    a2 = model_audit(g)
-    locks = a1["lock_commands"] - a0["lock_commands"]
-    unlocks = a2["unlock_commands"] - a1["unlock_commands"]
+    _, locks, unlocks, _ = vm_round_trip(g, 256)
     model_clean(g)
     no_page_lost(g)
     assert locks <= 2 and unlocks <= 2, (locks, unlocks)
