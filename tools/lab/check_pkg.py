@@ -288,7 +288,8 @@ def _leftovers(kvers):
     bad = []
     for k in kvers:
         bad += [str(p) for p in Path(f"/lib/modules/{k}").rglob("uniballoon.ko*")]
-    for p in (Path("/lib/modprobe.d/uniballoon.conf"), Path("/etc/modprobe.d/uniballoon.conf")):
+    for p in (Path("/lib/modprobe.d/uniballoon.conf"), Path("/usr/lib/modprobe.d/uniballoon.conf"),
+              Path("/etc/modprobe.d/uniballoon.conf")):
         if p.exists():
             bad.append(str(p))
     return bad
