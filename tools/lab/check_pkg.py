@@ -8,7 +8,9 @@ Host side, before the guests (host(kvers)):
   rpm scriptlets call dkms as they should; the .deb installs on this machine and
   DKMS builds the module for every lab kernel (this is also the dkms.conf test);
   the modalias lookups udev does now give uniballoon; the selftests run the
-  kselftest way from a kernel tree and SKIP on the host.
+  kselftest way from a kernel tree and SKIP on the host. Then Debian 13 in a cached
+  debootstrap chroot (trixie-chroot.sh): apt installs the .deb and DKMS builds for
+  trixie's 6.12 kernel, bpftrace 0.23 compiles the tools, lintian is clean, purge.
 Guest, one per kernel (guest_pkg, in the parallel lanes): udev autoloads the
   packaged module, which takes the virtio balloon and follows QMP `balloon`; the
   bpftrace tools run and report the same movement; the kselftest run passes;
@@ -396,6 +398,7 @@ def purge_quietly():
 def host(kvers, kernel_source):
     """Host steps; leaves the package installed for the guests when all went well."""
     state["kvers"] = list(kvers)
+    trixie_start()   # debootstrap and apt (cold: 75-90 s) beside the tests below
     test("packages: dkms.conf's version and kernel range agree with debian/ and the spec",
          t_versions_agree, kvers)
     deb = test("packages: the .deb builds from a clean copy (dpkg-buildpackage -us -uc -b)", t_deb_builds)
@@ -414,6 +417,238 @@ def host(kvers, kernel_source):
              kvers)
     test("selftests: run the kselftest way from a kernel tree, SKIP on the host", t_kselftest_host,
          kernel_source())
+    if deb:
+        trixie_tests()
+    else:
+        trixie["proc"].wait()
+
+
+# ---------------------------------------------------------------- Debian 13 (trixie)
+
+TRIXIE = PROJECT / "tools/lab/trixie-chroot.sh"
+TRIXIE_ROOT = PROJECT / "build/trixie-chroot"
+TRIXIE_WORK = "/tmp/uniballoon-test"          # inside the chroot
+trixie = {"proc": None, "out": None, "rel": None}
+
+
+def trixie_start():
+    """Make (or find) the cached chroot in the background, beside the host's package tests."""
+    out = PKG.parent / "trixie-chroot.out"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trixie["out"] = out
+    trixie["t0"] = time.monotonic()
+    trixie["proc"] = subprocess.Popen(["nice", "-n", "10", TRIXIE], stdout=open(out, "w"),
+                                      stderr=subprocess.STDOUT)
+
+
+def trixie_run(*cmd, check=True, env=None):
+    e = dict(os.environ, **(env or {}))
+    return sh([TRIXIE, "run", *cmd], check=check, env=e)
+
+
+def trixie_pkg_versions(*names):
+    out = trixie_run("dpkg-query", "-W", "-f=${Package} ${Version}\n", *names).stdout
+    return dict(l.split() for l in out.splitlines())
+
+
+def t_trixie_chroot():
+    """debootstrap's trixie with trixie's dkms, gcc-14, 6.12 headers, bpftrace and lintian."""
+    if trixie["proc"] is None:
+        trixie_start()
+    rc = trixie["proc"].wait()
+    took = time.monotonic() - trixie["t0"]
+    out = trixie["out"].read_text()
+    assert rc == 0, f"{TRIXIE} failed (exit {rc}):\n{out[-3000:]}"
+    made = re.search(r"made .* in (\d+) s, downloaded (\d+) MiB", out)
+    figure("host", "trixie chroot " + ("made (debootstrap and apt, cold)" if made else "found in the cache"),
+           f"{made.group(1)} s, {made.group(2)} MiB downloaded" if made else f"{took:.0f} s")
+    rel = sh([TRIXIE, "release"]).stdout.strip()
+    assert re.fullmatch(r"6\.12\.\d+\+deb13-amd64", rel), f"trixie's headers are for {rel!r}, not 6.12.*+deb13"
+    v = trixie_pkg_versions("dkms", "gcc-14", "bpftrace", "lintian", f"linux-headers-{rel}")
+    assert v["dkms"].startswith("3.2"), f"trixie's dkms is {v['dkms']}, not 3.2"
+    trixie.update(rel=rel, versions=v)
+    return (f"{'made' if made else 'cached'} in {took:.0f} s: linux-headers-{rel}, dkms {v['dkms']}, "
+            f"gcc-14 {v['gcc-14']}, bpftrace {v['bpftrace']}, lintian {v['lintian']}")
+
+
+def _trixie_purge():
+    if "not-installed" not in trixie_run("dpkg-query", "-W", "-f=${Status}", DEB_NAME, check=False).stdout:
+        trixie_run("apt-get", "purge", "-y", "-q", DEB_NAME, check=False)
+
+
+def t_trixie_install():
+    """apt installs the bookworm-built .deb in trixie: dh_dkms's postinst has trixie's DKMS build
+    the module for trixie's kernel from its headers (the chroot runs the host's kernel, so
+    this is the autoinstall_all_kernels path, as for a kernel installed beside the running one);
+    modinfo on the built .ko shows the version, the device aliases and trixie's vermagic.
+    Then the package purges and the module is gone."""
+    ver, rel = version(), trixie["rel"]
+    _trixie_purge()                # left over by a run that died
+    work = TRIXIE_ROOT / TRIXIE_WORK.lstrip("/")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(state["deb"], work)
+    t0 = time.monotonic()
+    r = trixie_run("apt-get", "install", "-y", "-q", "--no-install-recommends", f"{TRIXIE_WORK}/{state['deb'].name}",
+                   check=False)
+    took = time.monotonic() - t0
+    figure("host", "trixie: apt install of the .deb (DKMS builds for 6.12)", f"{took:.0f} s")
+    status = trixie_run("dkms", "status", "-m", NAME, "-v", ver, "-k", rel, check=False).stdout
+    # dkms 3.2 keeps the log of a build in <kernel>/<arch>/log, of a failed one in build/
+    logs = [p for p in (*(TRIXIE_ROOT / f"var/lib/dkms/{NAME}/{ver}/{rel}").glob("*/log/make.log"),
+                        TRIXIE_ROOT / f"var/lib/dkms/{NAME}/{ver}/build/make.log") if p.exists()]
+    if r.returncode != 0 or not re.search(rf"^{NAME}/{ver}, {re.escape(rel)}, \S+: installed", status, re.M):
+        raise AssertionError(f"apt install exit {r.returncode}; dkms status for {rel}: {status.strip() or 'nothing'}\n"
+                             f"{r.stdout[-2500:]}{r.stderr[-1000:]}" +
+                             (f"\n{logs[0]}:\n{logs[0].read_text()[-2500:]}" if logs else ""))
+    # the lab builds with warnings as errors (UB_WERROR=y); DKMS does not, so read its log
+    assert logs, f"dkms kept no make.log under /var/lib/dkms/{NAME}/{ver}"
+    log = logs[0].read_text()
+    warnings = [l for l in log.splitlines() if re.search(r"\bwarning:", l)]
+    assert not warnings, f"gcc-14 warns building for {rel} (make.log):\n" + "\n".join(warnings[:20])
+    kos = sorted((TRIXIE_ROOT / f"lib/modules/{rel}/updates/dkms").glob(f"{NAME}.ko*"))
+    assert len(kos) == 1, f"{rel}: updates/dkms holds {[k.name for k in kos]}"
+    ko = "/" + str(kos[0].relative_to(TRIXIE_ROOT))
+    info = trixie_run("modinfo", ko).stdout
+    fields = {}
+    for line in info.splitlines():
+        m = re.match(r"(\w+):\s+(.*)", line)
+        if m:
+            fields.setdefault(m.group(1), []).append(m.group(2).strip())
+    assert fields.get("version") == [ver], f"modinfo {ko}: version {fields.get('version')}, want {ver}\n{info}"
+    assert fields.get("vermagic", [""])[0].startswith(rel + " "), f"modinfo {ko}: vermagic {fields.get('vermagic')}"
+    aliases = fields.get("alias", [])
+    for want in ("virtio:d00000005v*", "dmi:*:svnVMware*:*", "dmi:*:svnXen:*"):
+        assert want in aliases, f"modinfo {ko}: no alias {want}; aliases: {aliases}"
+    # what udev looks up for the virtio balloon: modprobe resolves it to uniballoon in trixie too
+    mp = trixie_run("modprobe", "-n", "-v", "-b", "-S", rel, VIRTIO_ALIAS, check=False).stdout
+    assert NAME in mp and "virtio_balloon" not in mp, f"modprobe -S {rel} {VIRTIO_ALIAS}: {mp}"
+    return (f"{os.path.basename(ko)} {ver} for {rel} in {took:.0f} s, no warning ({len(aliases)} aliases, "
+            f"signed by {fields.get('signer', ['no one'])[0]})")
+
+
+def t_trixie_purge():
+    """apt purge in trixie: dkms removes the module, the modprobe file goes; the cached chroot
+    is as it was made."""
+    rel = trixie["rel"]
+    t0 = time.monotonic()
+    trixie_run("apt-get", "purge", "-y", "-q", DEB_NAME)
+    figure("host", "trixie: apt purge of the package", f"{time.monotonic() - t0:.0f} s")
+    left = [str(p) for p in (TRIXIE_ROOT / f"lib/modules/{rel}").rglob(f"{NAME}.ko*")]
+    for d in ("usr/lib/modprobe.d", "etc/modprobe.d", "usr/src"):
+        left += [str(p) for p in (TRIXIE_ROOT / d).glob(f"{NAME}*")]
+    assert not left, "left behind in trixie by apt purge: " + ", ".join(left)
+    shutil.rmtree(TRIXIE_ROOT / TRIXIE_WORK.lstrip("/"), ignore_errors=True)
+    return f"module gone for {rel}"
+
+
+def trace_formats():
+    """The tracepoint format files the kernel makes from src/ub_trace.h (the module cannot be
+    loaded on this host to read them): each event's fields after the 8-byte common header,
+    naturally aligned, as the kernel lays out its trace entry struct."""
+    text = (PROJECT / "src/ub_trace.h").read_text()
+    sizes = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "s8": 1, "s16": 2, "s32": 4, "s64": 8, "char": 1, "int": 4}
+    classes, events = {}, {}
+    for kind, name, body in re.findall(r"^(DECLARE_EVENT_CLASS|TRACE_EVENT)\((\w+),(.*?)^\);", text, re.M | re.S):
+        entry = re.search(r"TP_STRUCT__entry\((.*?)\n\t\)", body, re.S).group(1)
+        fields = re.findall(r"__(field|array)\((\w+), (\w+)(?:, (\d+))?\)", entry)
+        (classes if kind == "DECLARE_EVENT_CLASS" else events)[name] = fields
+    for cls, name in re.findall(r"^DEFINE_EVENT\((\w+), (\w+),", text, re.M):
+        events[name] = classes[cls]
+    assert events, "no TRACE_EVENT or DEFINE_EVENT in src/ub_trace.h"
+    out = {}
+    for i, (name, fields) in enumerate(sorted(events.items())):
+        lines = ["\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;",
+                 "\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;",
+                 "\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;",
+                 "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;", ""]
+        off = 8
+        for kind, typ, fname, n in fields:
+            assert typ in sizes, f"src/ub_trace.h: field type {typ} of {name}.{fname} unknown to the test"
+            size, align = sizes[typ] * (int(n) if kind == "array" else 1), sizes[typ]
+            off = (off + align - 1) // align * align
+            decl = f"{typ} {fname}[{n}]" if kind == "array" else f"{typ} {fname}"
+            signed = int(typ.startswith("s") or typ in ("char", "int"))
+            lines.append(f"\tfield:{decl};\toffset:{off};\tsize:{size};\tsigned:{signed};")
+            off += size
+        out[name] = f"name: {name}\nID: {1500 + i}\nformat:\n" + "\n".join(lines) + "\n\nprint fmt: \"\"\n"
+    return out
+
+
+def t_trixie_bpftrace():
+    """trixie's bpftrace compiles the packaged tools to BPF without attaching (--emit-elf is
+    its dry run: parse, semantic analysis against the tracepoint formats, codegen). bpftrace
+    0.23 has no parse-only flag (-d STAGE prints stages and runs on; --dry-run attaches), and
+    the host cannot load the 6.12 module, so the balloon:* formats come from src/ub_trace.h
+    on a tracefs stand-in. Control: a misspelt field must be refused."""
+    rel = trixie["rel"]
+    work = TRIXIE_ROOT / TRIXIE_WORK.lstrip("/")
+    tfs = work / "tracefs"
+    shutil.rmtree(tfs, ignore_errors=True)
+    formats = trace_formats()
+    for name, text in formats.items():
+        (tfs / "events/balloon" / name).mkdir(parents=True)
+        (tfs / "events/balloon" / name / "format").write_text(text)
+        (tfs / "events/balloon" / name / "id").write_text(text.split("\n")[1].split()[1] + "\n")
+    (tfs / "available_events").write_text("".join(f"balloon:{n}\n" for n in formats))
+    env = {"UB_CHROOT_TRACEFS": f"{TRIXIE_WORK}/tracefs"}
+    kenv = [f"BPFTRACE_KERNEL_SOURCE=/lib/modules/{rel}/source", f"BPFTRACE_KERNEL_BUILD=/lib/modules/{rel}/build"]
+
+    def compile_(path):
+        elf = f"{TRIXIE_WORK}/{Path(path).stem}.elf"
+        (TRIXIE_ROOT / elf.lstrip("/")).unlink(missing_ok=True)
+        r = trixie_run("env", *kenv, "bpftrace", "--emit-elf", elf, path, check=False, env=env)
+        out = r.stdout + r.stderr
+        errs = [l for l in out.splitlines() if "ERROR" in l or "error:" in l]
+        return r.returncode == 0 and not errs and (TRIXIE_ROOT / elf.lstrip("/")).exists(), out
+
+    sizes = []
+    for t in BT_TOOLS:
+        path = f"{BT_DIR}/{t}.bt"
+        if not (TRIXIE_ROOT / path.lstrip("/")).exists():   # the package was purged: its files
+            sh(["dpkg-deb", "-x", state["deb"], TRIXIE_ROOT / TRIXIE_WORK.lstrip("/") / "deb"])
+            path = f"{TRIXIE_WORK}/deb{BT_DIR}/{t}.bt"
+        ok, out = compile_(path)
+        warns = [l for l in out.splitlines() if "WARNING" in l and "RLIMIT_MEMLOCK" not in l]
+        assert ok, f"bpftrace {trixie['versions']['bpftrace']} refuses {t}.bt:\n{out[-3000:]}"
+        assert not warns, f"bpftrace {trixie['versions']['bpftrace']} warns on {t}.bt:\n" + "\n".join(warns)
+        sizes.append((TRIXIE_ROOT / f"{TRIXIE_WORK}/{t}.elf".lstrip("/")).stat().st_size)
+    bad = (TRIXIE_ROOT / path.lstrip("/")).read_text().replace("args->pages", "args->pagez")
+    (work / "control.bt").write_text(bad)
+    ok, out = compile_(f"{TRIXIE_WORK}/control.bt")
+    assert not ok and "pagez" in out, \
+        f"control: bpftrace did not refuse args->pagez for its name (the formats are not read?):\n{out[-2000:]}"
+    return (f"{', '.join(BT_TOOLS)}: BPF ELF of {', '.join(str(s) for s in sizes)} bytes; "
+            f"a misspelt field is refused")
+
+
+def t_trixie_lintian():
+    """trixie's lintian on the bookworm-built package, with t_lintian's flags and assertion."""
+    work = TRIXIE_ROOT / TRIXIE_WORK.lstrip("/") / "changes"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    changes = sorted((PKG / "deb").glob("*.changes"))[-1]
+    for f in (PKG / "deb").iterdir():
+        if f.is_file():
+            shutil.copy(f, work)
+    r = trixie_run("lintian", "-I", "-E", "--pedantic", "--tag-display-limit", "0",
+                   f"{TRIXIE_WORK}/changes/{changes.name}", check=False)
+    tags = [l for l in r.stdout.splitlines() if re.match(r"[EWIPX]: ", l)]
+    assert not tags and r.returncode == 0, "\n".join(tags) or r.stderr
+    return f"no tag at --pedantic from lintian {trixie['versions']['lintian']}"
+
+
+def trixie_tests():
+    if not test("trixie: a debootstrap chroot (cached in build/trixie-chroot) with trixie's dkms 3.2, "
+                "gcc-14, 6.12 headers, bpftrace and lintian", t_trixie_chroot):
+        return
+    rel, v = trixie["rel"], trixie["versions"]
+    test(f"trixie: the .deb installs with apt, DKMS {v['dkms']} builds for {rel}, modinfo shows it",
+         t_trixie_install)
+    test(f"trixie: bpftrace {v['bpftrace']} compiles the three bpftrace tools (--emit-elf, no attach)",
+         t_trixie_bpftrace)
+    test(f"trixie: lintian {v['lintian']} is clean (pedantic; overrides justified)", t_trixie_lintian)
+    test("trixie: apt purge removes the package and the module", t_trixie_purge)
 
 
 def dkms_version_str():

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154
 # Sourced by sid-chroot.sh and trixie-chroot.sh: a cached Debian chroot made by debootstrap
 # from the mirror of the host's own apt sources, which it leaves alone.
 #

@@ -4,6 +4,7 @@
 # Kernel versions are chosen by Debian's meta packages, never by hard-coded ABI numbers:
 #   linux-image-amd64 / linux-headers-amd64       -> newest 6.1 kernel in bookworm
 #   linux-image-6.12-amd64 / linux-headers-6.12-amd64 -> newest 6.12 kernel (bookworm security/updates)
+# debootstrap makes the Debian 13 (trixie) chroot of the package test (trixie-chroot.sh).
 # Set LAB_UPGRADE=1 to refresh the package lists and pull newer kernels even if some are installed.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ PKGS=(
   linux-source-6.12 flex bison libelf-dev libssl-dev
   xen-hypervisor-4.17-amd64 xen-utils-4.17
   debhelper dh-dkms lintian rpm rpmlint udev rsync
+  debootstrap
   linux-image-amd64 linux-headers-amd64
   linux-image-6.12-amd64 linux-headers-6.12-amd64
 )

@@ -37,7 +37,7 @@ pick_packages() {
   echo make libelf-dev "$headers"
 }
 
-# shellcheck source=chroot-lib.sh
+# shellcheck source=SCRIPTDIR/chroot-lib.sh
 . "$here/chroot-lib.sh"
 
 ensure() {
