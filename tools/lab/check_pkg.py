@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -52,12 +53,17 @@ BT_TOOLS = ("balloonsnoop", "balloonrate", "balloonlat")
 # (balloonlat with balloonsnoop, which counts the batches it must agree with); all three on
 # any other kernel.
 BT_SPLIT = {"6.1.": ("balloonsnoop", "balloonlat"), "6.12.": ("balloonrate",)}
+# LAB_BT_TOOLS="balloonsnoop balloonrate balloonlat": these on every kernel instead (to
+# capture all three example files, tools/bpftrace/*_example.txt, from one run).
+BT_ONLY = os.environ.get("LAB_BT_TOOLS", "").split()
 # The control run of get_abi.pl (without the documentation it must report every file) on
 # one kernel only: it walks all of /sys again.
 ABI_CONTROL = "6.12."
 
 
 def tools_for(kver):
+    if BT_ONLY:
+        return tuple(BT_ONLY)
     return next((v for k, v in BT_SPLIT.items() if kver.startswith(k)), BT_TOOLS)
 BT_DIR = "/usr/share/uniballoon/bpftrace"
 
@@ -203,6 +209,11 @@ def _tree(root):
     return out
 
 
+def _links(root):
+    """{path: target} for the symbolic links under root."""
+    return {"/" + str(p.relative_to(root)): os.readlink(p) for p in sorted(root.rglob("*")) if p.is_symlink()}
+
+
 def t_payloads_match():
     """The same files in both packages, byte for byte and with the same modes; only the
     distributions' places differ: /lib (Debian, merged /usr) vs /usr/lib, and the docs."""
@@ -226,6 +237,11 @@ def t_payloads_match():
                 files[re.sub(r"^/lib/", "/usr/lib/", path)] = v
         return files, docs
 
+    # the tools on the PATH: the same links in both, to the files in BT_DIR
+    dlinks, rlinks = _links(d), _links(r)
+    assert dlinks == rlinks, f"links: deb {dlinks} rpm {rlinks}"
+    for t in BT_TOOLS:
+        assert dlinks.get(f"/usr/sbin/{t}.bt") == f"../share/uniballoon/bpftrace/{t}.bt", dlinks
     dfiles, ddocs = norm(_tree(d), f"/usr/share/doc/{DEB_NAME}/")
     rfiles, rdocs = norm(_tree(r), f"/usr/share/doc/{DEB_NAME}-{ver}/", f"/usr/share/licenses/{DEB_NAME}-{ver}/")
     ddocs -= {"copyright", "changelog"}          # Debian's own metadata files
@@ -234,6 +250,8 @@ def t_payloads_match():
     differ = [p for p in dfiles if dfiles[p] != rfiles[p]]
     assert not differ, "content or mode differs: " + ", ".join(differ)
     assert ddocs == rdocs, f"docs: deb {sorted(ddocs)} rpm {sorted(rdocs)}"
+    for t in BT_TOOLS:
+        assert f"examples/{t}_example.txt" in ddocs, f"examples/{t}_example.txt not in the docs"
     for must in (f"/usr/src/{NAME}-{ver}/dkms.conf", f"/usr/src/{NAME}-{ver}/Kbuild",
                  "/usr/lib/modprobe.d/uniballoon.conf", "/usr/share/man/man4/uniballoon.4",
                  *(f"{BT_DIR}/{t}.bt" for t in BT_TOOLS)):
@@ -241,7 +259,7 @@ def t_payloads_match():
     assert not any(p.endswith("compat_config.h") for p in dfiles), "generated compat_config.h shipped"
     # the lab's stand-in for vmw_balloon (tools/lab/vmw-standin) is for test builds only
     assert not any("standin" in p for p in dfiles), "the lab's vmw_balloon stand-in shipped"
-    return f"{len(dfiles)} files and {len(ddocs)} docs alike"
+    return f"{len(dfiles)} files, {len(dlinks)} links and {len(ddocs)} docs alike"
 
 
 def t_rpm_scriptlets():
@@ -399,6 +417,8 @@ def host(kvers, kernel_source):
     """Host steps; leaves the package installed for the guests when all went well."""
     state["kvers"] = list(kvers)
     trixie_start()   # debootstrap and apt (cold: 75-90 s) beside the tests below
+    test("packages: tools/bpftrace/*_example.txt are the tools' real output (the live checks pass on them)",
+         t_examples_real)
     test("packages: dkms.conf's version and kernel range agree with debian/ and the spec",
          t_versions_agree, kvers)
     deb = test("packages: the .deb builds from a clean copy (dpkg-buildpackage -us -uc -b)", t_deb_builds)
@@ -711,14 +731,37 @@ def t_took_device(g):
         assert line in dmesg, f"no '{line}' in dmesg"
 
 
+def _tool_line(t):
+    """The command that runs tool t by its name on the PATH."""
+    return f"{t}.bt"
+
+
+def _tool_out(g, t):
+    """What the tool printed: script's typescript without its own lines, and with \n."""
+    out = g.run(f"cat /tmp/{t}.out")[1].replace("\r", "")
+    return "".join(l for l in out.splitlines(True) if not l.startswith(("Script started", "Script done")))
+
+
 def _start_tools(g, tools):
-    pids = {}
+    """Each tool by its name on the PATH, as typed: on a terminal (script(1); bpftrace
+    buffers all its output into a file). The tool must run from /usr/sbin, found on the
+    PATH. Returns {tool: (bpftrace pid, session id)}."""
+    sessions, pids = {}, {}
     for t in tools:
-        rc, out = g.run(f"bpftrace -B none {BT_DIR}/{t}.bt > /tmp/{t}.out 2>&1 & echo $!")
-        pids[t] = int(out.split()[-1])
+        cmd = f"cd /; sleep 100000 | script -qfec {shlex.quote(_tool_line(t))} /tmp/{t}.out"
+        # setsid: one process group to end afterwards (sleep and script)
+        sessions[t] = int(g.run(f"setsid bash -c {shlex.quote(cmd)} >/dev/null 2>&1 & echo $!")[1].split()[-1])
+
     def attached():
         for t in tools:
-            out = g.run(f"cat /tmp/{t}.out")[1]
+            if t not in pids:
+                rc, out = g.run(f"pgrep -f -x '/usr/bin/bpftrace /usr/sbin/{t}.bt'", check=False)
+                if rc != 0:
+                    if g.run(f"kill -0 {sessions[t]} 2>/dev/null", check=False)[0] != 0:
+                        raise AssertionError(f"{t}.bt did not start from /usr/sbin:\n{_tool_out(g, t)[-2000:]}")
+                    return False
+                pids[t] = int(out.split()[0])
+            out = _tool_out(g, t)
             if g.run(f"kill -0 {pids[t]} 2>/dev/null", check=False)[0] != 0:
                 raise AssertionError(f"{t}.bt exited:\n{out[-2000:]}")
             if "Hit Ctrl-C" not in out:
@@ -727,12 +770,23 @@ def _start_tools(g, tools):
     try:
         g.wait_for(attached, 180, interval=1, what="the bpftrace tools to attach")
     except BaseException:
-        _stop_tools(g, pids)
+        _stop_tools(g, {t: (pids.get(t), sessions[t]) for t in tools})
         raise
-    return pids
+    return {t: (pids[t], sessions[t]) for t in tools}
 
 
-def _stop_tools(g, pids):
+def _stop_tools(g, procs):
+    pids = {t: p for t, (p, _) in procs.items() if p}
+    try:
+        _stop_bpftrace(g, pids)
+    finally:
+        g.run("kill -TERM -- " + " ".join(f"-{s}" for _, s in procs.values()) + " 2>/dev/null", check=False)
+    return {t: _tool_out(g, t) for t in procs}
+
+
+def _stop_bpftrace(g, pids):
+    if not pids:
+        return
     g.run("kill -INT " + " ".join(map(str, pids.values())) + " 2>/dev/null", check=False)
     # printing maps and detaching took over 60 s under load (6.1, CI19)
     try:
@@ -743,7 +797,6 @@ def _stop_tools(g, pids):
         # they hold the module through its tracepoints: do not leave them behind
         g.run("kill -KILL " + " ".join(map(str, pids.values())) + " 2>/dev/null", check=False)
         raise
-    return {t: g.run(f"cat /tmp/{t}.out")[1] for t in pids}
 
 
 def t_balloon_and_tools(g, kver):
@@ -763,23 +816,37 @@ def t_balloon_and_tools(g, kver):
     finally:
         outs = _stop_tools(g, pids)
     state.setdefault("tool_out", {})[kver] = outs
+    # kept for tools/bpftrace/*_example.txt (mk_examples.py)
+    keep = PKG / "bpftrace-out" / kver
+    keep.mkdir(parents=True, exist_ok=True)
+    for t, out in outs.items():
+        (keep / f"{t}.txt").write_text(out)
     return f"256 MiB in and out under {', '.join(tools)}"
 
 
 def t_tool_snoop(kver):
-    out = state["tool_out"][kver]["balloonsnoop"]
+    detail, batches = check_snoop(state["tool_out"][kver]["balloonsnoop"])
+    state.setdefault("batches", {})[kver] = batches
+    return detail
+
+
+def check_snoop(out):
+    """balloonsnoop.bt's output of the 256 MiB run; returns (detail, inflate batches)."""
     rows = [l.split() for l in out.splitlines() if re.match(r"\d\d:\d\d:\d\d (inflate|deflate|target) ", l)]
     kib = {e: sum(int(r[2]) for r in rows if r[1] == e) for e in ("inflate", "deflate")}
     assert kib["inflate"] == 256 * 1024 and kib["deflate"] == 256 * 1024, f"{kib}\n{out[-2000:]}"
     targets = [r for r in rows if r[1] == "target"]
     assert any(r[2] == str(256 * 1024) and "reason=host" in r for r in targets), out[-2000:]
     assert any(r[2] == "0" and "reason=host" in r for r in targets), out[-2000:]
-    state.setdefault("batches", {})[kver] = sum(1 for r in rows if r[1] == "inflate")
-    return f"{len(rows)} events: inflate and deflate 256 MiB each, host targets"
+    return (f"{len(rows)} events: inflate and deflate 256 MiB each, host targets",
+            sum(1 for r in rows if r[1] == "inflate"))
 
 
 def t_tool_rate(kver):
-    out = state["tool_out"][kver]["balloonrate"]
+    return check_rate(state["tool_out"][kver]["balloonrate"])
+
+
+def check_rate(out):
     rows = [l.split() for l in out.splitlines() if re.match(r"\d\d:\d\d:\d\d +\d", l)]
     assert rows, out[-2000:]
     tin = sum(float(r[1]) for r in rows)
@@ -793,7 +860,10 @@ def t_tool_rate(kver):
 
 
 def t_tool_lat(kver):
-    out = state["tool_out"][kver]["balloonlat"]
+    return check_lat(state["tool_out"][kver]["balloonlat"], state.get("batches", {}).get(kver))
+
+
+def check_lat(out, batches=None):
     counts = {}
     cur = None
     for line in out.splitlines():
@@ -806,7 +876,6 @@ def t_tool_lat(kver):
             counts[cur] = counts.get(cur, 0) + int(m.group(1))
     for key in (("latency_us", "inflate"), ("latency_us", "deflate"), ("batch_kib", "inflate")):
         assert counts.get(key), f"no @{key[0]}[{key[1]}] histogram\n{out[-2000:]}"
-    batches = state.get("batches", {}).get(kver)
     assert batches is None or counts[("latency_us", "inflate")] == batches, \
         f"{counts[('latency_us', 'inflate')]} inflate latencies, balloonsnoop saw {batches} batches"
     return (f"{counts[('latency_us', 'inflate')]} inflate and {counts[('latency_us', 'deflate')]} "
@@ -858,6 +927,16 @@ def t_explicit_intree(g):
     g.run("rmmod virtio_balloon")
 
 
+def t_examples_real():
+    """tools/bpftrace/*_example.txt are output of the tools in the guest_pkg scenario
+    (256 MiB in at 64 MiB/s, out unlimited): the live tests' checks pass on them."""
+    d = PROJECT / "tools/bpftrace"
+    snoop, batches = check_snoop((d / "balloonsnoop_example.txt").read_text())
+    check_rate((d / "balloonrate_example.txt").read_text())
+    check_lat((d / "balloonlat_example.txt").read_text())
+    return f"all three; balloonsnoop's shows {batches} inflate batches"
+
+
 def guest_pkg(kver, ko):
     if not state.get("install_ok"):
         report(True, f"{kver}: packaged module in a guest with udev", "the package did not install", skip=True)
@@ -872,7 +951,7 @@ def guest_pkg(kver, ko):
         test(f"{kver}: the packaged module took the virtio balloon (backend, driver, dmesg)", t_took_device, g)
         test(f"{kver}: module options given at boot (kmod, as from modprobe.d) are in force",
              t_boot_options, g)
-        if test(f"{kver}: QMP balloon moves the packaged module while the bpftrace tools run",
+        if test(f"{kver}: QMP balloon moves the packaged module while the bpftrace tools run from the PATH",
                 t_balloon_and_tools, g, kver):
             tools = tools_for(kver)
             if "balloonsnoop" in tools:
