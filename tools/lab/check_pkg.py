@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import lab
+import readme_blocks
 from lab import MiB, Guest
 from ktap import figure, report, test
 
@@ -145,9 +146,14 @@ def t_deb_builds():
     shutil.rmtree(PKG / "deb", ignore_errors=True)
     src = clean_copy(PKG / "deb" / f"{NAME}-{ver}")
     t0 = time.monotonic()
-    sh(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src)
+    # README's "deb-build" block, as written, in the source tree (a copy of it)
+    block = readme_blocks.named()["deb-build"]
+    for line in block.commands():
+        sh(["bash", "-c", line], cwd=src)
     deb = PKG / "deb" / f"{DEB_NAME}_{ver}_all.deb"
     assert deb.exists(), f"{deb.name} missing"
+    said = re.search(r"# writes (\S+)", block.text).group(1)
+    assert (src / said).resolve() == deb.resolve(), f"README says it writes {said}, the .deb is {deb}"
     state["deb"] = deb
     return f"{deb.name} in {time.monotonic() - t0:.1f} s"
 
@@ -417,11 +423,14 @@ def host(kvers, kernel_source):
     """Host steps; leaves the package installed for the guests when all went well."""
     state["kvers"] = list(kvers)
     trixie_start()   # debootstrap and apt (cold: 75-90 s) beside the tests below
+    test("README: every command block of the checked sections is run by make check or exempt with a reason",
+         t_readme_blocks_marked)
     test("packages: tools/bpftrace/*_example.txt are the tools' real output (the live checks pass on them)",
          t_examples_real)
     test("packages: dkms.conf's version and kernel range agree with debian/ and the spec",
          t_versions_agree, kvers)
-    deb = test("packages: the .deb builds from a clean copy (dpkg-buildpackage -us -uc -b)", t_deb_builds)
+    deb = test("packages: the .deb builds from a clean copy (README's deb-build: dpkg-buildpackage -us -uc -b)",
+               t_deb_builds)
     if deb:
         test("packages: lintian is clean (pedantic; overrides justified)", t_lintian)
     rpm = test("packages: the .rpm builds (rpmbuild, noarch)", t_rpm_builds)
@@ -732,8 +741,10 @@ def t_took_device(g):
 
 
 def _tool_line(t):
-    """The command that runs tool t by its name on the PATH."""
-    return f"{t}.bt"
+    """The line of README's "trace-tools" block that runs tool t by its name on the PATH."""
+    lines = [l for l in readme_blocks.named()["trace-tools"].commands() if re.search(rf"(^|\s){t}\.bt(\s|$)", l)]
+    assert len(lines) == 1, f"README's trace-tools block runs {t}.bt {len(lines)} times"
+    return lines[0]
 
 
 def _tool_out(g, t):
@@ -743,12 +754,12 @@ def _tool_out(g, t):
 
 
 def _start_tools(g, tools):
-    """Each tool by its name on the PATH, as typed: on a terminal (script(1); bpftrace
-    buffers all its output into a file). The tool must run from /usr/sbin, found on the
-    PATH. Returns {tool: (bpftrace pid, session id)}."""
+    """Each tool by README's command line, as typed: on a terminal (script(1); bpftrace
+    buffers all its output into a file), with the lab's sudo (README_BIN). The tool must
+    run from /usr/sbin, found on the PATH. Returns {tool: (bpftrace pid, session id)}."""
     sessions, pids = {}, {}
     for t in tools:
-        cmd = f"cd /; sleep 100000 | script -qfec {shlex.quote(_tool_line(t))} /tmp/{t}.out"
+        cmd = f"export PATH={README_BIN}:$PATH; cd /; sleep 100000 | script -qfec {shlex.quote(_tool_line(t))} /tmp/{t}.out"
         # setsid: one process group to end afterwards (sleep and script)
         sessions[t] = int(g.run(f"setsid bash -c {shlex.quote(cmd)} >/dev/null 2>&1 & echo $!")[1].split()[-1])
 
@@ -927,6 +938,55 @@ def t_explicit_intree(g):
     g.run("rmmod virtio_balloon")
 
 
+# ---------------------------------------------------------------- README's commands
+#
+# The README's command blocks in the sections of readme_blocks.CHECKED carry a marker
+# (<!-- check: NAME -->) and run here as written, each line as one bash command, so that
+# a README that stops working fails make check. The lab's adaptations, the same for all:
+#   - sudo: the lab runs as root and has no sudo; README_BIN/sudo runs its arguments.
+#   - the package's apt commands (deb-build-deps, deb-install, uninstall-deb) run in a
+#     chroot on a throwaway overlay of the guest's root (ro_chroot): the guest's root is
+#     the host's, read-only; what apt and dpkg change there is gone with the overlay.
+#   - deb-build runs on the host, in t_deb_builds: building under TCG would take minutes.
+#   - the bpftrace tools (trace-tools) run on a terminal (script(1)), as typed by a user.
+#   - apt's "Do you want to continue? [Y/n]" (uninstall-deb) is answered Y, as by a user.
+# Blocks exempt from the run say why in their marker.
+
+README_BIN = PKG / "readme-bin"
+# name: where it runs
+README_RUNS = {
+    "deb-build-deps": "guest, ro_chroot", "deb-build": "host, t_deb_builds",
+    "deb-install": "guest, ro_chroot", "verify": "guest", "verify-dmesg": "guest (expected output)",
+    "use-target": "guest", "use-floor": "guest", "use-rates": "guest", "use-oom": "guest",
+    "use-reserve": "guest", "use-stats": "guest", "modprobe-conf": "guest (file content)",
+    "trace-tools": "guest, t_balloon_and_tools", "uninstall-deb": "guest, ro_chroot",
+}
+SIZE = re.compile(r"(\d+)([KMGTkmgt]?)")
+OV = "/tmp/readme-ov"     # on the guest's tmpfs /tmp
+
+
+def parse_size(text):
+    n, unit = SIZE.fullmatch(text).groups()
+    return int(n) << (10 * " KMGT".index(unit.upper() or " "))
+
+
+def t_readme_blocks_marked():
+    """Every block of README's checked sections runs or is exempt with a reason; every
+    marker names a block this file runs, and each it runs is marked. Also writes the
+    lab's sudo (README_BIN/sudo), first, so that the guest's runs have it in any case."""
+    README_BIN.mkdir(parents=True, exist_ok=True)
+    (README_BIN / "sudo").write_text('#!/bin/sh\n# make check runs as root, without sudo: '
+                                     'README\'s "sudo CMD" runs CMD\nexec "$@"\n')
+    (README_BIN / "sudo").chmod(0o755)
+    bad = readme_blocks.problems()
+    assert not bad, "\n".join(bad)
+    names = set(readme_blocks.named())
+    assert names == set(README_RUNS), (f"marked, not run: {sorted(names - set(README_RUNS))}; "
+                                       f"run, not marked: {sorted(set(README_RUNS) - names)}")
+    exempt = [b for b in readme_blocks.blocks() if b.exempt]
+    return f"{len(names)} blocks run, {len(exempt)} exempt with a reason, in {', '.join(readme_blocks.CHECKED)}"
+
+
 def t_examples_real():
     """tools/bpftrace/*_example.txt are output of the tools in the guest_pkg scenario
     (256 MiB in at 64 MiB/s, out unlimited): the live tests' checks pass on them."""
@@ -935,6 +995,209 @@ def t_examples_real():
     check_rate((d / "balloonrate_example.txt").read_text())
     check_lat((d / "balloonlat_example.txt").read_text())
     return f"all three; balloonsnoop's shows {batches} inflate batches"
+
+
+def readme_run(g, name, cwd="/", timeout=120, chroot=False, answer=None):
+    """Run README block `name`, each command line as written, in order; each must exit 0.
+    answer: the standard input, what a user types at a prompt. Returns [(line, output)]."""
+    res = []
+    for line in readme_blocks.named()[name].commands():
+        cmd = f"export PATH={README_BIN}:$PATH; cd {cwd} && {line}"
+        if chroot:
+            cmd = f"chroot {OV}/root /bin/bash -c {shlex.quote(cmd)}"
+        # a newline ends the line's own comment
+        cmd = f"printf {shlex.quote(answer)} | {{ {cmd}\n}}" if answer else f"{{ {cmd}\n}} < /dev/null"
+        rc, out = g.run(cmd, timeout=timeout, check=False)
+        assert rc == 0, f"README block {name}: `{line}` exited {rc}\n{out[-3000:]}"
+        res.append((line, out))
+    return res
+
+
+def ro_chroot(g):
+    """A writable overlay of the guest's read-only root at OV/root, with the guest's /proc,
+    /sys, /dev, /run and the project share bound in."""
+    binds = " && ".join(f"mount --rbind /{d} {OV}/root/{d}" for d in ("proc", "sys", "dev", "run"))
+    g.run(f"mkdir -p {OV} && mount -t tmpfs tmpfs {OV} && mkdir {OV}/up {OV}/wk {OV}/root && "
+          f"mount -t overlay overlay -o lowerdir=/,upperdir={OV}/up,workdir={OV}/wk {OV}/root && "
+          f"{binds} && mount --bind {PROJECT} {OV}/root{PROJECT}")
+
+
+def ro_chroot_gone(g):
+    g.run(f"umount -R {OV}/root; umount {OV}", check=False)
+    rc, out = g.run(f"grep ' {OV}' /proc/mounts", check=False)
+    assert rc != 0, f"overlay still mounted:\n{out}"
+
+
+def uniballoon_back(g):
+    """After a test that failed half-way: uniballoon drives the device again."""
+    if balloon_driver(g) != [NAME]:
+        g.run("rmmod virtio_balloon", check=False)
+        g.run(f"modprobe {NAME}", check=False)
+
+
+def balloon_driver(g):
+    return g.run("for d in /sys/bus/virtio/devices/*; do [ $(cat $d/device) = 0x0005 ] && "
+                 "basename $(readlink $d/driver); done", check=False)[1].split()
+
+
+def loaded(g):
+    return g.run("cut -d' ' -f1 /proc/modules")[1].split()
+
+
+def t_readme_verify(g, kver):
+    """Verify and its kernel log: the values the comments give, the dmesg lines in order."""
+    out = dict(readme_run(g, "verify"))
+    lines = list(out)
+    val = lambda i: out[lines[i]].strip()  # noqa: E731
+    ver = version()
+    assert re.search(r"#\s*virtio, vmware or xen", lines[0]) and val(0) == "virtio", (lines[0], val(0))
+    assert val(1).startswith("target floor inflate_rate deflate_rate"), val(1)
+    assert re.fullmatch(r"\d+\n\d+", val(2)), val(2)
+    assert lines[3].endswith(f"# {ver}") and val(3) == ver, (lines[3], val(3))
+    assert re.search(rf"^{NAME}/{ver}, {re.escape(kver)}, \S+: installed", val(4), re.M), val(4)
+    dmesg = [re.sub(r"^\[[ \d.]+\] ", "", l) for l in val(5).splitlines()]
+    want = [l for l in readme_blocks.named()["verify-dmesg"].text.splitlines() if l.strip()]
+    at = 0
+    for w in want:
+        assert w in dmesg[at:], f"README's kernel log line {w!r} not in dmesg (in order):\n" + "\n".join(dmesg)
+        at = dmesg.index(w, at) + 1
+    return f"{len(lines)} commands; {len(want)} kernel log lines as the README shows them"
+
+
+def t_readme_install(g, kver):
+    """Build dependencies and install: apt finds everything the README names (already
+    installed: the host installed the .deb); with virtio_balloon loaded, the block's
+    modprobe lines hand the device over to uniballoon."""
+    g.run(f"rmmod {NAME} && modprobe virtio_balloon")
+    assert balloon_driver(g) == ["virtio_balloon"], balloon_driver(g)
+    try:
+        ro_chroot(g)
+        deps = readme_run(g, "deb-build-deps", timeout=300, chroot=True)
+        for pkg in re.findall(r"install (?:--\S+ )*(.*)", deps[0][0])[0].split():
+            assert f"{pkg} is already the newest version" in deps[0][1], deps[0][1][-2000:]
+        src = PKG / "deb" / f"{NAME}-{version()}"    # where README's deb-build ran
+        res = readme_run(g, "deb-install", cwd=src, timeout=300, chroot=True)
+    finally:
+        ro_chroot_gone(g)
+        uniballoon_back(g)
+    for pkg in (f"linux-headers-{kver}", DEB_NAME):
+        assert f"{pkg} is already the newest version" in res[0][1], res[0][1][-2000:]
+    assert balloon_driver(g) == [NAME] and "virtio_balloon" not in loaded(g), (balloon_driver(g), loaded(g))
+    g.wait_for(lambda: sysb(g, "backend") == "virtio" and sysb(g, "size") == sysb(g, "host_target"), 30,
+               what="uniballoon at the host's target")
+    return "apt: all already installed; modprobe lines: uniballoon took the device from virtio_balloon"
+
+
+RW = ("floor", "inflate_rate", "deflate_rate", "oom_deflate", "oom_deflate_size")
+
+
+def writes(res):
+    """{file: value} of the `echo VALUE > FILE` lines, the last write of each."""
+    return {m.group(2): m.group(1) for m in (re.match(r"echo (\S+) > (\S+)", l) for l, _ in res) if m}
+
+
+def assert_written(g, res):
+    for f, v in writes(res).items():
+        if v == "host":
+            assert sysb(g, "target_source") != "user", sysb(g, "target_source")
+        else:
+            assert int(sysb(g, f)) == parse_size(v), f"echo {v} > {f}: reads {sysb(g, f)}"
+
+
+def t_readme_use(g):
+    """Use's blocks, in /sys/kernel/balloon: each write reads back as written, outputs as
+    the comments say; the settings are restored after."""
+    saved = {f: sysb(g, f) for f in RW}
+    feats = sysb(g, "features").split()
+    try:
+        res = readme_run(g, "use-target", cwd=SYSB)
+        line, out = res[1]
+        assert out.split() == line.split("#")[1].strip().split(", "), (line, out)
+        assert_written(g, res)
+        g.wait_for(lambda: sysb(g, "size") == sysb(g, "host_target"), 60, what="the balloon back at the host's target")
+        for name in ("use-floor", "use-rates", "use-oom"):
+            assert_written(g, readme_run(g, name, cwd=SYSB))
+        (line, out), = readme_run(g, "use-reserve", cwd=SYSB)
+        reserve = int(out)
+        # "about 128 MiB in a 1 GiB guest with the defaults"; "It is 0 while oom_deflate is 0"
+        if sysb(g, "oom_deflate") == "1":
+            assert 96 * MiB <= reserve <= 160 * MiB, reserve
+        else:
+            assert reserve == 0, reserve
+        (line, out), = readme_run(g, "use-stats", cwd=SYSB)
+        got = dict(l.split(":", 1) for l in out.split())
+        text = (PROJECT / "README.md").read_text()
+        para = text[text.index("**stats/.**"):text.index("<!-- check: use-stats -->")]
+        named = {f"stats/{n}" for n in re.findall(r"`(\w+)`", para)}
+        assert set(got) == named, f"stats/ has {sorted(got)}, the README names {sorted(named)}"
+        assert all(v.isdigit() for v in got.values()), got
+    finally:
+        g.run(f"echo host > {SYSB}/target")
+        for f in RW:
+            if f != "oom_deflate" or "oom_deflate" in feats:
+                g.run(f"echo {saved[f]} > {SYSB}/{f}")
+    return f"target, floor, rates, OOM settings, pressure_reserve ({reserve}), {len(got)} counters"
+
+
+VIRTIO_MODALIAS = "$(cat /sys/bus/virtio/devices/*/modalias | grep d00000005)"
+
+
+def t_readme_modprobe_conf(g):
+    """The modprobe.d example, written where it says: the device's alias (as udev loads it,
+    blacklist applied) loads uniballoon with its options in force, and the in-tree drivers
+    stay blacklisted. The guest's /etc is the host's: a copy of /etc/modprobe.d is bound over it."""
+    text = readme_blocks.named()["modprobe-conf"].text
+    path = re.match(r"# (/etc/modprobe\.d/\S+):", text).group(1)
+    assert path == "/etc/modprobe.d/uniballoon.conf", path
+    opts = dict(o.split("=") for o in re.search(rf"^options {NAME} (.*)$", text, re.M).group(1).split())
+    feats = sysb(g, "features").split()
+    g.run("mkdir -p /tmp/modprobe.d && cp -a /etc/modprobe.d/. /tmp/modprobe.d/ && "
+          "mount --bind /tmp/modprobe.d /etc/modprobe.d")
+    try:
+        g.run(f"cat > {path} <<'README_EOF'\n{text}README_EOF")
+        g.run(f"rmmod {NAME}")
+        g.run(f'modprobe -b "{VIRTIO_MODALIAS}"')
+        assert balloon_driver(g) == [NAME] and "virtio_balloon" not in loaded(g), (balloon_driver(g), loaded(g))
+        for k, v in opts.items():
+            want = str(int(v == "1" and "oom_deflate" in feats)) if k == "oom_deflate" else str(parse_size(v))
+            param = g.run(f"cat /sys/module/{NAME}/parameters/{k}")[1].strip()
+            assert sysb(g, k) == param == want, f"{k}={v}: sysfs {sysb(g, k)}, parameter {param}, want {want}"
+        bl = g.run(r"modprobe -c | grep -E '^blacklist (virtio|vmw)_balloon'")[1].split("\n")
+        assert sorted(filter(None, bl)) == ["blacklist virtio_balloon", "blacklist vmw_balloon"], bl
+    finally:
+        g.run(f"rmmod {NAME}", check=False)
+        g.run("umount /etc/modprobe.d", check=False)
+        g.run(f'modprobe -b "{VIRTIO_MODALIAS}"', check=False)
+        uniballoon_back(g)
+    assert balloon_driver(g) == [NAME] and sysb(g, "floor") == "0", (balloon_driver(g), sysb(g, "floor"))
+    return ", ".join(f"{k}={v}" for k, v in opts.items()) + " in force; the blacklist kept"
+
+
+def t_readme_uninstall(g):
+    """Uninstall with a 64 MiB balloon: the host gets every page back, and the package is
+    gone (in the throwaway overlay): module files, modprobe.d file, the tools; the virtio
+    alias gives virtio_balloon again."""
+    if NAME not in loaded(g):
+        g.run(f"modprobe {NAME}")
+    g.wait_for(lambda: sysb(g, "backend") == "virtio", 30, what="uniballoon bound")
+    balloon_to(g, 64 * MiB)
+    try:
+        ro_chroot(g)
+        out = readme_run(g, "uninstall-deb", timeout=900, chroot=True, answer="Y\n")[-1][1]
+        assert re.search(rf"^Removing {DEB_NAME} ", out, re.M), out[-3000:]
+        assert NAME not in loaded(g), loaded(g)
+        assert g.qmp("query-balloon")["actual"] == GUEST_MB * MiB, g.qmp("query-balloon")
+        ch = lambda cmd: g.run(f"chroot {OV}/root /bin/bash -c {shlex.quote(cmd)}", check=False)  # noqa: E731
+        status = ch(f"dpkg-query -W -f='${{Status}}' {DEB_NAME}")[1]
+        assert "not-installed" in status or "no packages found" in status, status
+        left = ch("ls /lib/modules/*/updates/dkms/uniballoon.ko* /lib/modprobe.d/uniballoon.conf "
+                  + " ".join(f"/usr/sbin/{t}.bt" for t in BT_TOOLS) + " 2>/dev/null")[1].split()
+        assert not left, f"left behind: {left}"
+        out = ch(f"modprobe -n -v -b {VIRTIO_ALIAS}")[1]
+        assert "virtio_balloon" in out and NAME not in out, out
+    finally:
+        ro_chroot_gone(g)
+    return "the balloon emptied, the module unloaded; the package purged in the overlay"
 
 
 def guest_pkg(kver, ko):
@@ -951,7 +1214,12 @@ def guest_pkg(kver, ko):
         test(f"{kver}: the packaged module took the virtio balloon (backend, driver, dmesg)", t_took_device, g)
         test(f"{kver}: module options given at boot (kmod, as from modprobe.d) are in force",
              t_boot_options, g)
-        if test(f"{kver}: QMP balloon moves the packaged module while the bpftrace tools run from the PATH",
+        test(f"{kver}: README's Verify commands and kernel log", t_readme_verify, g, kver)
+        test(f"{kver}: README's build dependencies and install commands (apt in an overlay, modprobe)",
+             t_readme_install, g, kver)
+        test(f"{kver}: README's Use commands in /sys/kernel/balloon", t_readme_use, g)
+        test(f"{kver}: README's /etc/modprobe.d/uniballoon.conf example", t_readme_modprobe_conf, g)
+        if test(f"{kver}: QMP balloon moves the packaged module while README's trace-tools commands run",
                 t_balloon_and_tools, g, kver):
             tools = tools_for(kver)
             if "balloonsnoop" in tools:
@@ -964,3 +1232,5 @@ def guest_pkg(kver, ko):
              t_kselftest_guest, g)
         test(f"{kver}: get_abi.pl undefined finds no undocumented file under {SYSB}", t_abi_undefined, g)
         test(f"{kver}: modprobe virtio_balloon by name still takes the device", t_explicit_intree, g)
+        # last: it purges the package (in an overlay) and unloads the module
+        test(f"{kver}: README's Uninstall commands (apt purge in an overlay)", t_readme_uninstall, g)
