@@ -6,7 +6,7 @@
 #   make install                  install into /lib/modules/<release>/updates
 #   make check                    the whole test suite (sets itself up)
 #   make demo                     boot a guest and show the balloon working
-#   make bench                    benchmark figures (VMware hypercalls per GiB)
+#   make bench                    benchmark figures (virtio cost curves, VMware commands per GiB)
 
 KERNELRELEASE ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KERNELRELEASE)/build

@@ -8,6 +8,7 @@ set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
 "$here/setup.sh"
 if [[ ${BENCH:-virtio} != vmware ]]; then
+  rm -f "$here/../../build/bench/curves.png" "$here/../../build/bench/curves.md"   # never a stale one
   python3 "$here/bench_virtio.py"
   # matplotlib only for the picture, installed here on demand rather than in
   # setup.sh, which CI runs
@@ -19,5 +20,16 @@ if [[ ${BENCH:-virtio} != vmware ]]; then
   # Debian's own python3, where the Debian package installs (a python3 earlier in
   # PATH, e.g. pyenv's, does not see it)
   /usr/bin/python3 "$here/bench_plot.py" || echo "bench.sh: the picture failed; the table is build/bench/curves.md" >&2
+  # BENCH_PUBLISH=1, on a quiet machine only: the run's table and picture become
+  # the ones BENCHMARKS.md shows (docs/), so that no figure there is typed by hand
+  if [[ ${BENCH_PUBLISH:-0} == 1 ]]; then
+    docs=$here/../../docs
+    mkdir -p "$docs"
+    cp "$here/../../build/bench/curves.md" "$docs/bench-curves.md"
+    if [[ -f $here/../../build/bench/curves.png ]]; then
+      cp "$here/../../build/bench/curves.png" "$docs/bench-curves.png"
+    fi
+    echo "bench.sh: published docs/bench-curves.md and docs/bench-curves.png"
+  fi
 fi
 if [[ ${BENCH:-vmware} != virtio ]]; then python3 "$here/bench_vmware.py"; fi
