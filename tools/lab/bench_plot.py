@@ -52,10 +52,13 @@ def main():
                 xs, med, err = series(rounds[d], sizes, key)
                 if xs:
                     ax.errorbar(xs, med, yerr=err, color=color, marker=mark, capsize=3, label=d)
-        xs, med, err = series(rounds["in-tree"] + rounds["uniballoon"], sizes, "limit")
-        color, mark = STYLE["limit"]
-        ax_i.errorbar(xs, med, yerr=err, color=color, marker=mark, linestyle="--", capsize=3,
-                      label="limit: fault in and zero, no balloon")
+        for key, style, label in (("limit", "--", "limit: fault in and zero, 2 MiB pages, no balloon"),
+                                  ("limit_4k", ":", "fault in and zero, 4 KiB pages, no balloon")):
+            xs, med, err = series(rounds["in-tree"] + rounds["uniballoon"], sizes, key)
+            color, mark = STYLE["limit"]
+            if xs:
+                ax_i.errorbar(xs, med, yerr=err, color=color, marker=mark, linestyle=style, capsize=3,
+                              label=label)
         ax_i.set_title(f"{cfg['title']}: inflate")
         ax_d.set_title(f"{cfg['title']}: deflate")
         ax_w.set_title("guest workload speed while inflating")

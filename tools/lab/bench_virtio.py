@@ -10,10 +10,12 @@ BENCH_ROUNDS times (default 3), in two guest configurations:
   - init_on_alloc=0: zeroing out of the way, so the drivers' own costs show.
 
 Per round and driver, one CURVE_MB guest (6 GiB):
-  - the limit, before any ballooning: for each size, a process maps that much
-    anonymous memory with MAP_POPULATE (the kernel faults in and zeroes every
-    page), timed inside the guest: what allocating and zeroing that much costs
-    this guest without a balloon;
+  - the limit, before any ballooning: for each size, a process faults in that
+    much private anonymous memory, timed inside the guest: in 2 MiB pages
+    (MADV_HUGEPAGE, MADV_POPULATE_WRITE: one fault per 2 MiB, so nearly all of
+    it is the kernel zeroing the memory; the goal's limit), and in 4 KiB pages
+    (MAP_POPULATE: a fault per page, whose page table, LRU and memcg work cost
+    more than the zeroing under TCG; for reference);
   - for each size (BENCH_SIZES, default 256M,1G,2G,4G): inflate to it (QMP
     `balloon` until `query-balloon` agrees, polled every 5 ms), the kworker CPU
     time, deflate back to 0 the same way; then inflate it again with a CPU-bound
