@@ -353,7 +353,10 @@ def oom_table(oom):
         mem, bal, touch, _ = OOM_SCENARIOS[name]
         t = {d: [x["oom_time"] for x in o["rounds"][d]] for d in o["rounds"]}
         over = {d: sum(not x["oom_ok"] for x in o["rounds"][d]) for d in o["rounds"]}
-        kills = {d: sum(x["oom_kills"] or 0 for x in o["rounds"][d]) for d in o["rounds"]}
+        # None: not known (the guest stopped answering)
+        kills = {d: str(sum(x["oom_kills"] or 0 for x in o["rounds"][d]))
+                 + (" (+ unknown)" if any(x["oom_kills"] is None for x in o["rounds"][d]) else "")
+                 for d in o["rounds"]}
         held = {d: spread([x["oom_held"] >> 20 for x in o["rounds"][d]], "{:.0f}") for d in o["rounds"]}
         cell = {d: (f"over {o['deadline']} s ({over[d]} of {len(t[d])} runs)" if over[d] * 2 > len(t[d])
                     else spread(t[d], "{:.1f}")) for d in t}
