@@ -4,7 +4,8 @@
 Protocol on the virtio-serial port "lab.agent", one JSON object per line:
   request  {"id": any, "cmd": "shell command", "timeout": seconds}
   reply    {"id": same, "rc": int, "out": "combined stdout+stderr", "timed_out": bool}
-  {"id": any, "ping": true} is answered at once with rc 0 and no process (boot-readiness probe).
+  {"id": any, "ping": true} is answered at once with rc 0 and no process (boot-readiness probe),
+  and "time": the guest's time.time() when it answered.
 Requests run concurrently (one thread each) with bash; a command that exceeds its timeout has
 its whole process group killed and gets rc 124.
 
@@ -111,7 +112,9 @@ class Server:
                     self.send({"id": None, "rc": -1, "out": f"bad request: {e}", "timed_out": False})
                     continue
                 if req.get("ping"):
-                    self.send({"id": req.get("id"), "rc": 0, "out": "", "timed_out": False})
+                    # with the guest's clock: a host can map its own times onto it
+                    self.send({"id": req.get("id"), "rc": 0, "out": "", "timed_out": False,
+                               "time": time.time()})
                     continue
                 threading.Thread(target=self.handle, args=(req,), daemon=True).start()
 

@@ -26,9 +26,9 @@ Per round and driver, one CURVE_MB guest (6 GiB):
     time, deflate back to 0 the same way; then inflate it again with a CPU-bound
     process running (the guest's workload) and deflate;
   - the workload's speed during inflation: the process stamps the guest's
-    clock after every few thousand loop iterations; the host's inflation
-    window is mapped onto the guest's clock (offset from the quickest of a few
-    agent round trips), and the loop rate inside it is divided by the rate of
+    clock after every 1000 loop iterations; the host's inflation
+    window is mapped onto the guest's clock (offset from the quickest of 15
+    agent pings, answered without a process), and the loop rate inside it is divided by the rate of
     the same process in the quiet seconds before. A window so short that the
     edges' uncertainty could move the ratio by more than 0.1 is reported as
     too short to measure.
@@ -168,14 +168,13 @@ def oom_kills(g):
     return int(g.run("awk '$1 == \"oom_kill\" { print $2 }' /proc/vmstat")[1].strip() or 0)
 
 
-def clock_offset(g, tries=7):
-    """Guest realtime minus host realtime, from the quickest agent round trip;
-    returns (offset, uncertainty): half that round trip."""
+def clock_offset(g, tries=15):
+    """Guest realtime minus host realtime, from the quickest of `tries` agent
+    pings (answered without a process); returns (offset, uncertainty): half
+    that round trip."""
     best = None
     for _ in range(tries):
-        h0 = time.time()
-        guest = float(g.run("echo $EPOCHREALTIME")[1])
-        h1 = time.time()
+        h0, guest, h1 = g.guest_clock()
         if best is None or h1 - h0 < best[1] * 2:
             best = (guest - (h0 + h1) / 2, (h1 - h0) / 2)
     return best
@@ -195,7 +194,7 @@ def workload_during(g, mem_mb, size, tag):
     time.sleep(0.3)
     g.run("touch /tmp/work.stop; while kill -0 $(cat /tmp/work.pid) 2>/dev/null; do sleep 0.1; done",
           timeout=60)
-    off2, unc2 = clock_offset(g, 3)
+    off2, unc2 = clock_offset(g)
     host_balloon(g, mem_mb, 0)
     ts = array.array("d")
     ts.frombytes(stamps_file.read_bytes())

@@ -370,6 +370,25 @@ class Guest:
             raise GuestError(f"guest command {why}: {cmd}\n{out}")
         return rc, out
 
+    def guest_clock(self):
+        """(host time.time() before, the guest's time.time(), host time.time() after)
+        from one agent ping, which the agent answers without starting a process."""
+        self._next_id += 1
+        rid = f"clock-{self._next_id}"
+        h0 = time.time()
+        self._agent.send({"id": rid, "ping": True})
+        deadline = time.monotonic() + 10
+        while True:
+            reply = self._agent.recv(deadline)
+            if reply is None:
+                raise GuestError("no answer to a ping within 10 s")
+            if reply.get("id") == rid:
+                break
+        h1 = time.time()
+        if "time" not in reply:
+            raise GuestError("the guest's agent does not tell its clock")
+        return h0, reply["time"], h1
+
     def meminfo(self):
         """/proc/meminfo of the guest as {field: kB}."""
         _, out = self.run("cat /proc/meminfo")
