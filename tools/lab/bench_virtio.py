@@ -13,8 +13,8 @@ Per round and driver, one CURVE_MB guest (6 GiB):
   - prime: a process faults in all but 256 MiB of the free memory once and
     exits, so that no timed step pays for the host's first touch of a guest
     frame (QEMU allocates and zeroes guest RAM on first use, which costs
-    about as much as the guest's zeroing: in a smoke run the same 1 GiB took
-    4.1 s to fault in cold and 0.7 s warm);
+    more than the guest's own zeroing: in a smoke run, faulting in 1 GiB took
+    4.1 s on frames never touched and 0.7 s right after on the same frames);
   - the limit, before any ballooning: for each size, a process faults in that
     much private anonymous memory, timed inside the guest: in 2 MiB pages
     (MADV_HUGEPAGE, MADV_POPULATE_WRITE: one fault per 2 MiB, so nearly all of
@@ -26,12 +26,12 @@ Per round and driver, one CURVE_MB guest (6 GiB):
     time, deflate back to 0 the same way; then inflate it again with a CPU-bound
     process running (the guest's workload) and deflate;
   - the workload's speed during inflation: the process stamps the guest's
-    clock after every 1000 loop iterations; the host's inflation
-    window is mapped onto the guest's clock (offset from the quickest of 15
-    agent pings, answered without a process), and the loop rate inside it is divided by the rate of
-    the same process in the quiet seconds before. A window so short that the
-    edges' uncertainty could move the ratio by more than 0.1 is reported as
-    too short to measure.
+    clock after every 1000 loop iterations; the host's inflation window is
+    mapped onto the guest's clock (offset from the quickest of 15 agent
+    pings, answered without a process), and the loop rate inside it is
+    divided by the rate of the same process in the quiet seconds before. A
+    window so short that the edges' uncertainty could move the ratio by more
+    than 0.1 is reported as too short to measure.
 The OOM scenarios (Debian's default only; BENCH_OOM, default small,large):
   - small: a 2 GiB guest, balloon 1536 MiB, a process touches 600 MiB;
   - large: an 8 GiB guest, balloon 6 GiB, a process touches 3 GiB;
