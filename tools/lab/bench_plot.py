@@ -52,8 +52,9 @@ def main():
                 xs, med, err = series(rounds[d], sizes, key)
                 if xs:
                     ax.errorbar(xs, med, yerr=err, color=color, marker=mark, capsize=3, label=d)
-        for key, style, label in (("limit", "--", "limit: fault in and zero, 2 MiB pages, no balloon"),
-                                  ("limit_4k", ":", "fault in and zero, 4 KiB pages, no balloon")):
+        for key, style, label in (("limit", "--", "limit: the faster of 4 KiB and 2 MiB pages, no balloon"),
+                                  ("limit_4k", ":", "fault in and zero, 4 KiB pages, no balloon"),
+                                  ("limit_2m", "-.", "fault in and zero, 2 MiB pages, no balloon")):
             xs, med, err = series(rounds["in-tree"] + rounds["uniballoon"], sizes, key)
             color, mark = STYLE["limit"]
             if xs:
