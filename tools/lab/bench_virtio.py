@@ -383,7 +383,7 @@ def goals(results):
         m = lambda d, s, k: med([r[str(s)].get(k) for r in rows[d]])   # noqa: E731
         infl = {s: (m("in-tree", s, "inflate"), m("uniballoon", s, "inflate")) for s in sizes}
         defl = {s: (m("in-tree", s, "deflate"), m("uniballoon", s, "deflate")) for s in sizes}
-        x = lambda p: ", ".join(f"{fmt_size(s)} {p[s][0] / p[s][1]:.1f}x" for s in sizes)   # noqa: E731
+        x = lambda p: ", ".join(f"{fmt_size(s)} {p[s][0] / p[s][1]:.2f}x" for s in sizes)   # noqa: E731
         tag = "init_on_alloc=1" if zero else "init_on_alloc=0"
         if zero:
             lim = {s: med([r[str(s)]["limit"] for d in rows for r in rows[d]]) for s in sizes}
