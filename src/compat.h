@@ -78,6 +78,18 @@ static inline int ub_balloon_migrated(struct balloon_dev_info *b,
 #endif /* CONFIG_BALLOON_MIGRATION */
 
 /*
+ * A workqueue was per-CPU unless WQ_UNBOUND was given; Linux 6.17 added
+ * WQ_PERCPU to say so, and 7.x warns (a WARNING with a backtrace) at
+ * alloc_workqueue() when a caller gives neither. UB_WQ_PERCPU keeps the
+ * per-CPU queue of older kernels.
+ */
+#ifdef UB_HAVE_WQ_PERCPU
+#define UB_WQ_PERCPU WQ_PERCPU
+#else
+#define UB_WQ_PERCPU 0
+#endif
+
+/*
  * Linux 6.7 allocates shrinkers (shrinker_alloc, shrinker_register,
  * shrinker_free); before it a caller embedded one and called
  * register_shrinker(). The sources use the new API; this maps it onto the

@@ -441,7 +441,8 @@ int ub_engine_init(void)
 	for (i = 0; i < UB_STAT_NR; i++)
 		atomic64_set(&ub.stats[i], 0);
 	/* freezable: no protocol traffic while the guest suspends */
-	ub.wq = alloc_workqueue("uniballoon", WQ_FREEZABLE | WQ_MEM_RECLAIM, 1);
+	ub.wq = alloc_workqueue("uniballoon",
+				WQ_FREEZABLE | WQ_MEM_RECLAIM | UB_WQ_PERCPU, 1);
 	return ub.wq ? 0 : -ENOMEM;
 }
 
