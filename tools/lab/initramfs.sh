@@ -5,11 +5,14 @@
 # the project share (tag work) read-write at the same path as on the host, and switch_root's
 # into the host root to run $labinit (passed on the kernel command line by lab.py).
 #
-# Usage: initramfs.sh KVER OUTFILE
+# Usage: initramfs.sh KVER OUTFILE [MODDIR]
+# MODDIR: the kernel's module directory when it is not /lib/modules/KVER (a kernel the lab
+# unpacked, sid-chroot.sh kernel); the guest then gets it from a 9p share (tag mods, see
+# lab.py), mounted over /lib/modules, since the host root is read-only.
 # Skips the build when OUTFILE is newer than this script and the kernel's modules.dep.
 set -euo pipefail
 K=$1 OUT=$2
-MODDIR=/lib/modules/$K
+MODDIR=${3:-/lib/modules/$K}
 
 # A kernel without a module directory (the lab's debug kernel) has every driver built in.
 if [[ -s $OUT && $OUT -nt $0 && ( ! -e $MODDIR || $OUT -nt $MODDIR/modules.dep ) ]]; then
@@ -25,7 +28,8 @@ cp /bin/busybox "$tmp/bin/busybox"   # busybox-static: no shared libs needed
 # "builtin X" lines (6.12 has virtio_pci and virtio_console built in) need nothing.
 # Dedup keeps the first occurrence, which respects dependency order.
 if [[ -e $MODDIR ]]; then
-  modprobe -S "$K" -a --show-depends virtio_pci 9pnet_virtio 9p virtio_console |
+  base=${MODDIR%/lib/modules/"$K"}   # modprobe -d BASE looks in BASE/lib/modules/KVER
+  modprobe -d "${base:-/}" -S "$K" -a --show-depends virtio_pci 9pnet_virtio 9p virtio_console |
     awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$tmp/modlist"
 else
   : > "$tmp/modlist"
@@ -71,6 +75,11 @@ if [ -n "$labwork" ]; then
   # a project under /tmp (CI clones) lies below a tmpfs now: make the mount point there
   mkdir -p "/newroot$labwork" 2>/dev/null
   mount9p work "/newroot$labwork" rw || die "cannot mount work share at $labwork"
+fi
+# labmods=1 (a kernel the lab unpacked): its modules come from the share tagged mods, over
+# the host's /lib/modules, whose other kernels this guest has no use for.
+if [ "$labmods" = 1 ]; then
+  mount9p mods /newroot/lib/modules ro,cache=loose || die "cannot mount the kernel's modules (tag mods)"
 fi
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts

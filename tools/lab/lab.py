@@ -62,12 +62,49 @@ def kernels():
     return out.split()
 
 
+SID_CHROOT = LAB_DIR / "sid-chroot.sh"
+SID_KERNELS = PROJECT / "build" / "sid-kernel"
+
+
+def sid_kernel():
+    """The release of Debian sid's newest 7.2 kernel, unpacked under build/sid-kernel
+    (sid-chroot.sh kernel: makes the sid chroot and downloads the image unless cached).
+    The host does not have it installed: see kernel_moddir()."""
+    moddir = subprocess.run([SID_CHROOT, "kernel"], check=True, capture_output=True, text=True).stdout
+    return Path(moddir.strip()).name
+
+
+def kernel_moddir(kver):
+    """Module directory of a kernel the lab unpacked (sid-chroot.sh kernel), or None for
+    a kernel installed on the host (/boot, /lib/modules). An unpacked kernel's directory
+    holds its vmlinuz and config too; guests get its modules over a 9p share."""
+    if Path(f"/boot/vmlinuz-{kver}").exists():
+        return None
+    moddir = SID_KERNELS / kver / "usr/lib/modules" / kver
+    return moddir if (moddir / "modules.dep").exists() else None
+
+
+def _kernel_file(kver, what):
+    """/boot's vmlinuz or config of kver, or that of a kernel the lab unpacked."""
+    moddir = kernel_moddir(kver)
+    return moddir / what if moddir else Path(f"/boot/{what}-{kver}")
+
+
 def build_module(kver, test_build=False, tree=None, kdir=None):
     """Build uniballoon.ko for kver in a copy of the tree (as dkms would), so that
     builds for several kernels never share generated files; returns its path.
     test_build: with the VMware host model (UB_TEST_HOST_MODEL=y). tree: the copy's
     name under build/ (a caller that runs beside `make check` uses its own).
     kdir: a kernel build tree other than /lib/modules/KVER/build (the debug kernel)."""
+    if kernel_moddir(kver) and not kdir:
+        # sid's 7.2 headers need sid's compiler: build in the sid chroot (same tree copy,
+        # same UB_WERROR=y, the stand-in beside a test build); it prints the .ko's path
+        env = dict(os.environ, **({"UB_BUILD_TREE": tree} if tree else {}))
+        r = subprocess.run([SID_CHROOT, "build", *(["test"] if test_build else [])], env=env,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"build for {kver} (sid chroot) failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+        return r.stdout.split()[-1]
     out = PROJECT / "build" / (tree or ("mod-test" if test_build else "mod")) / kver
     subprocess.run(["rm", "-rf", out], check=True)
     out.mkdir(parents=True)
@@ -121,12 +158,12 @@ def pvh_vmlinux(kver):
     at every boot. With CONFIG_PVH=y QEMU's -kernel boots the ELF vmlinux directly (PVH entry),
     which saves that time. The payload is located via the x86 boot-protocol header fields
     payload_offset/payload_length (0x248/0x24c), so no magic-number scanning is needed."""
-    src = Path(f"/boot/vmlinuz-{kver}")
+    src = _kernel_file(kver, "vmlinuz")
     dst = _build_dir() / f"vmlinux-{kver}"
     if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
         return dst
     try:
-        if "CONFIG_PVH=y" not in Path(f"/boot/config-{kver}").read_text().splitlines():
+        if "CONFIG_PVH=y" not in _kernel_file(kver, "config").read_text().splitlines():
             return None
         data = src.read_bytes()
         setup_sects = data[0x1f1] or 4
@@ -224,7 +261,9 @@ class Guest:
     # ---------------------------------------------------------------- lifecycle
     def start(self):
         initrd = _build_dir() / f"initramfs-{self.kver}.cpio.gz"
-        subprocess.run([LAB_DIR / "initramfs.sh", self.kver, initrd], check=True)  # no-op if cached
+        moddir = kernel_moddir(self.kver) if not self.kernel else None
+        subprocess.run([LAB_DIR / "initramfs.sh", self.kver, initrd, *([moddir] if moddir else [])],
+                       check=True)  # no-op if cached
         self.rundir.mkdir(parents=True, exist_ok=True)
         if self.initrd_prefix:
             combined = self.rundir / "initrd.img"
@@ -236,6 +275,11 @@ class Guest:
         balloon = "virtio-balloon-pci,id=balloon0" + (f",{self.balloon_opts}" if self.balloon_opts else "")
         append = (f"console=ttyS0 panic=-1 labwork={PROJECT} "
                   f"labinit={LAB_DIR / 'guest-init.sh'} {self.append}").strip()
+        mods = []
+        if moddir:   # a kernel the lab unpacked: its modules over the guest's /lib/modules
+            append += " labmods=1"
+            mods = ["-fsdev", f"local,id=fsmods,path={moddir.parent},security_model=none,readonly=on,"
+                    "multidevs=remap", "-device", "virtio-9p-pci,fsdev=fsmods,mount_tag=mods"]
         cmd = [
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", QEMU_CPU, "-smp", str(self.smp),
             "-m", str(self.mem_mb), "-nographic", "-no-reboot", "-monitor", "none",
@@ -247,6 +291,7 @@ class Guest:
             "-device", "virtio-9p-pci,fsdev=fsroot,mount_tag=hostroot",
             "-fsdev", f"local,id=fswork,path={PROJECT},security_model=none,multidevs=remap",
             "-device", "virtio-9p-pci,fsdev=fswork,mount_tag=work",
+            *mods,
             "-qmp", f"unix:{qmp_sock},server=on,wait=off",
             "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=agent,path={agent_sock},server=on,wait=off",
@@ -282,7 +327,7 @@ class Guest:
 
     def _kernel_image(self):
         """Kernel QEMU boots: the uncompressed ELF vmlinux if we can make one (see pvh_vmlinux)."""
-        return self.kernel or pvh_vmlinux(self.kver) or f"/boot/vmlinuz-{self.kver}"
+        return self.kernel or pvh_vmlinux(self.kver) or _kernel_file(self.kver, "vmlinuz")
 
     def _wait_agent(self, deadline):
         # Bytes sent before the guest opens its port wait in QEMU's socket buffer, so one ping

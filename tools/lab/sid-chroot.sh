@@ -10,9 +10,16 @@
 #   sid-chroot.sh build [test]     build this tree for that release inside the chroot as
 #                                  lab.build_module does (UB_WERROR=y; "test" adds
 #                                  UB_TEST_HOST_MODEL=y and the vmw-standin module);
-#                                  prints the path of uniballoon.ko
+#                                  prints the path of uniballoon.ko (UB_BUILD_TREE names
+#                                  the copy's directory, by default mod or mod-test)
 #   sid-chroot.sh source           also install linux-source-7.2 (for reading
 #                                  mm/balloon.c); prints the tarball's path
+#   sid-chroot.sh run CMD...       run CMD in the chroot (/proc mounted; cwd /)
+#   sid-chroot.sh kernel           download that release's kernel image and modules
+#                                  (apt-get download in the chroot) and unpack them
+#                                  with dpkg-deb -x into build/sid-kernel/RELEASE (cached),
+#                                  with modules.dep made by the host's depmod; prints
+#                                  the directory holding vmlinuz, config and the modules
 #
 # The chroot lives in build/sid-chroot; its key is the code that makes it (here and in
 # chroot-lib.sh, shared with trixie-chroot.sh), so editing the package list rebuilds it.
@@ -66,6 +73,7 @@ case ${1:-} in
     kind=mod
     extra=(UB_WERROR=y)
     if [[ ${2:-} == test ]]; then kind=mod-test; extra+=(UB_TEST_HOST_MODEL=y); fi
+    kind=${UB_BUILD_TREE:-$kind}
     # a copy of the tree, as dkms and lab.build_module build
     out=/build/$kind/$rel
     rm -rf "$root$out"
@@ -77,6 +85,39 @@ case ${1:-} in
       in_root make -C "/lib/modules/$rel/build" M="$out/vmw-standin" modules >&2
     fi
     echo "$root$out/uniballoon.ko" ;;
+  run)
+    ensure
+    shift
+    in_root "$@" ;;
+  kernel)
+    ensure
+    rel=$(cat "$root/.release")
+    dest=$project/build/sid-kernel/$rel
+    if [[ ! -e $dest/.ready ]]; then
+      t0=$(date +%s)
+      rm -rf "$dest" "$root/tmp/kernel-debs"
+      mkdir -p "$dest" "$root/tmp/kernel-debs"
+      # linux-image-REL is either the whole kernel (up to 6.x) or a meta package of the
+      # linux-{binary,modules,base}-REL packages that hold it (sid's 7.2): take it and
+      # every dependency of the same release.
+      debs=$(in_root apt-cache show --no-all-versions "linux-image-$rel" |
+               sed -n 's/^Depends: //p' | tr ',|' '
+
+' | awk '{print $1}' | grep -F -- "-$rel" || true)
+      # shellcheck disable=SC2086
+      in_root sh -c 'cd /tmp/kernel-debs && apt-get -q -o Acquire::Check-Valid-Until=false download "$@"'         sh "linux-image-$rel" $debs >> "$log" 2>&1
+      for deb in "$root"/tmp/kernel-debs/*.deb; do dpkg-deb -x "$deb" "$dest"; done
+      rm -rf "$root/tmp/kernel-debs"
+      base=$dest/usr; [[ -d $base/lib/modules/$rel ]] || base=$dest
+      depmod -b "$base" "$rel"
+      mods=$base/lib/modules/$rel
+      # older packages keep the image and config in /boot
+      [[ -e $mods/vmlinuz ]] || ln -s "$dest/boot/vmlinuz-$rel" "$mods/vmlinuz"
+      [[ -e $mods/config ]] || ln -s "$dest/boot/config-$rel" "$mods/config"
+      echo "$mods" > "$dest/.ready"
+      echo "$me: unpacked sid's $rel kernel (linux-image-$rel ${debs//$'\n'/ }) in $(( $(date +%s) - t0 )) s" >&2
+    fi
+    cat "$dest/.ready" ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2
     exit 2 ;;
