@@ -74,13 +74,33 @@ def abi_validate():
         assert f"/sys/kernel/balloon/{f}" in r.stdout, f"{f} undocumented"
 
 
+def _make(kver, tree, *args):
+    """make in tree (a copy of the sources) for kver: on the host, or in the sid chroot
+    for a kernel the lab unpacked (tree then lies in the chroot); returns the run."""
+    if lab.kernel_moddir(kver):
+        inside = "/" + str(Path(tree).relative_to(SID_ROOT))
+        return subprocess.run([lab.SID_CHROOT, "run", "make", "-C", inside, *args], capture_output=True, text=True)
+    return subprocess.run(["make", *args], cwd=tree, capture_output=True, text=True)
+
+
+SID_ROOT = BUILD / "sid-chroot"
+
+
 def t_compat_header(kver):
     """src/compat/configure.sh answers each probe in tests/ once, with a valid macro
     (a kernel that leaves NAME.mod.c files beside the probes once produced
     '#define UB_HAVE_LINUX_BALLOON_H.MOD 1')."""
-    out = BUILD / f"compat-{kver}.h"
-    subprocess.run(["sh", PROJECT / "src/compat/configure.sh", f"/lib/modules/{kver}/build", out],
-                   check=True)
+    if lab.kernel_moddir(kver):   # its headers need the sid chroot's compiler
+        out = SID_ROOT / "build" / "compat" / f"compat-{kver}.h"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-r", PROJECT / "src/compat", out.parent], check=True)
+        subprocess.run([lab.SID_CHROOT, "run", "sh", "/build/compat/compat/configure.sh",
+                        f"/lib/modules/{kver}/build", f"/build/compat/{out.name}"], check=True,
+                       capture_output=True)
+    else:
+        out = BUILD / f"compat-{kver}.h"
+        subprocess.run(["sh", PROJECT / "src/compat/configure.sh", f"/lib/modules/{kver}/build", out],
+                       check=True)
     probes = sorted(p.stem.upper() for p in (PROJECT / "src/compat/tests").glob("*.c"))
     lines = out.read_text().splitlines()[1:]
     answer = re.compile(r"#define UB_HAVE_([A-Z0-9_]+) 1|/\* #undef UB_HAVE_([A-Z0-9_]+) \*/")
@@ -93,18 +113,17 @@ def t_compat_header(kver):
 
 def t_werror_lab_only(kver):
     """A warning fails the lab's build (UB_WERROR=y) but not a user's DKMS build."""
-    out = BUILD / "werror" / kver
+    out = (SID_ROOT / "build" if lab.kernel_moddir(kver) else BUILD) / "werror" / kver
     subprocess.run(["rm", "-rf", out], check=True)
     out.mkdir(parents=True)
     for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
         subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
     with open(out / "src/core.c", "a") as f:   # what a newer compiler might warn about
         f.write("\nstatic void __maybe_unused ub_warn_probe(void)\n{\n\tint unused_here;\n}\n")
-    user = subprocess.run(["make", f"KERNELRELEASE={kver}"], cwd=out, capture_output=True, text=True)
+    user = _make(kver, out, f"KERNELRELEASE={kver}")
     assert user.returncode == 0 and "unused_here" in user.stderr, user.stdout[-2000:] + user.stderr[-2000:]
-    subprocess.run(["make", f"KERNELRELEASE={kver}", "clean"], cwd=out, capture_output=True, check=True)
-    lab_build = subprocess.run(["make", f"KERNELRELEASE={kver}", "UB_WERROR=y"], cwd=out,
-                               capture_output=True, text=True)
+    assert _make(kver, out, f"KERNELRELEASE={kver}", "clean").returncode == 0
+    lab_build = _make(kver, out, f"KERNELRELEASE={kver}", "UB_WERROR=y")
     assert lab_build.returncode != 0 and "unused_here" in lab_build.stderr, lab_build.stderr[-2000:]
     return "user build: a warning; lab build: an error"
 
@@ -1475,6 +1494,19 @@ GUESTS += (guest_debug_virtio, guest_debug_vmware)
 GUEST_COST.update(guest_debug_virtio=12, guest_debug_vmware=12)
 
 
+# The guests that run on a kernel the lab unpacked rather than installed (Debian sid's 7.2,
+# LAB_KERNELS=sid): the others need the host's packages or tools built for that kernel.
+UNPACKED_GUESTS = (guest_plain, guest_oom, guest_vmware)
+
+
+def lab_kernels():
+    """LAB_KERNELS (the word sid stands for sid's newest 7.2, sid-chroot.sh kernel), else kernels()."""
+    only = os.environ.get("LAB_KERNELS")
+    if not only:
+        return kernels()
+    return [lab.sid_kernel() if k == "sid" else k for k in only.split()]
+
+
 def guest_job(guest, kver, ko, test_ko):
     guest(kver, test_ko if guest in (guest_vmware, guest_restore_fail) else ko)
 
@@ -1483,9 +1515,10 @@ def main():
     t_start = time.monotonic()
     test("checkpatch: src/ and the lab's vmw_balloon stand-in are clean", checkpatch)
     test("sysfs-abi/ passes get_abi.pl validate and documents every file", abi_validate)
-    only = os.environ.get("LAB_KERNELS")
-    kvers = only.split() if only else kernels()
-    check_pkg.host(kvers, kernel_source)   # dkms.conf is tested by the package's install
+    kvers = lab_kernels()
+    # the package is installed on the host, hence for the host's kernels only
+    host_kvers = [k for k in kvers if not lab.kernel_moddir(k)]
+    check_pkg.host(host_kvers, kernel_source)   # dkms.conf is tested by the package's install
     only_guests = os.environ.get("LAB_GUESTS", "").split()
     jobs = []
     for kver in kvers:
@@ -1499,12 +1532,16 @@ def main():
         test(f"{kver}: the production build contains no test hook", no_test_hook, ko)
         test(f"{kver}: warnings are errors in the lab's build only", t_werror_lab_only, kver)
         test(f"{kver}: the compat probes give one valid macro each", t_compat_header, kver)
+        unpacked = lab.kernel_moddir(kver) is not None
         for guest in GUESTS:
+            if unpacked and guest not in UNPACKED_GUESTS:
+                continue
             if not only_guests or guest.__name__ in only_guests:
                 jobs.append((f"{kver}: {guest.__name__} guest", guest_job, (guest, kver, ko, test_ko)))
     for kver in kvers:   # shared boot files, made once before guests run side by side
-        subprocess.run([lab.LAB_DIR / "initramfs.sh", kver, lab.BUILD_DIR / f"initramfs-{kver}.cpio.gz"],
-                       check=True)
+        moddir = lab.kernel_moddir(kver)
+        subprocess.run([lab.LAB_DIR / "initramfs.sh", kver, lab.BUILD_DIR / f"initramfs-{kver}.cpio.gz",
+                        *([moddir] if moddir else [])], check=True)
         lab.pvh_vmlinux(kver)
     debug_jobs = (guest_debug_virtio, guest_debug_vmware)
     if any(j[2][0] in debug_jobs for j in jobs):
@@ -1523,7 +1560,7 @@ def main():
         run_jobs(heavy)
         run_jobs([j for j in jobs if j not in heavy])
     finally:
-        test("packages: purged, the module is gone for every kernel", check_pkg.purge, kvers)
+        test("packages: purged, the module is gone for every kernel", check_pkg.purge, host_kvers)
     print(f"# total time {time.monotonic() - t_start:.0f} s")
     return summary()
 
