@@ -26,6 +26,7 @@ from ktap import figure, report, run_jobs, summary, test  # noqa: E402
 from check_xen import guest_xen  # noqa: E402
 import check_pkg  # noqa: E402  (packages, autoload, bpftrace tools, kselftest layout)
 import check_debug  # noqa: E402  (the debug-kernel tier)
+from check_libvirt import guest_libvirt  # noqa: E402  (virsh setmem/dommemstat)
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
@@ -1473,11 +1474,11 @@ def guest_demo(kver, ko):
 
 
 GUESTS = (guest_demo, guest_restore_fail, guest_plain, guest_oom, guest_params, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
-          check_pkg.guest_pkg)
+          check_pkg.guest_pkg, guest_libvirt)
 # rough relative run times, to start the long guests first
 GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
               "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4,
-              "guest_demo": 2, "guest_restore_fail": 1, "guest_params": 2}
+              "guest_demo": 2, "guest_restore_fail": 1, "guest_params": 2, "guest_libvirt": 1}
 
 
 def guest_debug_virtio(kver, ko):

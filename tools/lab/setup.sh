@@ -5,6 +5,7 @@
 #   linux-image-amd64 / linux-headers-amd64       -> newest 6.1 kernel in bookworm
 #   linux-image-6.12-amd64 / linux-headers-6.12-amd64 -> newest 6.12 kernel (bookworm security/updates)
 # debootstrap makes the Debian 13 (trixie) chroot of the package test (trixie-chroot.sh).
+# libvirt (check_libvirt.py) starts its own virtlogd/libvirtd when PID 1 is not systemd.
 # Set LAB_UPGRADE=1 to refresh the package lists and pull newer kernels even if some are installed.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ PKGS=(
   linux-source-6.12 flex bison libelf-dev libssl-dev
   xen-hypervisor-4.17-amd64 xen-utils-4.17
   debhelper dh-dkms lintian rpm rpmlint udev rsync
-  debootstrap
+  debootstrap libvirt-daemon-system libvirt-clients
   linux-image-amd64 linux-headers-amd64
   linux-image-6.12-amd64 linux-headers-6.12-amd64
 )
