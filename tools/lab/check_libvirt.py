@@ -245,6 +245,7 @@ def guest_libvirt(kver, ko):
     if not lab.shutil.which("virsh"):
         report(True, f"{kver}: libvirt drives uniballoon", "libvirt is not installed (setup.sh)", skip=True)
         return
+    t0 = time.monotonic()
     with Daemons():
         g = LibvirtGuest(kver, mem_mb=GUEST_MB, name=f"libvirt-{kver}")
         with g:
@@ -259,6 +260,8 @@ def guest_libvirt(kver, ko):
                      t_setmem, g, GUEST_MB)
         test(f"{kver}: libvirt: the domain is gone after poweroff (none left defined)",
              t_domain_gone, g)
+    figure(kver, "libvirt: whole job (daemons, boot, tests, poweroff)", f"{time.monotonic() - t0:.0f} s")
+
 
 if __name__ == "__main__":
     from ktap import summary
