@@ -2,11 +2,15 @@
 # Sourced by sid-chroot.sh and trixie-chroot.sh: a cached Debian chroot made by debootstrap
 # from the mirror of the host's own apt sources, which it leaves alone.
 #
-# The sourcing script sets: suite (a Debian suite), root (the chroot's directory), log, me
-# (its name, for messages), and defines pick_packages (prints the packages to install on top
-# of the minbase system; it may run apt-cache in the chroot). chroot_ensure makes the chroot
+# The sourcing script sets project (the project's root) and suite (a Debian suite), and
+# defines pick_packages (prints the packages to install on top of the minbase system; it may
+# run apt-cache in the chroot). The chroot is build/SUITE-chroot, its log build/SUITE-chroot.log. chroot_ensure makes the chroot
 # unless $root/.ready-KEY exists; KEY hashes these functions, pick_packages and $suite, so
 # editing what makes it makes it anew.
+
+root=$project/build/$suite-chroot
+log=$project/build/$suite-chroot.log
+me=$suite-chroot.sh
 
 chroot_mirror() {
   if [[ -n ${UB_CHROOT_MIRROR:-${UB_SID_MIRROR:-}} ]]; then echo "${UB_CHROOT_MIRROR:-$UB_SID_MIRROR}"; return; fi

@@ -29,9 +29,6 @@ set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
 project=$(readlink -f "$here/../..")
 suite=sid
-root=$project/build/sid-chroot
-log=$project/build/sid-chroot.log
-me=sid-chroot.sh
 
 pick_packages() {
   local headers=${UB_SID_HEADERS:-}

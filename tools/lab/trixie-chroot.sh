@@ -17,9 +17,6 @@ set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
 project=$(readlink -f "$here/../..")
 suite=trixie
-root=$project/build/trixie-chroot
-log=$project/build/trixie-chroot.log
-me=trixie-chroot.sh
 
 pick_packages() {
   # linux-headers-amd64: the newest 6.12 kernel of trixie, as a user's system gets it; it
