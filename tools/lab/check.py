@@ -27,6 +27,8 @@ from check_xen import guest_xen  # noqa: E402
 import check_pkg  # noqa: E402  (packages, autoload, bpftrace tools, kselftest layout)
 import check_debug  # noqa: E402  (the debug-kernel tier)
 from check_libvirt import guest_libvirt  # noqa: E402  (virsh setmem/dommemstat)
+import arm64  # noqa: E402  (the arm64 guest and cross build)
+from arm64 import Arm64Guest  # noqa: E402
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
@@ -1478,7 +1480,8 @@ GUESTS = (guest_demo, guest_restore_fail, guest_plain, guest_oom, guest_params, 
 # rough relative run times, to start the long guests first
 GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
               "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4,
-              "guest_demo": 2, "guest_restore_fail": 1, "guest_params": 2, "guest_libvirt": 1}
+              "guest_demo": 2, "guest_restore_fail": 1, "guest_params": 2, "guest_libvirt": 1,
+              "guest_arm64": 3}
 
 
 def guest_debug_virtio(kver, ko):
@@ -1495,17 +1498,79 @@ GUESTS += (guest_debug_virtio, guest_debug_vmware)
 GUEST_COST.update(guest_debug_virtio=12, guest_debug_vmware=12)
 
 
+# ---------------------------------------------------------------- arm64
+
+def t_arm64_aliases(ko):
+    """The arm64 module autoloads on the virtio balloon and on Xen (DMI), and has
+    neither the x86 CPU alias nor the VMware backend, which Kbuild leaves out."""
+    aliases = subprocess.run(["modinfo", "-F", "alias", ko], check=True, capture_output=True,
+                             text=True).stdout.split()
+    assert "virtio:d00000005v*" in aliases, aliases
+    assert not [a for a in aliases if a.startswith("x86cpu") or "VMware" in a or "vmmemctl" in a], aliases
+    syms = subprocess.run(["nm", ko], check=True, capture_output=True, text=True).stdout
+    assert " ubw_" not in syms, "the VMware backend is in the arm64 build"
+    return " ".join(aliases)
+
+
+def t_arm64_modalias(g, ko):
+    """The guest's balloon device has the modalias the module's alias matches."""
+    devs = g.run("cat /sys/bus/virtio/devices/*/modalias")[1].split()
+    assert any(d.startswith("virtio:d00000005v") for d in devs), devs
+
+
+def guest_arm64(kver, ko):
+    """The virtio tests of the plain and OOM guests on Debian's arm64 kernel, in
+    qemu-system-aarch64 guests (arm64.py): same QMP host, same assertions."""
+    with Arm64Guest(kver, mem_mb=GUEST_MB, name=f"arm64-{kver}") as g:
+        figure(kver, "boot to agent", f"{g.boot_seconds:.1f} s")
+        test(f"{kver}: the balloon device's modalias is the module's virtio alias", t_arm64_modalias, g, ko)
+        test(f"{kver}: dmesg says when virtio_balloon owns the device", t_owned_by_intree, g, ko)
+        if not test(f"{kver}: module loads and binds the virtio balloon", load, g, ko):
+            return
+        test(f"{kver}: QMP balloon down and up, both sides and MemTotal agree", t_qmp_down_up, g, kver)
+        test(f"{kver}: guest override via target is seen by the host, then 'host'", t_guest_override, g)
+        test(f"{kver}: floor holds a host request, visibly", t_floor, g)
+        run_selftests(g, kver)
+        test(f"{kver}: rmmod with a full balloon returns every page", t_rmmod_full, g)
+        test(f"{kver}: no soft lockup or RCU stall (arm64 guest)", t_no_stalls, g)
+    with Arm64Guest(kver, mem_mb=GUEST_MB, balloon_opts="deflate-on-oom=on", name=f"arm64-oom-{kver}") as g:
+        if not test(f"{kver}: module loads on a deflate-on-oom device", load, g, ko):
+            return
+        test(f"{kver}: OOM with oom_deflate 1: the process gets the memory, nobody is killed",
+             t_oom_deflate_on, g, kver)
+        test(f"{kver}: rmmod after OOM returns every page", t_rmmod_full, g)
+        test(f"{kver}: no soft lockup or RCU stall (arm64 OOM guest)", t_no_stalls, g)
+
+
 # The guests that run on a kernel the lab unpacked rather than installed (Debian sid's 7.2,
 # LAB_KERNELS=sid): the others need the host's packages or tools built for that kernel.
 UNPACKED_GUESTS = (guest_plain, guest_oom, guest_vmware)
 
 
 def lab_kernels():
-    """LAB_KERNELS (the word sid stands for sid's newest 7.2, sid-chroot.sh kernel), else kernels()."""
+    """LAB_KERNELS, else kernels() and the arm64 build of the newest. In LAB_KERNELS the
+    word sid stands for sid's newest 7.2 (sid-chroot.sh kernel), arm64 for the arm64
+    build of kernels()' newest (arm64.sh)."""
     only = os.environ.get("LAB_KERNELS")
     if not only:
-        return kernels()
-    return [lab.sid_kernel() if k == "sid" else k for k in only.split()]
+        return kernels() + [arm64.release(kernels()[-1])]
+    word = {"sid": lab.sid_kernel, "arm64": lambda: arm64.release(kernels()[-1])}
+    return [word[k]() if k in word else k for k in only.split()]
+
+
+def arm64_jobs(kver, only_guests):
+    """Cross build for an arm64 kernel, its host-side checks, and its guest job."""
+    try:
+        ko = arm64.build_module(kver)
+        report(True, f"{kver}: module cross-builds with warnings as errors")
+    except Exception as e:  # noqa: BLE001
+        report(False, f"{kver}: module cross-builds with warnings as errors", str(e))
+        return []
+    test(f"{kver}: the production build contains no test hook", no_test_hook, ko)
+    test(f"{kver}: autoload aliases: virtio and Xen, no x86 CPU or VMware alias", t_arm64_aliases, ko)
+    if only_guests and "guest_arm64" not in only_guests:
+        return []
+    return [(f"{kver}: guest_arm64 guest", guest_job, (guest_arm64, kver, ko, ko))]
 
 
 def guest_job(guest, kver, ko, test_ko):
@@ -1518,11 +1583,14 @@ def main():
     test("sysfs-abi/ passes get_abi.pl validate and documents every file", abi_validate)
     kvers = lab_kernels()
     # the package is installed on the host, hence for the host's kernels only
-    host_kvers = [k for k in kvers if not lab.kernel_moddir(k)]
+    host_kvers = [k for k in kvers if not lab.kernel_moddir(k) and not arm64.is_arm64(k)]
     check_pkg.host(host_kvers, kernel_source)   # dkms.conf is tested by the package's install
     only_guests = os.environ.get("LAB_GUESTS", "").split()
     jobs = []
     for kver in kvers:
+        if arm64.is_arm64(kver):
+            jobs += arm64_jobs(kver, only_guests)
+            continue
         try:
             ko = build_module(kver)
             test_ko = build_module(kver, test_build=True)
@@ -1539,7 +1607,7 @@ def main():
                 continue
             if not only_guests or guest.__name__ in only_guests:
                 jobs.append((f"{kver}: {guest.__name__} guest", guest_job, (guest, kver, ko, test_ko)))
-    for kver in kvers:   # shared boot files, made once before guests run side by side
+    for kver in (k for k in kvers if not arm64.is_arm64(k)):   # shared boot files, made once
         moddir = lab.kernel_moddir(kver)
         subprocess.run([lab.LAB_DIR / "initramfs.sh", kver, lab.BUILD_DIR / f"initramfs-{kver}.cpio.gz",
                         *([moddir] if moddir else [])], check=True)

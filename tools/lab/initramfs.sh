@@ -22,7 +22,8 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp"/{bin,dev,proc,sys,newroot,mods}
-cp /bin/busybox "$tmp/bin/busybox"   # busybox-static: no shared libs needed
+# busybox-static: no shared libs needed. LAB_BUSYBOX: another architecture's (arm64.sh).
+cp "${LAB_BUSYBOX:-/bin/busybox}" "$tmp/bin/busybox"
 
 # Module list in load order, computed by modprobe from the target kernel's modules.dep.
 # "builtin X" lines (6.12 has virtio_pci and virtio_console built in) need nothing.

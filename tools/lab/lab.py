@@ -259,11 +259,23 @@ class Guest:
         self.boot_seconds = None
 
     # ---------------------------------------------------------------- lifecycle
-    def start(self):
+    # The machine QEMU emulates, the guest's serial console and the directory the guest
+    # boots on (the host's own root): a subclass for another architecture changes them.
+    QEMU_MACHINE = ("qemu-system-x86_64", "-accel", "tcg", "-cpu", QEMU_CPU)
+    CONSOLE = "ttyS0"
+    ROOT = "/"
+
+    def _initramfs(self):
+        """The lab's initramfs for this kernel (made once, cached), and the module
+        directory of a kernel the lab unpacked (shared with the guest), or None."""
         initrd = _build_dir() / f"initramfs-{self.kver}.cpio.gz"
         moddir = kernel_moddir(self.kver) if not self.kernel else None
         subprocess.run([LAB_DIR / "initramfs.sh", self.kver, initrd, *([moddir] if moddir else [])],
                        check=True)  # no-op if cached
+        return initrd, moddir
+
+    def start(self):
+        initrd, moddir = self._initramfs()
         self.rundir.mkdir(parents=True, exist_ok=True)
         if self.initrd_prefix:
             combined = self.rundir / "initrd.img"
@@ -273,7 +285,7 @@ class Guest:
         self._sockdir = Path(tempfile.mkdtemp(prefix="lab-"))
         qmp_sock, agent_sock = self._sockdir / "qmp", self._sockdir / "agent"
         balloon = "virtio-balloon-pci,id=balloon0" + (f",{self.balloon_opts}" if self.balloon_opts else "")
-        append = (f"console=ttyS0 panic=-1 labwork={PROJECT} "
+        append = (f"console={self.CONSOLE} panic=-1 labwork={PROJECT} "
                   f"labinit={LAB_DIR / 'guest-init.sh'} {self.append}").strip()
         mods = []
         if moddir:   # a kernel the lab unpacked: its modules over the guest's /lib/modules
@@ -281,13 +293,13 @@ class Guest:
             mods = ["-fsdev", f"local,id=fsmods,path={moddir.parent},security_model=none,readonly=on,"
                     "multidevs=remap", "-device", "virtio-9p-pci,fsdev=fsmods,mount_tag=mods"]
         cmd = [
-            "qemu-system-x86_64", "-accel", "tcg", "-cpu", QEMU_CPU, "-smp", str(self.smp),
+            *self.QEMU_MACHINE, "-smp", str(self.smp),
             "-m", str(self.mem_mb), "-nographic", "-no-reboot", "-monitor", "none",
             "-serial", f"file:{self.console_log}",
             *self._boot_args(initrd, append),
             "-device", balloon,
             # host root, read-only; multidevs=remap keeps inode numbers of /proc etc. distinct
-            "-fsdev", "local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-fsdev", f"local,id=fsroot,path={self.ROOT},security_model=none,readonly=on,multidevs=remap",
             "-device", "virtio-9p-pci,fsdev=fsroot,mount_tag=hostroot",
             "-fsdev", f"local,id=fswork,path={PROJECT},security_model=none,multidevs=remap",
             "-device", "virtio-9p-pci,fsdev=fswork,mount_tag=work",

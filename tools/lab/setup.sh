@@ -4,7 +4,8 @@
 # Kernel versions are chosen by Debian's meta packages, never by hard-coded ABI numbers:
 #   linux-image-amd64 / linux-headers-amd64       -> newest 6.1 kernel in bookworm
 #   linux-image-6.12-amd64 / linux-headers-6.12-amd64 -> newest 6.12 kernel (bookworm security/updates)
-# debootstrap makes the Debian 13 (trixie) chroot of the package test (trixie-chroot.sh).
+# debootstrap makes the Debian 13 (trixie) chroot of the package test (trixie-chroot.sh) and
+# the arm64 guest's root (arm64.sh), which qemu-system-arm boots; gcc-aarch64-linux-gnu cross builds.
 # libvirt (check_libvirt.py) starts its own virtlogd/libvirtd when PID 1 is not systemd.
 # Set LAB_UPGRADE=1 to refresh the package lists and pull newer kernels even if some are installed.
 set -euo pipefail
@@ -16,6 +17,7 @@ PKGS=(
   xen-hypervisor-4.17-amd64 xen-utils-4.17
   debhelper dh-dkms lintian rpm rpmlint udev rsync
   debootstrap libvirt-daemon-system libvirt-clients
+  qemu-system-arm gcc-aarch64-linux-gnu
   linux-image-amd64 linux-headers-amd64
   linux-image-6.12-amd64 linux-headers-6.12-amd64
 )
