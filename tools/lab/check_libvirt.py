@@ -5,7 +5,7 @@ A lab guest (same kernel, initramfs, 9p shares and agent as lab.Guest) is define
 from domain XML and started with `virsh create` on qemu:///system (Debian 12's
 libvirt 9.0, TCG). libvirt owns QEMU's monitor, so the host side here is virsh
 only; commands run in the guest through the lab's agent as usual.
-Run alone: /tmp/qslot nice -n 5 python3 tools/lab/check_libvirt.py [KVER]
+Run alone: python3 tools/lab/check_libvirt.py [KVER]
 (or LAB_GUESTS=guest_libvirt make check).
 
 PID 1 need not be systemd: if no libvirtd runs, this starts virtlogd and libvirtd
@@ -28,7 +28,7 @@ from ktap import figure, report, test  # noqa: E402
 SYSB = "/sys/kernel/balloon"
 GUEST_MB = 1024
 URI = "qemu:///system"
-STATS_PERIOD = 2        # seconds, <memballoon><stats period=.../>
+STATS_PERIOD = 2        # seconds, `virsh dommemstat --period`
 TOLERANCE = 32 * MiB    # free/available/caches move on their own between two samples
 
 
@@ -103,7 +103,7 @@ class LibvirtGuest(Guest):
     <controller type='virtio-serial' index='0'/>
     <channel type='unix'><source mode='bind' path={quoteattr(str(agent_sock))}/>
       <target type='virtio' name='lab.agent'/></channel>
-    <memballoon model='virtio'><stats period='{STATS_PERIOD}'/></memballoon>
+    <memballoon model='virtio'/>
   </devices>
 </domain>
 """
@@ -196,6 +196,22 @@ def t_setmem(g, mb):
     return f"{SYSB}/size {want >> 20} MiB after {took:.1f} s"
 
 
+def t_stats_period(g):
+    """A domain defined without <stats period>, as most are: `virsh dommemstat` shows the
+    statistics the guest sent once when the driver bound, and they stay as they were,
+    until `dommemstat --period N --live` has QEMU ask the guest every N seconds (the
+    route the virsh manual gives); then they are fresh."""
+    t0 = memstat(g).get("last_update", 0)
+    # the control: over three periods with nobody asking, no new sample arrives
+    time.sleep(3 * STATS_PERIOD)
+    t1 = memstat(g).get("last_update", 0)
+    assert t1 == t0, f"statistics refreshed without --period: last_update {t0} -> {t1}"
+    virsh("dommemstat", g.domain, "--period", STATS_PERIOD, "--live")
+    g.wait_for(lambda: memstat(g).get("last_update", 0) > t1, 6 * STATS_PERIOD + 10,
+               interval=0.5, what="a fresh sample after dommemstat --period")
+    return f"last_update {t0} before --period, {memstat(g)['last_update']} after"
+
+
 def vmstat(g):
     return {k: int(v) for k, v in (l.split() for l in g.run("cat /proc/vmstat")[1].splitlines())}
 
@@ -212,7 +228,7 @@ def t_dommemstat(g):
     s = memstat(g)
     mi, after = g.meminfo(), vmstat(g)
     keys = ("actual", "swap_in", "swap_out", "major_fault", "minor_fault", "unused", "available",
-            "usable", "disk_caches", "last_update")
+            "usable", "disk_caches", "hugetlb_pgalloc", "hugetlb_pgfail", "last_update")
     missing = [k for k in keys if k not in s]
     assert not missing, f"dommemstat lacks {missing}: {s}"
     assert s["available"] == mi["MemTotal"], (s["available"], mi["MemTotal"])
@@ -226,7 +242,9 @@ def t_dommemstat(g):
             ("swap_in", before["pswpin"] * page_kb, after["pswpin"] * page_kb),
             ("swap_out", before["pswpout"] * page_kb, after["pswpout"] * page_kb),
             ("major_fault", before["pgmajfault"], after["pgmajfault"]),
-            ("minor_fault", before["pgfault"] - before["pgmajfault"], after["pgfault"] - after["pgmajfault"])):
+            ("minor_fault", before["pgfault"] - before["pgmajfault"], after["pgfault"] - after["pgmajfault"]),
+            ("hugetlb_pgalloc", before["htlb_buddy_alloc_success"], after["htlb_buddy_alloc_success"]),
+            ("hugetlb_pgfail", before["htlb_buddy_alloc_fail"], after["htlb_buddy_alloc_fail"])):
         assert lo <= s[key] <= hi, f"{key} {s[key]} not within /proc/vmstat's [{lo}, {hi}]"
     assert s["minor_fault"] > 0
     return (f"usable {s['usable'] >> 10} MiB (MemAvailable {mi['MemAvailable'] >> 10}), unused "
@@ -251,7 +269,9 @@ def guest_libvirt(kver, ko):
         with g:
             figure(kver, "libvirt: virsh create to agent", f"{g.boot_seconds:.1f} s")
             if test(f"{kver}: libvirt: uniballoon takes the domain's <memballoon model='virtio'>",
-                    t_takes_device, g, ko):
+                    t_takes_device, g, ko) and \
+                    test(f"{kver}: libvirt: virsh dommemstat --period turns the guest's statistics on",
+                         t_stats_period, g):
                 test(f"{kver}: libvirt: virsh dommemstat shows our stats, as /proc/meminfo and /proc/vmstat",
                      t_dommemstat, g)
                 if test(f"{kver}: libvirt: virsh setmem 512M inflates the balloon by 512 MiB", t_setmem, g, 512):
