@@ -260,7 +260,8 @@ def t_payloads_match():
         assert f"examples/{t}_example.txt" in ddocs, f"examples/{t}_example.txt not in the docs"
     for must in (f"/usr/src/{NAME}-{ver}/dkms.conf", f"/usr/src/{NAME}-{ver}/Kbuild",
                  "/usr/lib/modprobe.d/uniballoon.conf", "/usr/share/man/man4/uniballoon.4",
-                 *(f"{BT_DIR}/{t}.bt" for t in BT_TOOLS)):
+                 *(f"{BT_DIR}/{t}.bt" for t in BT_TOOLS),
+                 *(f"/usr/share/man/man8/{t}.bt.8" for t in BT_TOOLS)):
         assert must in dfiles, f"{must} missing"
     assert not any(p.endswith("compat_config.h") for p in dfiles), "generated compat_config.h shipped"
     # the lab's stand-in for vmw_balloon (tools/lab/vmw-standin) is for test builds only
