@@ -11,16 +11,11 @@
 # with "- " a new item.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+use Roff qw(roff);
 
 my $version = shift @ARGV or die "usage: abi2man.pl VERSION ABI-FILE...\n";
-
-sub roff {
-	my ($s) = @_;
-	$s =~ s/\\/\\e/g;
-	$s =~ s/-/\\-/g;
-	$s =~ s/^([.'])/\\&$1/;
-	return $s;
-}
 
 sub entries {
 	my ($file) = @_;

@@ -11,18 +11,13 @@
 # "Copyright". A paragraph that names NAME_example.txt becomes EXAMPLES.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+use Roff qw(roff);
 
 my ($version, $file) = @ARGV;
 die "usage: bt2man.pl VERSION TOOL.bt\n" unless defined $file;
 (my $name = $file) =~ s{.*/}{};
-
-sub roff {
-	my ($s) = @_;
-	$s =~ s/\\/\\e/g;
-	$s =~ s/-/\\-/g;
-	$s =~ s/^([.'])/\\&$1/;
-	return $s;
-}
 
 open(my $fh, '<', $file) or die "$file: $!\n";
 my (@head, $in);
