@@ -486,11 +486,17 @@ def t_no_stalls(g):
     return None
 
 
+def takes_device(g, kver, ko):
+    """A fresh guest's first steps: the in-tree driver's hold on the device is named,
+    then the module binds it. False if it does not (the guest's other tests need it)."""
+    figure(kver, "boot to agent", f"{g.boot_seconds:.1f} s")
+    test(f"{kver}: dmesg says when virtio_balloon owns the device", t_owned_by_intree, g, ko)
+    return test(f"{kver}: module loads and binds the virtio balloon", load, g, ko)
+
+
 def guest_plain(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"plain-{kver}") as g:
-        figure(kver, "boot to agent", f"{g.boot_seconds:.1f} s")
-        test(f"{kver}: dmesg says when virtio_balloon owns the device", t_owned_by_intree, g, ko)
-        if not test(f"{kver}: module loads and binds the virtio balloon", load, g, ko):
+        if not takes_device(g, kver, ko):
             return
         test(f"{kver}: QMP balloon down and up, both sides and MemTotal agree", t_qmp_down_up, g, kver)
         test(f"{kver}: 2 MiB blocks, requests in flight, split only when needed", t_huge_blocks, g)
@@ -1522,10 +1528,8 @@ def guest_arm64(kver, ko):
     """The virtio tests of the plain and OOM guests on Debian's arm64 kernel, in
     qemu-system-aarch64 guests (arm64.py): same QMP host, same assertions."""
     with Arm64Guest(kver, mem_mb=GUEST_MB, name=f"arm64-{kver}") as g:
-        figure(kver, "boot to agent", f"{g.boot_seconds:.1f} s")
         test(f"{kver}: the balloon device's modalias is the module's virtio alias", t_arm64_modalias, g, ko)
-        test(f"{kver}: dmesg says when virtio_balloon owns the device", t_owned_by_intree, g, ko)
-        if not test(f"{kver}: module loads and binds the virtio balloon", load, g, ko):
+        if not takes_device(g, kver, ko):
             return
         test(f"{kver}: QMP balloon down and up, both sides and MemTotal agree", t_qmp_down_up, g, kver)
         test(f"{kver}: guest override via target is seen by the host, then 'host'", t_guest_override, g)
