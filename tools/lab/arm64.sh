@@ -28,13 +28,14 @@ project=$(readlink -f "$here/../..")
 top=$project/build/arm64
 me=arm64.sh
 
+# shellcheck source=SCRIPTDIR/mirror.sh
+. "$here/mirror.sh"
+
 mirror() {   # $1: debian or debian-security
-  local var=UB_CHROOT_MIRROR m
+  local var=UB_CHROOT_MIRROR
   [[ $1 == debian-security ]] && var=UB_SECURITY_MIRROR
   if [[ -n ${!var:-} ]]; then echo "${!var}"; return; fi
-  m=$(grep -rhoE "^(URIs:|deb) +https?://[^ ]+/$1/?( |\$)" /etc/apt/sources.list /etc/apt/sources.list.d/ \
-        2>/dev/null | awk '{print $2}' | head -n1 || true)
-  echo "${m:-http://deb.debian.org/$1}"
+  host_mirror "$1"
 }
 
 # apt-get for arm64 with its own sources list, lists and cache: the host's apt never sees it.
@@ -66,7 +67,7 @@ download() {
 }
 
 root_key() {   # what makes a root: this script's functions and the release
-  { declare -f mirror apt_arm64 download make_root; echo "$1"; } | sha256sum | cut -c1-12
+  { declare -f host_mirror mirror apt_arm64 download make_root; echo "$1"; } | sha256sum | cut -c1-12
 }
 
 make_root() {

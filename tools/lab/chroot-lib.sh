@@ -12,12 +12,12 @@ root=$project/build/$suite-chroot
 log=$project/build/$suite-chroot.log
 me=$suite-chroot.sh
 
+# shellcheck source=SCRIPTDIR/mirror.sh
+. "$project/tools/lab/mirror.sh"
+
 chroot_mirror() {
   if [[ -n ${UB_CHROOT_MIRROR:-${UB_SID_MIRROR:-}} ]]; then echo "${UB_CHROOT_MIRROR:-$UB_SID_MIRROR}"; return; fi
-  local m
-  m=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ \
-        2>/dev/null | awk '{print $2}' | head -n1 || true)
-  echo "${m:-http://deb.debian.org/debian}"
+  host_mirror debian
 }
 
 # Run a command in the chroot, in a mount namespace of its own: /proc (and, with
@@ -72,5 +72,5 @@ chroot_ensure() {
        "downloaded $(( dl / 1048576 )) MiB of packages" >&2
 }
 
-chroot_key=$( { declare -f chroot_mirror in_root apt_in chroot_ensure pick_packages; echo "$suite"; } |
+chroot_key=$( { declare -f host_mirror chroot_mirror in_root apt_in chroot_ensure pick_packages; echo "$suite"; } |
                 sha256sum | cut -c1-12)
