@@ -144,15 +144,25 @@ void ub_host_target_locked(unsigned long pages, bool request)
 /*
  * Pages the floor still lets us take. Once inflation has met the pressure
  * reserve (pages.c), the floor in force is at least that reserve.
+ *
+ * A floor of 0 in force sets no limit: MemAvailable leaves out free pages
+ * (on 7.2 the per-CPU lists hold tens of MiB after a large process exits),
+ * so measuring it against 0 would stop the balloon short while the
+ * allocator still has pages. The allocator's own failure stops inflation
+ * then, as in the in-tree drivers. ULONG_MAX is at least any want, so
+ * ub_apply_floor_locked() never holds, and never adds it to ub.size.
  */
 static unsigned long ub_floor_allowance(void)
 {
-	long avail = si_mem_available();
+	long avail;
 	unsigned long floor = ub.set.floor >> PAGE_SHIFT;
 
 	if (pol.reserve_hit)
 		floor = max(floor, ub_pressure_reserve());
+	if (!floor)
+		return ULONG_MAX;
 
+	avail = si_mem_available();
 	return avail > 0 && avail > floor ? avail - floor : 0;
 }
 
