@@ -25,13 +25,13 @@ def one(kver, backend, ko, n):
     with Guest(kver, mem_mb=GUEST_MB, balloon_opts=opts, name=f"oomloop-{backend}-{n}-{kver}") as g:
         if backend == "virtio":
             load(g, ko)
-            g.qmp("balloon", value=GUEST_MB * MiB - 800 * MiB)
-            held = fill_for_oom(g, 800, lambda size: actual(g) == GUEST_MB * MiB - size)
+            held = fill_for_oom(g, 800, lambda: g.qmp("balloon", value=GUEST_MB * MiB - 800 * MiB),
+                                lambda size: actual(g) == GUEST_MB * MiB - size)
         else:
             g.run(f"insmod {ko} backend=vmware")
             assert sysb(g, "backend") == "vmware"
-            model_set(g, "target", 800 * 256)
-            held = fill_for_oom(g, 800, lambda size: model_audit(g)["locked_frames"] == size // 4096)
+            held = fill_for_oom(g, 800, lambda: model_set(g, "target", 800 * 256),
+                                lambda size: model_audit(g)["locked_frames"] == size // 4096)
         out, took = hog_gets_memory(g)
         stalls = [r[0] for r in stall_reports(g.console())]
         return took, held, out.strip(), stalls
