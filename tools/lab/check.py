@@ -1557,14 +1557,22 @@ UNPACKED_GUESTS = (guest_plain, guest_oom, guest_vmware)
 
 
 def lab_kernels():
-    """LAB_KERNELS, else kernels() and the arm64 build of the newest. In LAB_KERNELS the
-    word sid stands for sid's newest 7.2 (sid-chroot.sh kernel), arm64 for the arm64
-    build of kernels()' newest (arm64.sh)."""
-    only = os.environ.get("LAB_KERNELS")
-    if not only:
-        return kernels() + [arm64.release(kernels()[-1])]
+    """LAB_KERNELS, else kernels(), sid's newest 7.2 and the arm64 build of kernels()'
+    newest. In LAB_KERNELS the word sid stands for sid's newest 7.2 (sid-chroot.sh
+    kernel), arm64 for the arm64 build of kernels()' newest (arm64.sh). A kernel the
+    lab cannot fetch is a failed test, not the end of the run."""
     word = {"sid": lab.sid_kernel, "arm64": lambda: arm64.release(kernels()[-1])}
-    return [word[k]() if k in word else k for k in only.split()]
+    only = os.environ.get("LAB_KERNELS")
+    kvers = []
+    for k in only.split() if only else kernels() + ["sid", "arm64"]:
+        if k not in word:
+            kvers.append(k)
+            continue
+        try:
+            kvers.append(word[k]())
+        except subprocess.CalledProcessError as e:
+            report(False, f"the lab fetches the {k} kernel", f"{e}\n{e.stderr}")
+    return kvers
 
 
 def arm64_jobs(kver, only_guests):
