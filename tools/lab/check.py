@@ -151,7 +151,7 @@ def balloon_to(g, balloon_bytes, timeout=120):
     g.qmp("balloon", value=GUEST_MB * MiB - balloon_bytes)
     g.wait_for(lambda: actual(g) == GUEST_MB * MiB - balloon_bytes and
                sysb_int(g, "size") == balloon_bytes, timeout,
-               what=f"balloon of {balloon_bytes >> 20} MiB (size {sysb(g, 'size')})")
+               what=lambda: f"balloon of {balloon_bytes >> 20} MiB (size {sysb(g, 'size')})")
     return time.monotonic() - t0
 
 
@@ -174,7 +174,7 @@ def fill_for_oom(g, ask_mib, ask, host_agrees, timeout=120):
             return True
         return (size >= reach and sysb(g, "target_source") == "floor"
                 and pressure_reserve(g)[1])
-    g.wait_for(settled, timeout, what=f"balloon of {ask_mib} MiB or held at the reserve, at "
+    g.wait_for(settled, timeout, what=lambda: f"balloon of {ask_mib} MiB or held at the reserve, at "
                f"{reach >> 20} MiB or more (size {sysb(g, 'size')}, source {sysb(g, 'target_source')})")
     return sysb_int(g, "size")
 
@@ -732,7 +732,8 @@ def vm_balloon(g, mib, timeout=120):
     model_set(g, "target", mib * 256)
     g.wait_for(lambda: sysb_int(g, "size") == mib * MiB and
                model_audit(g)["locked_frames"] == mib * 256, timeout,
-               what=f"{mib} MiB ballooned (size {sysb(g, 'size')}, model {model_audit(g)['locked_frames']})")
+               what=lambda: f"{mib} MiB ballooned (size {sysb(g, 'size')}, "
+                            f"model {model_audit(g)['locked_frames']})")
 
 
 def vm_round_trip(g, mib, timeout=300):
@@ -880,7 +881,7 @@ def t_vm_refuse_all(g):
         model_set(g, "target", 256 * 256)
         # a few cycles of refusals, each at most one batch
         g.wait_for(lambda: sysb_int(g, "stats/host_refusals") >= refusals + 4096, 60,
-                   what=f"4096 refusals (have {sysb_int(g, 'stats/host_refusals') - refusals})")
+                   what=lambda: f"4096 refusals (have {sysb_int(g, 'stats/host_refusals') - refusals})")
         low = min(g.meminfo()["MemAvailable"] for _ in range(5))
         assert sysb_int(g, "size") == 0, sysb(g, "size")
         # one batch (8 MiB of 4 KiB pages, 64 MiB of 2 MiB ones) and 4 MiB aside at most

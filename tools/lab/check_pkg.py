@@ -695,7 +695,7 @@ def balloon_to(g, balloon_bytes, timeout=120):
     g.qmp("balloon", value=GUEST_MB * MiB - balloon_bytes)
     g.wait_for(lambda: g.qmp("query-balloon")["actual"] == GUEST_MB * MiB - balloon_bytes and
                int(sysb(g, "size")) == balloon_bytes, timeout,
-               what=f"balloon of {balloon_bytes >> 20} MiB (size {sysb(g, 'size')})")
+               what=lambda: f"balloon of {balloon_bytes >> 20} MiB (size {sysb(g, 'size')})")
 
 
 def t_udev_settles(g, kver):

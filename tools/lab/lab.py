@@ -134,7 +134,9 @@ def standin_ko(test_ko):
 
 def wait_for(predicate, timeout, interval=0.2, what="condition"):
     """Poll predicate() until it returns something truthy; return that value.
-    Raises TimeoutError naming `what` and the last value (or exception) seen."""
+    Raises TimeoutError naming `what` and the last value (or exception) seen;
+    `what` may be a callable, asked at the timeout, so that the message shows
+    the state the wait ended in rather than the one it began in."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
@@ -147,6 +149,11 @@ def wait_for(predicate, timeout, interval=0.2, what="condition"):
         except Exception as e:  # e.g. a file that does not exist yet
             last = e
         if time.monotonic() >= deadline:
+            if callable(what):
+                try:
+                    what = what()
+                except Exception as e:  # noqa: BLE001 (the guest may be what failed)
+                    what = f"(its description failed: {e!r})"
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
         time.sleep(interval)
 
