@@ -19,6 +19,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -189,7 +190,9 @@ def pvh_vmlinux(kver):
             return None
     except (OSError, lzma.LZMAError, zlib.error, struct.error, IndexError):
         return None
-    tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")  # atomic publish; safe with concurrent runs
+    # atomic publish, safe with concurrent runs and with guests of one run starting
+    # side by side (oom_loop.py's lanes), hence a name per process and thread
+    tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}-{threading.get_ident()}")
     tmp.write_bytes(elf)
     tmp.replace(dst)
     return dst
