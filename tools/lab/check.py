@@ -1552,9 +1552,11 @@ def guest_arm64(kver, ko):
         test(f"{kver}: no soft lockup or RCU stall (arm64 OOM guest)", t_no_stalls, g)
 
 
-# The guests that run on a kernel the lab unpacked rather than installed (Debian sid's 7.2,
-# LAB_KERNELS=sid): the others need the host's packages or tools built for that kernel.
-UNPACKED_GUESTS = (guest_plain, guest_oom, guest_vmware)
+# The guests that run on a kernel the lab unpacked rather than installed (Debian sid's 7.2):
+# the others need the host's packages built for that kernel (the .deb's DKMS build, Xen,
+# libvirt) or boot a kernel the lab builds (the debug tier) or the newest installed one.
+UNPACKED_GUESTS = (guest_plain, guest_oom, guest_vmware, guest_restore_fail, guest_params, guest_features,
+                   guest_poison, guest_hint)
 
 
 def lab_kernels():
