@@ -35,6 +35,13 @@ def xen_debugfs(g):
     return dict(l.split(": ", 1) for l in out.splitlines() if ": " in l)
 
 
+def xen_core_state(g):
+    """The Xen balloon core's own view (drivers/xen/xen-balloon.c's sysfs), for messages."""
+    d = "/sys/devices/system/xen_memory/xen_memory0"
+    return " ".join(g.run(f"cd {d} && grep -s . target_kb info/* schedule_delay retry_count",
+                          check=False)[1].split())
+
+
 def memtotal_kb(g):
     return g.meminfo()["MemTotal"]
 
@@ -212,7 +219,10 @@ def t_oom_notifier(g):
         # the OOM cap holds until asked again: a request of the user's, then the host's
         g.run(f"echo {size0} > {SYSB}/target; echo host > {SYSB}/target")
     g.wait_for(lambda: settled(g, size0) and g.xl_mem_mb("Domain-0") == 448, 60,
-               what="the balloon back at the host's target")
+               what=lambda: f"the balloon back at the host's target of {size0} bytes (size "
+                            f"{sysb(g, 'size')}, target {sysb(g, 'target')} from "
+                            f"{sysb(g, 'target_source')}, xl list {g.xl_mem_mb('Domain-0')} MiB; "
+                            f"backend {xen_debugfs(g)}; core: {xen_core_state(g)})")
     return (f"{calls - calls0} notifier call(s), {deflations - deflations0} OOM deflation(s), "
             f"{reported - reported0} pages reported freed")
 
