@@ -243,7 +243,12 @@ void ubv_hint_release(struct ub_virtio *vb)
  * That is safe at any time: the host skips a hinted page only until the
  * guest writes it, which migration's dirty tracking sees.
  */
-static struct ub_virtio *ubv_hint_vb;	/* the device with hinting on */
+/*
+ * The one device with hinting on, set and cleared with cmpxchg(): its
+ * shrinker finds it here. Another device (a VMM other than QEMU may offer
+ * two) hints nothing, so that its failed probe frees nothing in use.
+ */
+static struct ub_virtio *ubv_hint_vb;
 
 static unsigned long ubv_hint_count(struct shrinker *shrinker,
 				    struct shrink_control *sc)
@@ -304,14 +309,19 @@ void ubv_start_hinting(struct ub_virtio *vb)
 		dev_warn(&vdev->dev, "free page queue too small, no hinting\n");
 		return;
 	}
+	if (cmpxchg(&ubv_hint_vb, NULL, vb)) {
+		dev_warn(&vdev->dev,
+			 "another balloon device hints free pages, not this one\n");
+		return;
+	}
 	vb->hint_shrinker = shrinker_alloc(0, "uniballoon-hint");
 	if (!vb->hint_shrinker) {
 		dev_warn(&vdev->dev, "no memory for a shrinker, no hinting\n");
+		cmpxchg(&ubv_hint_vb, vb, NULL);
 		return;
 	}
 	vb->hint_shrinker->count_objects = ubv_hint_count;
 	vb->hint_shrinker->scan_objects = ubv_hint_scan;
-	ubv_hint_vb = vb;
 	shrinker_register(vb->hint_shrinker);
 	vb->hint_start = cpu_to_virtio32(vdev, VIRTIO_BALLOON_CMD_ID_STOP);
 	vb->hint_end = cpu_to_virtio32(vdev, VIRTIO_BALLOON_CMD_ID_STOP);
@@ -325,6 +335,8 @@ void ubv_stop_hinting(struct ub_virtio *vb)
 {
 	shrinker_free(vb->hint_shrinker);
 	vb->hint_shrinker = NULL;
+	/* no scan runs now: shrinker_free() waited for them */
+	cmpxchg(&ubv_hint_vb, vb, NULL);
 	ubv_hint_release(vb);
 	vb->hinting = false;
 }
