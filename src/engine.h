@@ -108,6 +108,7 @@ void ub_oom_cap_locked(unsigned long left);
 void ub_user_request_locked(bool override, unsigned long pages);
 void ub_policy_reset_locked(unsigned long host_target);
 unsigned long ub_pressure_threshold(void);
+unsigned long ub_reserve_room(void);
 
 /* pages.c: a page mover's balloon */
 unsigned long ub_pages_attach_locked(void);
@@ -126,5 +127,6 @@ unsigned long ub_deflate_step_locked(unsigned long want);
 void ub_target_attach_locked(void);
 unsigned long ub_target_step_locked(void);
 unsigned long ub_target_shrink_locked(unsigned long want, unsigned long *left);
+bool ub_target_cut_pending(void);
 
 #endif /* UB_ENGINE_H */

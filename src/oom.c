@@ -89,14 +89,26 @@ static unsigned long ub_pressure_deficit(void)
 	return 2 * threshold - max(available, 0L);
 }
 
-/* Shrinker count: balloon pages we would release now, or 0. */
+/*
+ * Shrinker count: balloon pages we would release now, or 0. A target-driven
+ * balloon (Xen) frees nothing in the scan itself (its driver gives the
+ * pages back later) and cuts once until they are back: it counts what one
+ * cut would promise, and nothing while a cut is pending.
+ */
 static unsigned long ub_pressure_count(void)
 {
+	unsigned long deficit = ub_pressure_deficit();
+	unsigned long size = READ_ONCE(ub.size);
+
 	if (!READ_ONCE(ub.set.oom_deflate) ||
-	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE) ||
-	    !ub_pressure_deficit())
+	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE) || !deficit)
 		return 0;
-	return READ_ONCE(ub.size);
+	if (!(READ_ONCE(ub.features) & UB_FEAT_TARGET_DRIVEN))
+		return size;
+	if (ub_target_cut_pending())
+		return 0;
+	return min(size, max(deficit, READ_ONCE(ub.set.oom_deflate_size) >>
+				      PAGE_SHIFT));
 }
 
 /*

@@ -360,24 +360,6 @@ static struct page *ub_alloc_small(bool *reclaim)
 }
 
 /*
- * Pages inflation may still take before MemAvailable falls below the
- * pressure reserve (oom.c), by any path: free pages the balloon takes are
- * the ones kswapd refills by evicting the guest's page cache, so stopping
- * only where inflation itself reclaims is not enough. A batch is sized to
- * this room; each page taken lowers MemAvailable by about one page.
- */
-static unsigned long ub_reserve_room(void)
-{
-	long reserve = ub_pressure_reserve();
-	long available;
-
-	if (!reserve)
-		return ULONG_MAX;
-	available = si_mem_available();
-	return available > reserve ? available - reserve : 0;
-}
-
-/*
  * Once pages come only through reclaim, a batch ends after this long and
  * the next one waits as long: inflation that has to evict the guest's own
  * memory takes at most about half of a CPU, so the guest's tasks keep

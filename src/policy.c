@@ -199,6 +199,24 @@ unsigned long ub_apply_floor_locked(unsigned long want)
 	return allow;
 }
 
+/*
+ * Pages inflation may still take before MemAvailable falls below the
+ * pressure reserve (oom.c), by any path: free pages the balloon takes are
+ * the ones kswapd refills by evicting the guest's page cache, so stopping
+ * only where inflation itself reclaims is not enough. A batch is sized to
+ * this room; each page taken lowers MemAvailable by about one page.
+ */
+unsigned long ub_reserve_room(void)
+{
+	long reserve = ub_pressure_reserve();
+	long available;
+
+	if (!reserve)
+		return ULONG_MAX;
+	available = si_mem_available();
+	return available > reserve ? available - reserve : 0;
+}
+
 /* The balloon is at or below what the floor allows again: release it. */
 void ub_floor_release_locked(void)
 {

@@ -98,7 +98,7 @@ static int ub_set_goal_locked(unsigned long goal)
  */
 unsigned long ub_target_step_locked(void)
 {
-	unsigned long requested, goal, step, delay = UB_TARGET_STEP;
+	unsigned long requested, goal, step, room, delay = UB_TARGET_STEP;
 	enum ub_reason why;
 
 	lockdep_assert_held(&ub.lock);
@@ -110,6 +110,12 @@ unsigned long ub_target_step_locked(void)
 		unsigned long want = ub_apply_floor_locked(requested - ub.size);
 
 		step = ub_target_rate_step(ub.set.inflate_rate);
+		room = ub_reserve_room();
+		/* the driver's pages count against the reserve as ours do */
+		if (want > room) {
+			want = room;
+			ub_reserve_met_locked();
+		}
 		if (!want)
 			delay = UB_FLOOR_RECHECK;
 		if (want > step)
@@ -133,17 +139,33 @@ unsigned long ub_target_step_locked(void)
 }
 
 /*
+ * True while the driver has yet to give back pages a lower size promised:
+ * read without the lock by the shrinker's count, so it may race a step.
+ */
+bool ub_target_cut_pending(void)
+{
+	return READ_ONCE(tgt.goal) < READ_ONCE(ub.size);
+}
+
+/*
  * Emergency deflation of a target-driven balloon: lower the size in force
  * by @want at once. The driver repopulates asynchronously: returns how
  * many pages were promised (not yet back), and in *@left the size now in
- * force.
+ * force. While an earlier cut is still coming back it cuts nothing more:
+ * reclaim passes and OOM calls in a row would otherwise add up their cuts
+ * from a size that lags the driver, down to an empty balloon.
  */
 unsigned long ub_target_shrink_locked(unsigned long want, unsigned long *left)
 {
-	unsigned long base = min(tgt.goal, ub.size);
+	unsigned long base;
 
 	lockdep_assert_held(&ub.lock);
 
+	ub_sync_size_locked();
+	*left = tgt.goal;
+	if (tgt.goal < ub.size)
+		return 0;
+	base = ub.size;
 	want = min(want, base);
 	if (!want || ub_set_goal_locked(base - want))
 		want = 0;
