@@ -7,12 +7,16 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/cc_platform.h>
 #include <linux/debugfs.h>
 #include <linux/dmi.h>
 #include <linux/gfp.h>
+#include <linux/kobject.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/notifier.h>
 #include <linux/slab.h>
+#include <linux/string.h>
 #include <linux/vmw_vmci_api.h>
 #include <linux/vmw_vmci_defs.h>
 #include <asm/hypervisor.h>
@@ -43,6 +47,73 @@ struct ub_vmware {
 static struct ub_vmware *ubw;
 static struct dentry *ubw_vmmemctl_file;
 
+/*
+ * vmw_balloon speaks the same protocol to the same host: two drivers would
+ * each reset the host's view of the other's pages. A module is in the
+ * kernel's kset of modules (/sys/module/NAME, where ours is too) from
+ * before its init runs until it is freed, as is a built-in vmw_balloon (it
+ * has a parameter); find_module() is not exported. Test builds take the
+ * lab's stand-in (tools/lab/vmw-standin), which loads without a VMware
+ * host, for vmw_balloon.
+ */
+static const char *const ubw_intree_names[] = {
+	"vmw_balloon",
+#ifdef UB_VMWARE_HOST_MODEL
+	"vmw_standin",
+#endif
+};
+
+static bool ubw_intree_loaded(void)
+{
+	/* an out-of-tree module is never built in: THIS_MODULE is ours */
+	struct kset *modules = THIS_MODULE->mkobj.kobj.kset;
+	struct kobject *kobj;
+	int i;
+
+	if (!modules)		/* no sysfs; the notifier below still holds */
+		return false;
+	for (i = 0; i < ARRAY_SIZE(ubw_intree_names); i++) {
+		kobj = kset_find_obj(modules, ubw_intree_names[i]);
+		if (kobj) {
+			kobject_put(kobj);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* While we hold the balloon, vmw_balloon does not load. */
+static int ubw_module_coming(struct notifier_block *nb, unsigned long state,
+			     void *data)
+{
+	struct module *mod = data;
+	int i;
+
+	if (state != MODULE_STATE_COMING)
+		return NOTIFY_DONE;
+	for (i = 0; i < ARRAY_SIZE(ubw_intree_names); i++) {
+		if (strcmp(mod->name, ubw_intree_names[i]))
+			continue;
+		pr_warn("vmware: %s refused: the balloon is owned by uniballoon; 'rmmod uniballoon' first\n",
+			mod->name);
+		return notifier_from_errno(-EBUSY);
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block ubw_module_nb = {
+	.notifier_call = ubw_module_coming,
+};
+
+/*
+ * The balloon has a backdoor of its own (vmware_proto.h: port 0x5670, its
+ * own magic), which only an "inl" reaches; vmw_balloon does the same. The
+ * kernel's VMware hypercalls (asm/vmware.h) choose VMCALL, VMMCALL or TDX
+ * but serve the other backdoor only: VMWARE_HYPERCALL's port is 0x5658,
+ * and the vmware_hypercall*() helpers of later kernels fix its magic too.
+ * So a guest whose registers the host cannot see (SEV-ES, TDX) cannot
+ * balloon: ub_vmware_init() refuses to start there.
+ */
 static unsigned long ubw_backdoor(unsigned long cmd, unsigned long arg1,
 				  unsigned long arg2, unsigned long *result,
 				  unsigned long *caps)
@@ -177,6 +248,11 @@ static int ubw_restart(void *priv)
 	struct ub_vmware *b = priv;
 	unsigned long status, caps;
 
+	/* after a reset too: a START takes the balloon from whoever has it */
+	if (ubw_intree_loaded()) {
+		pr_warn_once("vmware: vmw_balloon is loaded: the balloon stays stopped while it is\n");
+		return -EBUSY;
+	}
 	b->starts++;
 	status = ubw_cmd(b, UBW_CMD_START, UBW_CAPS_WANTED, 0, NULL, &caps);
 	if (status == UBW_SUCCESS)
@@ -405,20 +481,6 @@ static const struct ub_page_mover ubw_ops = {
 	.migrate_release_first = true,
 };
 
-/*
- * vmw_balloon makes /sys/kernel/debug/vmmemctl while it is loaded; so do we
- * while attached, and our own file is not vmw_balloon's. Test builds check
- * too: the lab stands in for vmw_balloon with a module that makes the file.
- */
-static bool ubw_intree_loaded(void)
-{
-	struct dentry *d = debugfs_lookup("vmmemctl", NULL);
-	bool theirs = !IS_ERR_OR_NULL(d) && d != ubw_vmmemctl_file;
-
-	dput(d);
-	return theirs;
-}
-
 #ifndef UB_VMWARE_HOST_MODEL
 static bool ubw_detect(void)
 {
@@ -438,20 +500,28 @@ int ub_vmware_init(bool forced)
 #else
 	if (!forced && !ubw_detect())
 		return -ENODEV;
+	/* see ubw_backdoor(): the port needs registers the host can see */
+	if (cc_platform_has(CC_ATTR_GUEST_MEM_ENCRYPT)) {
+		pr_warn("vmware: not started: the balloon's I/O port cannot reach the host from a guest with encrypted memory\n");
+		return -EOPNOTSUPP;
+	}
 #endif
 	/*
-	 * vmw_balloon speaks the same backdoor protocol; two drivers would
-	 * each reset the host's view of the other's pages. Refuse before the
-	 * host (or the model) is touched.
+	 * Refuse beside vmw_balloon before the host (or the model) is
+	 * touched; the notifier, there first, keeps it out from now on.
 	 */
+	err = register_module_notifier(&ubw_module_nb);
+	if (err)
+		return err;
 	if (ubw_intree_loaded()) {
 		pr_warn("vmware: the balloon is owned by vmw_balloon: run 'rmmod vmw_balloon' and load uniballoon again to take it over\n");
-		return -EBUSY;
+		err = -EBUSY;
+		goto out_notifier;
 	}
 #ifdef UB_VMWARE_HOST_MODEL
 	err = ubw_model_init();
 	if (err)
-		return err;
+		goto out_notifier;
 #endif
 	err = -ENOMEM;
 	ubw = kzalloc(sizeof(*ubw), GFP_KERNEL);
@@ -486,6 +556,8 @@ out_model:
 #ifdef UB_VMWARE_HOST_MODEL
 	ubw_model_exit();
 #endif
+out_notifier:
+	unregister_module_notifier(&ubw_module_nb);
 	return err;
 }
 
@@ -503,6 +575,8 @@ void ub_vmware_exit(void)
 #ifdef UB_VMWARE_HOST_MODEL
 	ubw_model_exit();
 #endif
+	/* the host has dropped our pages: vmw_balloon may have it now */
+	unregister_module_notifier(&ubw_module_nb);
 }
 
 MODULE_ALIAS("dmi:*:svnVMware*:*");

@@ -788,10 +788,11 @@ def t_vm_attach_fails_doorbell(g, ko):
 
 
 def t_vm_intree_refused(g, ko):
-    """While vmw_balloon is loaded (a stand-in that makes its debugfs vmmemctl, as the
-    real one does not load without a VMware host) the VMware backend refuses to start:
-    EBUSY, one line saying why, and nothing made (no sysfs, no debugfs, the host model
-    untouched). Without the stand-in it loads, and its own vmmemctl does not count."""
+    """While vmw_balloon is loaded (a stand-in of another name, as the real one does not
+    load without a VMware host; test builds look for both names) the VMware backend
+    refuses to start: EBUSY, one line saying why, and nothing made (no sysfs, no
+    debugfs, the host model untouched). Without the stand-in it loads, its own vmmemctl
+    does not count, and while it holds the balloon the stand-in cannot load."""
     standin = lab.standin_ko(ko)
     g.run("dmesg -C")
     g.run(f"insmod {standin}")
@@ -815,9 +816,14 @@ def t_vm_intree_refused(g, ko):
         vm_balloon(g, 8)
         f = vmmemctl(g)
         assert f["current"] == str(8 * 256), f
+        rc, out = g.run(f"insmod {standin}", check=False)
+        assert rc != 0 and "Device or resource busy" in out, f"stand-in loaded beside us: {rc} {out}"
+        assert "vmw_standin refused: the balloon is owned by uniballoon" in g.run("dmesg")[1]
         vm_balloon(g, 0)
     finally:
         g.run("rmmod uniballoon", timeout=120)
+    g.run(f"insmod {standin}")    # and once we are gone, it loads
+    g.run("rmmod vmw_standin")
     return owned[0].split("] ", 1)[-1]
 
 
@@ -1137,7 +1143,7 @@ def guest_vmware(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"vmware-{kver}") as g:
         test(f"{kver}: vmware: a failed attach destroys the doorbell START made",
              t_vm_attach_fails_doorbell, g, ko)
-        test(f"{kver}: vmware: refused while vmw_balloon (a stand-in) is loaded, loads after",
+        test(f"{kver}: vmware: refused while vmw_balloon (a stand-in) is loaded, keeps it out while loaded",
              t_vm_intree_refused, g, ko)
         if not test(f"{kver}: vmware: loads against the host model (test build)", t_vm_load, g, ko):
             return

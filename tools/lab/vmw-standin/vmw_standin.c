@@ -3,7 +3,8 @@
  * Lab only, never packaged: stands in for vmw_balloon, which does not load
  * without a VMware host, by making /sys/kernel/debug/vmmemctl as that
  * driver does while it is loaded. uniballoon's VMware backend must refuse
- * to start while this module is loaded.
+ * to start while this module is loaded: test builds look for this module's
+ * name as production builds look for vmw_balloon's.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
