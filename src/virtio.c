@@ -117,6 +117,8 @@ static int ubv_debugfs_show(void *priv, struct seq_file *m)
 	seq_printf(m, "reports: %llu\n", vb->reports);
 	seq_printf(m, "reported_bytes: %llu\n", vb->reported_bytes);
 	seq_printf(m, "report_errors: %llu\n", vb->report_errors);
+	seq_printf(m, "report_in_flight: %d\n", READ_ONCE(vb->report_busy));
+	seq_printf(m, "reports_abandoned: %llu\n", vb->reports_abandoned);
 #endif
 	return 0;
 }
@@ -257,10 +259,14 @@ static void ubv_stop(struct ub_virtio *vb)
 	cancel_work_sync(&vb->config_work);
 	cancel_work_sync(&vb->stats_work);
 	cancel_work_sync(&vb->hint_work);
-	ubv_stop_reporting(vb);
 
+	/*
+	 * The balloon first, while the host answers; then reporting, which
+	 * resets the device if the host holds a report it never answers.
+	 */
 	ub_detach();
-	virtio_reset_device(vb->vdev);
+	if (!ubv_stop_reporting(vb))
+		virtio_reset_device(vb->vdev);
 	vb->vdev->config->del_vqs(vb->vdev);
 	/* the device is gone: hinted blocks are ours again */
 	ubv_stop_hinting(vb);

@@ -148,6 +148,12 @@ struct ub_virtio {
 	/* free page reporting: the kernel hands us free blocks to report */
 	struct page_reporting_dev_info reporting;
 	bool reporting_on;
+	/* under stop_lock: no report starts; one is with the host */
+	bool report_stop;
+	bool report_busy;
+	/* the device was reset under a report: its wait ends */
+	bool report_abandon;
+	u64 reports_abandoned;
 	u64 reports;
 	u64 reported_bytes;
 	u64 report_errors;
@@ -158,16 +164,17 @@ struct ub_virtio {
 void ubv_queue(struct ub_virtio *vb, struct work_struct *work);
 
 /* virtio_queue.c */
-int ubv_kick_and_wait(struct ub_virtio *vb, struct virtqueue *vq);
+int ubv_report_wait(struct ub_virtio *vb, struct virtqueue *vq);
 int ubv_inflate(void *priv, struct ub_batch *batch);
 int ubv_deflate(void *priv, struct ub_batch *batch);
+int ubv_settle(void *priv, unsigned long timeout);
 
 /* virtio_free.c */
 bool ubv_guest_zeroes(void);
 bool ubv_guest_poisons(void);
 void ubv_write_poison_val(struct ub_virtio *vb);
 bool ubv_start_reporting(struct ub_virtio *vb);
-void ubv_stop_reporting(struct ub_virtio *vb);
+bool ubv_stop_reporting(struct ub_virtio *vb);
 void ubv_start_hinting(struct ub_virtio *vb);
 void ubv_hint_work(struct work_struct *work);
 void ubv_hint_release(struct ub_virtio *vb);

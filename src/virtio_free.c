@@ -61,20 +61,39 @@ static int ubv_report_free(struct page_reporting_dev_info *prdev,
 	u64 bytes = 0;
 	int err;
 
-	/* the queue is empty between reports and holds a full report */
-	err = virtqueue_add_inbuf(vq, sgl, nents, vb, GFP_NOWAIT | __GFP_NOWARN);
-	if (err) {
-		vb->report_errors++;
-		return err;
-	}
-	err = ubv_kick_and_wait(vb, vq);
+	spin_lock_irq(&vb->stop_lock);
+	err = vb->report_stop ? -ESHUTDOWN : 0;
+	vb->report_busy = !err;
+	spin_unlock_irq(&vb->stop_lock);
 	if (err)
 		return err;
-	for_each_sg(sgl, sg, nents, i)
-		bytes += sg->length;
-	vb->reports++;
-	vb->reported_bytes += bytes;
-	return 0;
+	/* the queue is empty between reports and holds a full report */
+	err = virtqueue_add_inbuf(vq, sgl, nents, vb, GFP_NOWAIT | __GFP_NOWARN);
+	if (err)
+		vb->report_errors++;
+	else
+		err = ubv_report_wait(vb, vq);
+	if (!err) {
+		for_each_sg(sgl, sg, nents, i)
+			bytes += sg->length;
+		vb->reports++;
+		vb->reported_bytes += bytes;
+	}
+	spin_lock_irq(&vb->stop_lock);
+	vb->report_busy = false;
+	spin_unlock_irq(&vb->stop_lock);
+	wake_up(&vb->acked);
+	return err;
+}
+
+static bool ubv_report_busy(struct ub_virtio *vb)
+{
+	bool busy;
+
+	spin_lock_irq(&vb->stop_lock);
+	busy = vb->report_busy;
+	spin_unlock_irq(&vb->stop_lock);
+	return busy;
 }
 
 /* Returns whether reporting runs; failing to start it is not fatal. */
@@ -84,6 +103,9 @@ bool ubv_start_reporting(struct ub_virtio *vb)
 	int err;
 
 	vb->reporting_on = false;
+	vb->report_stop = false;
+	vb->report_busy = false;
+	vb->report_abandon = false;
 	if (!virtio_has_feature(vb->vdev, VIRTIO_BALLOON_F_REPORTING))
 		return false;
 	if (virtqueue_get_vring_size(vq) < PAGE_REPORTING_CAPACITY) {
@@ -105,12 +127,37 @@ bool ubv_start_reporting(struct ub_virtio *vb)
 	return true;
 }
 
-void ubv_stop_reporting(struct ub_virtio *vb)
+/*
+ * Stop reporting within UBV_HOST_TIMEOUT, the device still working: no new
+ * report starts, and the one with the host has that long to come back. A
+ * host that has not used it by then may still discard its blocks, which
+ * go back to the free lists when the report ends: the device is reset
+ * first (it forgets the queue) and the report is abandoned. Returns true
+ * if the device was reset.
+ */
+bool ubv_stop_reporting(struct ub_virtio *vb)
 {
-	/* waits for a report in progress, which needs the device working */
-	if (vb->reporting_on)
-		page_reporting_unregister(&vb->reporting);
+	bool reset = false;
+
+	if (!vb->reporting_on)
+		return false;
+	spin_lock_irq(&vb->stop_lock);
+	vb->report_stop = true;
+	spin_unlock_irq(&vb->stop_lock);
+	if (!wait_event_timeout(vb->acked, !ubv_report_busy(vb),
+				UBV_HOST_TIMEOUT)) {
+		dev_warn(&vb->vdev->dev,
+			 "the host has not taken a free page report in %u s: resetting the device\n",
+			 UBV_HOST_TIMEOUT / HZ);
+		virtio_reset_device(vb->vdev);
+		WRITE_ONCE(vb->report_abandon, true);
+		wake_up(&vb->acked);
+		vb->reports_abandoned++;
+		reset = true;
+	}
+	page_reporting_unregister(&vb->reporting);
 	vb->reporting_on = false;
+	return reset;
 }
 #else
 bool ubv_start_reporting(struct ub_virtio *vb)
@@ -118,8 +165,9 @@ bool ubv_start_reporting(struct ub_virtio *vb)
 	return false;
 }
 
-void ubv_stop_reporting(struct ub_virtio *vb)
+bool ubv_stop_reporting(struct ub_virtio *vb)
 {
+	return false;
 }
 #endif /* CONFIG_PAGE_REPORTING */
 

@@ -7,20 +7,6 @@
 
 #include "virtio.h"
 
-/* Notify the host of the buffer just queued and wait until it used it. */
-int ubv_kick_and_wait(struct ub_virtio *vb, struct virtqueue *vq)
-{
-	unsigned int len;
-
-	virtqueue_kick(vq);
-	wait_event(vb->acked,
-		   virtqueue_get_buf(vq, &len) || virtqueue_is_broken(vq));
-	if (virtqueue_is_broken(vq)) {
-		vb->broken_waits++;
-		return -EIO;
-	}
-	return 0;
-}
 
 #ifdef UB_TEST_BUILD
 /*
@@ -44,6 +30,12 @@ static void ubv_test_unmute(struct ub_virtio *vb)
 		virtqueue_kick(vb->vqs[UBV_VQ_DEFLATE]);
 	}
 }
+
+static void ubv_test_unmute_vq(struct virtqueue *vq)
+{
+	if (!READ_ONCE(ubv_test_mute))
+		virtqueue_kick(vq);
+}
 #else
 static void ubv_notify(struct virtqueue *vq)
 {
@@ -52,6 +44,36 @@ static void ubv_notify(struct virtqueue *vq)
 
 static void ubv_test_unmute(struct ub_virtio *vb)
 {
+}
+
+static void ubv_test_unmute_vq(struct virtqueue *vq)
+{
+}
+#endif
+
+#ifdef CONFIG_PAGE_REPORTING
+/*
+ * Notify the host of the free page report just queued and wait until it
+ * used it, or until the device was reset under it (ubv_stop_reporting):
+ * the blocks go back to the free lists when this returns, so it must not
+ * return while the host may still discard them.
+ */
+int ubv_report_wait(struct ub_virtio *vb, struct virtqueue *vq)
+{
+	unsigned int len;
+
+	ubv_notify(vq);
+	while (!wait_event_timeout(vb->acked, virtqueue_get_buf(vq, &len) ||
+				   virtqueue_is_broken(vq) ||
+				   READ_ONCE(vb->report_abandon), HZ))
+		ubv_test_unmute_vq(vq);
+	if (READ_ONCE(vb->report_abandon))
+		return -ENODEV;
+	if (virtqueue_is_broken(vq)) {
+		vb->broken_waits++;
+		return -EIO;
+	}
+	return 0;
 }
 #endif
 

@@ -430,12 +430,55 @@ def t_host_stops_answering(g, ko):
     return f"{n} exchanges timed out; a target write took {took:.1f} s meanwhile"
 
 
+MUTE = "/sys/module/uniballoon/parameters/test_mute_host"
+
+
+def rmmod_timed(g, limit):
+    """rmmod, which must end within limit seconds; returns (seconds, dmesg)."""
+    start = time.monotonic()
+    g.run("rmmod uniballoon", timeout=limit + 600)
+    took = time.monotonic() - start
+    dmesg = g.run("dmesg")[1]
+    assert took < limit, f"rmmod took {took:.0f} s (limit {limit} s)\n{dmesg[-2000:]}"
+    return took, dmesg
+
+
+def t_rmmod_report_held(g, ko):
+    """A host that stops taking free page reports: rmmod waits 5 s for the report
+    it holds, then resets the device, so that the host has forgotten the report
+    before its blocks go back to the free lists, and ends within 30 s (before the
+    fix it waited for ever). The device works again after a reload."""
+    g.run("dmesg -C")
+    g.qmp("balloon", value=GUEST_MB * MiB)
+    load(g, ko)
+    assert backend_counters(g).get("reporting_active") == 1, backend_counters(g)
+    g.run(f"echo 1 > {MUTE}")
+    held = lambda: backend_counters(g)["report_in_flight"] == 1  # noqa: E731
+    g.run(HOLD)     # 300 MiB freed at once: the kernel reports it
+    g.wait_for(lambda: "touched" in g.run("cat /tmp/hold.log")[1], 120, what="300 MiB touched")
+    g.run("kill $(cat /tmp/hold.pid); while kill -0 $(cat /tmp/hold.pid) 2>/dev/null; do sleep 0.1; done")
+    g.wait_for(held, 60, what=lambda: f"a report held by the host ({backend_counters(g)})")
+    took, dmesg = rmmod_timed(g, 30)
+    assert "not taken a free page report in 5 s: resetting the device" in dmesg, dmesg[-2000:]
+    assert "all pages returned" in dmesg, dmesg[-2000:]
+    load(g, ko)
+    balloon_to(g, 16 * MiB)
+    g.qmp("balloon", value=GUEST_MB * MiB)
+    g.wait_for(lambda: sysb_int(g, "size") == 0, 60, what="an empty balloon")
+    g.run("rmmod uniballoon")
+    return f"rmmod took {took:.1f} s"
+
+
 def guest_restore_fail(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"restore-{kver}") as g:
         test(f"{kver}: a host that stops answering: exchanges time out, writers wait one timeout at most",
              t_host_stops_answering, g, ko)
         test(f"{kver}: a failed restore, then device removal: nothing touched twice",
              t_failed_restore, g, ko)
+    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="free-page-reporting=on",
+               name=f"dead-host-{kver}") as g:
+        test(f"{kver}: rmmod while the host holds a free page report ends within 30 s, device reset first",
+             t_rmmod_report_held, g, ko)
 
 
 def t_device_removal(g, ko):
