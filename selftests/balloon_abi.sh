@@ -5,7 +5,7 @@
 cd "$(dirname "$0")" && . ./lib.sh
 require_balloon "balloon_abi"
 
-RO="backend features size host_target target_source pressure_reserve"
+RO="backend features size host_target target_source blocked pressure_reserve"
 RW="target floor inflate_rate deflate_rate oom_deflate oom_deflate_size"
 STATS="inflated deflated alloc_failures host_refusals host_errors oom_deflations oom_deflated target_changes floor_holds rate_delays migrations"
 # malformed, negative, fractional, hex, padded, stacked suffixes, overflow

@@ -37,6 +37,8 @@ static int status_show(struct seq_file *m, void *unused)
 		   snap.huge_pages, snap.huge_order,
 		   (snap.huge_pages << snap.huge_order) >> (20 - PAGE_SHIFT));
 	seq_printf(m, "pages migrating:  %lu\n", snap.isolated);
+	seq_printf(m, "pages unanswered: %lu (the host may still discard them)\n",
+		   snap.unanswered);
 	seq_printf(m, "floor:            %llu bytes\n", set.floor);
 	reserve = (u64)ub_pressure_reserve() << PAGE_SHIFT;
 	seq_printf(m, "pressure reserve: %llu bytes (met: %s)\n", reserve,

@@ -41,6 +41,38 @@ struct uniballoon ub = {
 	.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE,
 };
 
+static const char *const ub_block_names[] = {
+	[UB_BLOCK_NONE]		= "none",
+	[UB_BLOCK_HOST_SILENT]	= "host-silent",
+	[UB_BLOCK_HOST_REFUSING] = "host-refusing",
+	[UB_BLOCK_HOST_ERROR]	= "host-error",
+	[UB_BLOCK_HOST_RESET]	= "host-reset",
+	[UB_BLOCK_FLOOR]	= "floor",
+	[UB_BLOCK_RESERVE]	= "reserve",
+	[UB_BLOCK_RATE]		= "rate",
+	[UB_BLOCK_MEMORY]	= "memory",
+};
+
+const char *ub_block_name(enum ub_block why)
+{
+	return ub_block_names[why];
+}
+
+/*
+ * The worker's step found the balloon held back by @why for @delay
+ * jiffies (UB_BLOCK_NONE: it moves, or is at its target). Each retry that
+ * waits is traced, and the return to none: backoff bounds the count.
+ */
+void ub_blocked_locked(enum ub_block why, unsigned long delay)
+{
+	lockdep_assert_held(&ub.lock);
+
+	if (why != UB_BLOCK_NONE || ub.blocked != UB_BLOCK_NONE)
+		trace_blocked(ub_block_names[why],
+			      delay == UB_IDLE ? 0 : jiffies_to_msecs(delay));
+	WRITE_ONCE(ub.blocked, why);
+}
+
 u64 ub_stat_read(enum ub_stat stat)
 {
 	return atomic64_read(&ub.stats[stat]);
@@ -77,8 +109,10 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	if (requested > ub.size) {
 		unsigned long want = ub_apply_floor_locked(requested - ub.size);
 
-		if (!want)
+		if (!want) {
+			ub_blocked_locked(UB_BLOCK_FLOOR, UB_FLOOR_RECHECK);
 			return UB_FLOOR_RECHECK;
+		}
 		plan->want = ub_inflate_plan_locked(want, &plan->order, &delay);
 		return plan->want ? 0 : delay;
 	}
@@ -86,6 +120,8 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	ub_release_refused_locked(true);
 	if (requested < ub.size)
 		return ub_deflate_step_locked(ub.size - requested);
+	if (ub.blocked != UB_BLOCK_NONE)
+		ub_blocked_locked(UB_BLOCK_NONE, UB_IDLE);
 	return UB_IDLE;
 }
 
@@ -166,6 +202,7 @@ static int ub_attach(const struct ub_backend *ops,
 	ub.priv = priv;
 	ub.paused = false;
 	ub.size = 0;
+	ub.blocked = UB_BLOCK_NONE;
 	if (pm)
 		features |= ub_pages_attach_locked();
 	if (sm) {
@@ -226,6 +263,8 @@ static void ub_stop_worker(void)
  */
 void ub_detach(void)
 {
+	unsigned long kept = 0;
+
 	ub_stop_worker();
 
 	mutex_lock(&ub.lock);
@@ -244,18 +283,15 @@ void ub_detach(void)
 		/* some hosts drop every page themselves when told we leave */
 		if (ub.ops->shutdown && !ub.ops->shutdown(ub.priv))
 			ub_drop_all_locked();
+		kept = ub_pages_drain_locked();
 	}
-	while (ub.size) {
-		if (ub_deflate_locked(ub.size, true))
-			continue;
-		/* only pages in the middle of a migration are left */
-		mutex_unlock(&ub.lock);
-		schedule_timeout_uninterruptible(1);
-		mutex_lock(&ub.lock);
-	}
-	pr_info("backend %s detached, %s\n", ub.ops->name,
-		ub.features & UB_FEAT_TARGET_DRIVEN ?
-		"its driver keeps the balloon" : "all pages returned");
+	if (kept)
+		pr_warn("backend %s detached, %lu pages (%lu KiB) kept allocated for good: the host never answered the requests that hold them\n",
+			ub.ops->name, kept, kept << (PAGE_SHIFT - 10));
+	else
+		pr_info("backend %s detached, %s\n", ub.ops->name,
+			ub.features & UB_FEAT_TARGET_DRIVEN ?
+			"its driver keeps the balloon" : "all pages returned");
 	ub.ops = NULL;
 	ub.pm = NULL;
 	ub.sm = NULL;
@@ -411,9 +447,11 @@ void ub_snapshot(struct ub_snapshot *snap)
 	snap->backend = ops ? ops->name : "none";
 	snap->features = READ_ONCE(ub.features);
 	snap->size = READ_ONCE(ub.size);
+	snap->blocked = READ_ONCE(ub.blocked);
 	ub_policy_snapshot(snap);
 	snap->isolated = 0;
 	snap->huge_pages = 0;
+	snap->unanswered = 0;
 	if (pm)
 		ub_pages_snapshot(snap);
 	snap->huge_order = pm ? pm->huge_order : 0;

@@ -48,6 +48,7 @@ struct uniballoon {
 	unsigned long features;
 	bool paused;
 	unsigned long size;		/* pages the host holds */
+	enum ub_block blocked;		/* the worker's last step, for readers */
 
 	struct ub_settings set;
 	/*
@@ -81,6 +82,8 @@ static inline void ub_kick(void)
 	if (ub.wq)
 		mod_delayed_work(ub.wq, &ub.work, 0);
 }
+
+void ub_blocked_locked(enum ub_block why, unsigned long delay);
 
 static inline bool ub_adjusts_managed(void)
 {
@@ -120,8 +123,10 @@ void ub_host_reset_locked(void);
 unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 				     unsigned long *delay);
 unsigned long ub_inflate(unsigned long want, unsigned int order);
-unsigned long ub_deflate_locked(unsigned long want, bool force);
+unsigned long ub_deflate_locked(unsigned long want, bool force,
+				unsigned long timeout);
 unsigned long ub_deflate_step_locked(unsigned long want);
+unsigned long ub_pages_drain_locked(void);
 
 /* target.c: a size mover's balloon */
 void ub_target_attach_locked(void);

@@ -18,10 +18,34 @@
 #include "ub_trace.h"
 
 /*
+ * The OOM notifier runs with oom_lock held and every allocation that hit
+ * OOM waiting, the shrinker in kswapd or a task's direct reclaim: each call
+ * waits this long at most, in all, for the engine's lock and the host.
+ */
+#define UB_EMERGENCY_WAIT	HZ
+
+/*
+ * Take ub.lock within @deadline (jiffies), or give up: its holder may be
+ * waiting for a host that has stalled. Polled, not slept on, so that the
+ * bound holds whatever the holder does.
+ */
+static bool ub_lock_by(unsigned long deadline)
+{
+	while (!mutex_trylock(&ub.lock)) {
+		if (time_after(jiffies, deadline))
+			return false;
+		schedule_timeout_uninterruptible(1);
+	}
+	return true;
+}
+
+/*
  * Emergency deflation, for the OOM notifier and for reclaim pressure: give
  * back up to @want pages and keep the balloon from refilling until the host
- * or the user asks again. @may_sleep_on_lock is false in reclaim, where
- * the lock's holder (a host exchange) must not be waited for. Returns the
+ * or the user asks again, waiting UB_EMERGENCY_WAIT at most for the lock
+ * and the host in all. @may_sleep_on_lock is false in reclaim, where the
+ * lock is only tried: reclaim runs often, and its caller may hold what the
+ * lock's holder needs. Returns the
  * pages the guest has back now: a target-driven balloon (Xen) only lowers
  * the target, and its driver repopulates later, so that counts as none to
  * the OOM killer and to reclaim, which would otherwise stand down for
@@ -30,12 +54,11 @@
 static unsigned long ub_emergency_deflate(unsigned long want,
 					  bool may_sleep_on_lock)
 {
+	unsigned long deadline = jiffies + UB_EMERGENCY_WAIT;
 	unsigned long freed = 0, left = 0, old;
 	enum ub_reason why;
 
-	if (may_sleep_on_lock)
-		mutex_lock(&ub.lock);
-	else if (!mutex_trylock(&ub.lock))
+	if (may_sleep_on_lock ? !ub_lock_by(deadline) : !mutex_trylock(&ub.lock))
 		return 0;
 	if (!ub.ops || ub.paused || !ub.set.oom_deflate ||
 	    !(ub.features & UB_FEAT_OOM_DEFLATE))
@@ -49,8 +72,10 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 		/* the hypervisor's driver takes the pages back from the host */
 		freed = ub_target_shrink_locked(want, &left);
 	}
-	while (freed < want && !(ub.features & UB_FEAT_TARGET_DRIVEN)) {
-		unsigned long got = ub_deflate_locked(want - freed, false);
+	while (freed < want && !(ub.features & UB_FEAT_TARGET_DRIVEN) &&
+	       time_before(jiffies, deadline)) {
+		unsigned long got = ub_deflate_locked(want - freed, false,
+						      deadline - jiffies);
 
 		if (!got)
 			break;

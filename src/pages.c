@@ -25,6 +25,14 @@
 #define UB_RESET_BACKOFF_MAX	(30 * HZ)
 /* Pages in migration cannot be dequeued; they come back very soon. */
 #define UB_ISOLATED_RETRY	(HZ / 50)
+/* A host that fails, refuses or owes answers is asked again at most this late. */
+#define UB_HOST_BACKOFF_MAX	(10 * HZ)
+/*
+ * Detach waits this long, in all, for the host to answer the requests it
+ * owes; after that, and after any exchange that times out, no further
+ * exchange is tried.
+ */
+#define UB_DETACH_HOST_WAIT	(10 * HZ)
 
 /*
  * The page mover's balloon; under ub.lock, except that the worker fills
@@ -41,6 +49,27 @@ static struct ub_page_state {
 	/* pages the host refused this cycle: kept so we don't take them again */
 	struct list_head refused;
 	unsigned long refused_count;	/* pages, at most about UB_REFUSED_MAX */
+	/*
+	 * Pages in inflate requests the host has not answered (an exchange
+	 * timed out): it may still discard them whenever it gets to them.
+	 * They count in ub.size and stay off the lists deflation takes from
+	 * until the host has answered (ub_host_answered_locked).
+	 */
+	struct list_head unanswered;		/* order 0 */
+	struct list_head unanswered_huge;	/* the backend's huge_order */
+	unsigned long unanswered_count;		/* pages of order 0 in all */
+	/*
+	 * A migration's new page whose inflate timed out: the balloon core
+	 * put it on pg.pages, where deflation skips it until the host answers.
+	 */
+	struct page *migrated_unanswered;
+	/*
+	 * jiffies: the delay after a failure, a refusal of everything or a
+	 * host that owes answers, and no inflation before host_retry_at (a
+	 * kick, e.g. each VMware poll, does not shorten it)
+	 */
+	unsigned long host_backoff;
+	unsigned long host_retry_at;
 	bool need_reset;		/* a host reset seen where we could not act */
 	bool need_restart;		/* the protocol must be started again */
 	unsigned long reset_backoff;	/* jiffies, after resets in a row */
@@ -52,6 +81,8 @@ static struct ub_page_state {
 } pg = {
 	.huge = LIST_HEAD_INIT(pg.huge),
 	.refused = LIST_HEAD_INIT(pg.refused),
+	.unanswered = LIST_HEAD_INIT(pg.unanswered),
+	.unanswered_huge = LIST_HEAD_INIT(pg.unanswered_huge),
 };
 
 #ifdef CONFIG_BALLOON_MIGRATION
@@ -151,6 +182,7 @@ static void ub_batch_init(struct ub_batch *batch, unsigned int order)
 	batch->started = 0;
 	batch->stop = false;
 	batch->has_target = false;
+	batch->timeout = 0;
 }
 
 static void ub_batch_add(struct ub_batch *batch, struct page *page)
@@ -173,7 +205,79 @@ static unsigned long ub_batch_pages(unsigned int order)
 /* Pages the balloon holds in order-0 pages (on the balloon_dev_info list). */
 static unsigned long ub_small_pages(void)
 {
-	return ub.size - (pg.huge_count << ub.pm->huge_order);
+	return ub.size - (pg.huge_count << ub.pm->huge_order) -
+	       pg.unanswered_count;
+}
+
+/*
+ * The next retry's delay after a host that failed, refused or still owes
+ * answers: doubling from UB_RETRY_DELAY up to UB_HOST_BACKOFF_MAX, so that
+ * a host that refuses for hours costs a few exchanges a minute, not five a
+ * second. An exchange that goes through starts it again.
+ */
+static unsigned long ub_host_backoff_locked(void)
+{
+	lockdep_assert_held(&ub.lock);
+
+	pg.host_backoff = clamp(2 * pg.host_backoff, UB_RETRY_DELAY,
+				UB_HOST_BACKOFF_MAX);
+	pg.host_retry_at = jiffies + pg.host_backoff;
+	return pg.host_backoff;
+}
+
+/*
+ * The host has answered every request it was sent (an exchange returned 0,
+ * or the backend's settle() said so): the pages of timed-out inflate
+ * requests join the balloon's lists, where deflation and migration may
+ * take them.
+ */
+static void ub_host_answered_locked(void)
+{
+	unsigned int order = ub.pm->huge_order;
+	struct page *page, *next;
+
+	lockdep_assert_held(&ub.lock);
+
+	pg.migrated_unanswered = NULL;
+	if (!pg.unanswered_count)
+		return;
+	list_for_each_entry_safe(page, next, &pg.unanswered, lru) {
+		list_del(&page->lru);
+		balloon_page_enqueue(&pg.pages, page);
+	}
+	list_for_each_entry_safe(page, next, &pg.unanswered_huge, lru) {
+		list_move(&page->lru, &pg.huge);
+		pg.huge_count++;
+		ub_block_offline(page, order, true);
+		__count_vm_events(BALLOON_INFLATE, 1 << order);
+	}
+	pg.unanswered_count = 0;
+}
+
+/*
+ * True if the host owes no answer: every inflate and deflate request it was
+ * sent is answered. Waits up to @timeout for that (0: only looks). Until
+ * then no page it may still discard goes back to the guest, and no new
+ * exchange starts.
+ */
+static bool ub_host_settled_locked(unsigned long timeout)
+{
+	lockdep_assert_held(&ub.lock);
+
+	if (!ub.pm->settle)
+		return true;
+	if (ub.pm->settle(ub.priv, timeout))
+		return false;
+	ub_host_answered_locked();
+	return true;
+}
+
+/* An inflated page the host has not answered for: hold it apart. */
+static void ub_hold_unanswered(struct page *page, unsigned int order)
+{
+	list_add_tail(&page->lru, order ? &pg.unanswered_huge :
+					  &pg.unanswered);
+	pg.unanswered_count += 1UL << order;
 }
 
 /*
@@ -240,6 +344,20 @@ void ub_drop_all_locked(void)
 	}
 	ub.size -= pg.huge_count << order;
 	pg.huge_count = 0;
+	/* a host that has forgotten every page will discard none of them */
+	list_for_each_entry_safe(page, next, &pg.unanswered, lru) {
+		list_del(&page->lru);
+		ub_page_returns(page, 0);
+		__free_page(page);
+	}
+	list_for_each_entry_safe(page, next, &pg.unanswered_huge, lru) {
+		list_del(&page->lru);
+		ub_page_returns(page, order);
+		__free_pages(page, order);
+	}
+	ub.size -= pg.unanswered_count;
+	pg.unanswered_count = 0;
+	pg.migrated_unanswered = NULL;
 	ub_report_size_locked();
 }
 
@@ -293,6 +411,12 @@ unsigned long ub_pages_attach_locked(void)
 	pg.need_reset = false;
 	pg.need_restart = false;
 	pg.reset_backoff = 0;
+	pg.host_backoff = 0;
+	/* pages a previous detach had to keep are not the balloon's any more */
+	INIT_LIST_HEAD(&pg.unanswered);
+	INIT_LIST_HEAD(&pg.unanswered_huge);
+	pg.unanswered_count = 0;
+	pg.migrated_unanswered = NULL;
 #ifdef CONFIG_BALLOON_MIGRATION
 	pg.pages.migratepage = ub_migratepage;
 	return UB_FEAT_MIGRATION;
@@ -321,19 +445,26 @@ void ub_pages_snapshot(struct ub_snapshot *snap)
 {
 	snap->isolated = READ_ONCE(pg.pages.isolated_pages);
 	snap->huge_pages = READ_ONCE(pg.huge_count);
+	snap->unanswered = READ_ONCE(pg.unanswered_count);
 }
 
 /* A failed exchange: a reset is handled now, anything else retried later. */
 static unsigned long ub_host_failed_locked(const char *event, int err)
 {
+	unsigned long delay;
+
 	lockdep_assert_held(&ub.lock);
 
 	if (err == -ECONNRESET) {
 		ub_host_reset_locked();
-		return pg.reset_backoff;	/* the next plan waits as well */
+		/* the next plan waits as well */
+		ub_blocked_locked(UB_BLOCK_HOST_RESET, pg.reset_backoff);
+		return pg.reset_backoff;
 	}
 	ub_backend_error(event, err);
-	return UB_RETRY_DELAY;
+	delay = ub_host_backoff_locked();
+	ub_blocked_locked(UB_BLOCK_HOST_ERROR, delay);
+	return delay;
 }
 
 /* balloon_page_alloc()'s: movable where balloon pages can migrate */
@@ -439,6 +570,18 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 
 	if (pg.reset_backoff && time_before(jiffies, pg.reset_until)) {
 		*delay = pg.reset_until - jiffies;
+		ub_blocked_locked(UB_BLOCK_HOST_RESET, *delay);
+		return 0;
+	}
+	/* the reason the last step gave (sysfs blocked) still stands */
+	if (pg.host_backoff && time_before(jiffies, pg.host_retry_at)) {
+		*delay = pg.host_retry_at - jiffies;
+		return 0;
+	}
+	/* a host that owes answers gets no new request, and no pages taken */
+	if (!ub_host_settled_locked(0)) {
+		*delay = ub_host_backoff_locked();
+		ub_blocked_locked(UB_BLOCK_HOST_SILENT, *delay);
 		return 0;
 	}
 	*order = ub.pm->huge_order;
@@ -450,6 +593,7 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 		/* held there as by a floor until MemAvailable rises */
 		ub_reserve_met_locked();
 		*delay = UB_RETRY_DELAY;
+		ub_blocked_locked(UB_BLOCK_RESERVE, *delay);
 		return 0;
 	}
 	if (!READ_ONCE(ub_huge_blocks) || pg.huge_off ||
@@ -470,7 +614,8 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 					      bool huge_failed)
 {
 	unsigned int order = batch->order, i, accepted = 0;
-	unsigned long requested, room, delay;
+	unsigned long requested, room, delay, rate_delay;
+	enum ub_block blocked = UB_BLOCK_NONE;
 	bool refusing;
 	enum ub_reason why;
 	ktime_t start;
@@ -501,22 +646,28 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	delay = 0;
 	if (err) {
 		/*
-		 * The host has the request but has not answered in time: it
-		 * may discard the pages whenever it gets to them, so they
-		 * stay in the balloon; a later deflation tells it.
+		 * The host has the requests sent so far but has not answered:
+		 * it may discard those pages whenever it gets to them, so
+		 * they are the balloon's, held apart until it answers. Pages
+		 * it never saw go back now.
 		 */
 		ub_backend_error("inflate", err);
-		delay = UB_RETRY_DELAY;
+		ub_batch_free_tail(batch, batch->started);
+		delay = ub_host_backoff_locked();
+		blocked = UB_BLOCK_HOST_SILENT;
+	} else {
+		ub_host_answered_locked();
 	}
 	for (i = 0; i < batch->count; i++) {
 		struct page *page = batch->pages[i];
 
-		if (batch->refused[i]) {
+		if (err) {
+			ub_hold_unanswered(page, order);
+		} else if (batch->refused[i]) {
 			ub_set_aside(page, order);
 			pg.huge_off |= order > 0;
 			continue;
-		}
-		if (order) {
+		} else if (order) {
 			ub_block_offline(page, order, true);
 			list_add(&page->lru, &pg.huge);
 			pg.huge_count++;
@@ -527,29 +678,43 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		ub_page_leaves(page, order);
 		accepted++;
 	}
-	/* the host refuses more than it takes: give them back, and pause */
-	refusing = pg.refused_count > UB_REFUSED_MAX;
-	if (refusing)
+	/* too many set aside: give them back */
+	if (pg.refused_count > UB_REFUSED_MAX)
 		ub_release_refused_locked(false);
+	/* the host took none of them: back off */
+	refusing = !err && !accepted;
 	ub.size += (unsigned long)accepted << order;
 	if (accepted)
 		pg.reset_backoff = 0;
+	if (accepted && !err && !refusing)
+		pg.host_backoff = 0;
 	ub_report_size_locked();
 	ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(accepted << order));
 	trace_inflate(accepted, order,
 		      ktime_to_ns(ktime_sub(ktime_get(), start)));
 
-	delay = max(delay, ub_rate_delay(&pg.inflate_next, ub.set.inflate_rate,
-					 ub_pages_to_bytes(batch->count << order),
-					 start));
+	rate_delay = ub_rate_delay(&pg.inflate_next, ub.set.inflate_rate,
+				   ub_pages_to_bytes(batch->count << order),
+				   start);
+	if (rate_delay > delay && blocked == UB_BLOCK_NONE)
+		blocked = UB_BLOCK_RATE;
+	delay = max(delay, rate_delay);
 	if (batch->stop)
 		delay = max(delay, ub.ops->poll_interval ?: UB_RETRY_DELAY);
-	/* short of pages, or refused, wait */
-	if ((batch->count < n && !cut) || refusing)
+	/* short of pages, wait; refused, back off */
+	if (batch->count < n && !cut) {
 		delay = max(delay, UB_RETRY_DELAY);
+		if (blocked == UB_BLOCK_NONE)
+			blocked = UB_BLOCK_MEMORY;
+	}
+	if (refusing) {
+		delay = max(delay, ub_host_backoff_locked());
+		blocked = UB_BLOCK_HOST_REFUSING;
+	}
 	/* pages come only through reclaim: leave the guest the CPU as long */
 	if (cut)
 		delay = max_t(unsigned long, delay, UB_RECLAIM_BATCH_TIME);
+	ub_blocked_locked(blocked, delay);
 	return delay;
 }
 
@@ -579,6 +744,7 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 	} else {
 		pg.huge_off |= huge_failed;
 		delay = UB_RETRY_DELAY;
+		ub_blocked_locked(UB_BLOCK_MEMORY, delay);
 	}
 	mutex_unlock(&ub.lock);
 	return delay;
@@ -629,6 +795,12 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 					  min(want, ub_batch_pages(0)));
 		list_for_each_entry_safe(page, next, &list, lru) {
 			list_del(&page->lru);
+			if (page == pg.migrated_unanswered) {
+				/* the host may still discard it: held apart */
+				pg.migrated_unanswered = NULL;
+				ub_hold_unanswered(page, 0);
+				continue;
+			}
 			ub_batch_add(batch, page);
 		}
 		return;
@@ -658,30 +830,45 @@ static void ub_put_back(struct page *page, unsigned int order)
  * Give up to @want pages back to the guest, telling the host first; pages
  * the host would not release stay in the balloon. With @force (the device
  * is going away) pages are released even if the host could not be told.
+ * @timeout bounds the wait for the host's answer (0: the backend's own).
  * Returns the number of pages released.
  */
-unsigned long ub_deflate_locked(unsigned long want, bool force)
+unsigned long ub_deflate_locked(unsigned long want, bool force,
+				unsigned long timeout)
 {
 	struct ub_batch *batch = &pg.batch;
 	unsigned long released = 0;
 	unsigned int i, order;
-	bool keep_all = false;
+	bool keep_all = false, settled;
 	ktime_t start;
 	int err;
 
 	lockdep_assert_held(&ub.lock);
 
+	/*
+	 * A host that owes answers is not sent more (its queue is stuck):
+	 * where it must hear first nothing goes back; elsewhere the pages it
+	 * has answered for go back untold. The pages of its unanswered
+	 * requests are not on the lists taken from.
+	 */
+	settled = ub_host_settled_locked(0);
+	if (!settled && !force && (ub.features & UB_FEAT_TELL_HOST))
+		return 0;
 	ub_take_pages_locked(batch, want);
 	if (!batch->count)
 		return 0;
 	order = batch->order;
+	batch->timeout = timeout;
 
 	start = ktime_get();
-	err = ub.pm->deflate(ub.priv, batch);
+	err = settled ? ub.pm->deflate(ub.priv, batch) : -ETIMEDOUT;
 	if (batch->has_target)
 		ub_host_target_locked(batch->target, false);
+	if (!err)
+		pg.host_backoff = 0;
 	if (err && err != -ECONNRESET) {
-		ub_backend_error("deflate", err);
+		if (settled)
+			ub_backend_error("deflate", err);
 		/* The host must hear first: keep the pages. */
 		keep_all = !force && (ub.features & UB_FEAT_TELL_HOST);
 	}
@@ -718,19 +905,62 @@ unsigned long ub_deflate_locked(unsigned long want, bool force)
 unsigned long ub_deflate_step_locked(unsigned long want)
 {
 	ktime_t start = ktime_get();
-	unsigned long got;
+	unsigned long got, delay;
 
 	lockdep_assert_held(&ub.lock);
 
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.deflate_rate,
 				   ub.pm->batch_max << ub.pm->huge_order));
-	got = ub_deflate_locked(want, false);
-	if (!got)
-		return pg.pages.isolated_pages ? UB_ISOLATED_RETRY :
-						 UB_RETRY_DELAY;
-	return ub_rate_delay(&pg.deflate_next, ub.set.deflate_rate,
-			     ub_pages_to_bytes(got), start);
+	got = ub_deflate_locked(want, false, 0);
+	if (!got && pg.pages.isolated_pages)
+		return UB_ISOLATED_RETRY;
+	if (!got) {
+		/* what is left waits for the host's answer, or it keeps them */
+		delay = ub_host_backoff_locked();
+		ub_blocked_locked(pg.unanswered_count ||
+				  !ub_host_settled_locked(0) ?
+				  UB_BLOCK_HOST_SILENT : UB_BLOCK_HOST_REFUSING,
+				  delay);
+		return delay;
+	}
+	delay = ub_rate_delay(&pg.deflate_next, ub.set.deflate_rate,
+			      ub_pages_to_bytes(got), start);
+	ub_blocked_locked(delay ? UB_BLOCK_RATE : UB_BLOCK_NONE, delay);
+	return delay;
+}
+
+/*
+ * Detach: every page goes back to the guest, the host told while it
+ * answers. It has UB_DETACH_HOST_WAIT to answer the requests it owes; the
+ * pages of those it never answers stay allocated for good, since it may
+ * still discard them. Returns how many pages stay so.
+ */
+unsigned long ub_pages_drain_locked(void)
+{
+	unsigned long kept;
+
+	lockdep_assert_held(&ub.lock);
+
+	ub_host_settled_locked(UB_DETACH_HOST_WAIT);
+again:
+	while (ub.size > pg.unanswered_count) {
+		if (ub_deflate_locked(ub.size, true, 0))
+			continue;
+		/* only pages in the middle of a migration are left */
+		mutex_unlock(&ub.lock);
+		schedule_timeout_uninterruptible(1);
+		mutex_lock(&ub.lock);
+	}
+	if (pg.unanswered_count && ub_host_settled_locked(0))
+		goto again;
+	kept = pg.unanswered_count;
+	/* never freed: the lists are forgotten, the pages stay allocated */
+	INIT_LIST_HEAD(&pg.unanswered);
+	INIT_LIST_HEAD(&pg.unanswered_huge);
+	pg.unanswered_count = 0;
+	ub.size -= kept;
+	return kept;
 }
 
 #ifdef CONFIG_BALLOON_MIGRATION
@@ -745,8 +975,12 @@ static int ub_migrate_exchange(struct page *page, bool take)
 	err = take ? ub.pm->inflate(ub.priv, batch) :
 		     ub.pm->deflate(ub.priv, batch);
 	if (err == -ETIMEDOUT && take) {
-		/* the host may discard the page later: count it as taken */
+		/*
+		 * The host may discard the page later: it is the balloon's,
+		 * and deflation skips it until the host has answered.
+		 */
 		ub_backend_error("migrate", err);
+		pg.migrated_unanswered = page;
 		return 0;
 	}
 	if (err == -ECONNRESET) {
@@ -777,6 +1011,9 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 		return -EAGAIN;
 	if (!ub.ops || ub.paused)
 		goto again;
+	/* nothing moves while the host owes answers */
+	if (!ub_host_settled_locked(0))
+		goto again;
 	if (ub.pm->migrate_release_first) {
 		if (ub_migrate_exchange(page, false))
 			goto again;
@@ -785,8 +1022,12 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 		if (ub_migrate_exchange(newpage, true))
 			goto again;
 		taken = true;
-		/* if this fails the host holds both: nothing to undo */
-		ub_migrate_exchange(page, false);
+		/*
+		 * If this fails the host holds both: nothing to undo. A host
+		 * that did not answer for the new page is not sent more.
+		 */
+		if (!pg.migrated_unanswered)
+			ub_migrate_exchange(page, false);
 	}
 
 	if (taken) {

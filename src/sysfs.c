@@ -178,6 +178,15 @@ static ssize_t target_source_show(struct kobject *kobj,
 	return sysfs_emit(buf, "%s\n", ub_reason_name(snap.target_source));
 }
 
+static ssize_t blocked_show(struct kobject *kobj, struct kobj_attribute *attr,
+			    char *buf)
+{
+	struct ub_snapshot snap;
+
+	ub_snapshot(&snap);
+	return sysfs_emit(buf, "%s\n", ub_block_name(snap.blocked));
+}
+
 static ssize_t pressure_reserve_show(struct kobject *kobj,
 				     struct kobj_attribute *attr, char *buf)
 {
@@ -318,6 +327,7 @@ static struct kobj_attribute ub_attrs[] = {
 	__ATTR_RO(host_target),
 	__ATTR_RW(target),
 	__ATTR_RO(target_source),
+	__ATTR_RO(blocked),
 	__ATTR_RO(pressure_reserve),
 	__ATTR_RW(floor),
 	__ATTR_RW(inflate_rate),

@@ -72,6 +72,24 @@ TRACE_EVENT(oom_deflate,
 		  __entry->pages, __entry->size_bytes)
 );
 
+/*
+ * The balloon is held back from its target (sysfs "blocked"), and the
+ * worker looks again in retry_ms; reason "none" when it moves again.
+ */
+TRACE_EVENT(blocked,
+	TP_PROTO(const char *reason, u32 retry_ms),
+	TP_ARGS(reason, retry_ms),
+	TP_STRUCT__entry(
+		__array(char, reason, 16)
+		__field(u32, retry_ms)
+	),
+	TP_fast_assign(
+		strscpy(__entry->reason, reason, sizeof(__entry->reason));
+		__entry->retry_ms = retry_ms;
+	),
+	TP_printk("reason=%s retry_ms=%u", __entry->reason, __entry->retry_ms)
+);
+
 /* Protocol errors and host resets, from whichever backend is active. */
 TRACE_EVENT(backend,
 	TP_PROTO(const char *backend, const char *event, int err),

@@ -42,6 +42,24 @@ enum ub_reason {
 const char *ub_reason_name(enum ub_reason reason);
 
 /*
+ * Why the balloon is not at its target, as the worker's last step found:
+ * sysfs "blocked" and the balloon:blocked tracepoint show the names.
+ */
+enum ub_block {
+	UB_BLOCK_NONE,		/* at the target, or moving towards it */
+	UB_BLOCK_HOST_SILENT,	/* the host has not answered requests */
+	UB_BLOCK_HOST_REFUSING,	/* it refuses pages */
+	UB_BLOCK_HOST_ERROR,	/* an exchange failed (busy, an error) */
+	UB_BLOCK_HOST_RESET,	/* it reset the protocol, in a row */
+	UB_BLOCK_FLOOR,		/* the floor leaves no more to take */
+	UB_BLOCK_RESERVE,	/* the pressure reserve is met */
+	UB_BLOCK_RATE,		/* a rate limit spaces the batches */
+	UB_BLOCK_MEMORY,	/* the allocator has no pages to give */
+};
+
+const char *ub_block_name(enum ub_block why);
+
+/*
  * A batch of pages handed to the backend in one protocol exchange.
  * @refused is filled in by backends whose host may turn single pages down;
  * the engine keeps refused pages aside until the end of the cycle.
@@ -58,6 +76,13 @@ struct ub_batch {
 	/* set by the backend: the host's answer carried its target */
 	bool has_target;
 	unsigned long target;
+	/*
+	 * set by the engine: the longest wait for the host's answer, in
+	 * jiffies (0: the backend's own bound), for callers that must not
+	 * wait long (OOM, reclaim); a backend whose host answers at once
+	 * may ignore it
+	 */
+	unsigned long timeout;
 };
 
 /*
@@ -92,10 +117,20 @@ struct ub_page_mover {
 	 * The host takes these pages (@inflate) or gives them back, before
 	 * the guest reuses them (@deflate): 0, or -errno if none was taken.
 	 * Any exchange may return -ECONNRESET (see poll), or -ETIMEDOUT:
-	 * the host has the request but did not answer in time.
+	 * the host has the requests for pages [0, started) but did not
+	 * answer in time, and may still act on them; the engine keeps those
+	 * pages until the host has answered. A call that returns 0 means
+	 * the host has answered every request sent before it too.
 	 */
 	int (*inflate)(void *priv, struct ub_batch *batch);
 	int (*deflate)(void *priv, struct ub_batch *batch);
+	/*
+	 * Wait up to @timeout jiffies (0: only look) for the host to answer
+	 * every request it was sent: 0 once it has, or can no longer act on
+	 * them (a broken queue); -ETIMEDOUT if it still may. Required of a
+	 * backend whose exchanges can time out; NULL: they never do.
+	 */
+	int (*settle)(void *priv, unsigned long timeout);
 	/* the balloon now holds @pages pages (virtio: the "actual" field) */
 	void (*report_size)(void *priv, unsigned long pages);
 	int (*restart)(void *priv);
@@ -181,6 +216,9 @@ struct ub_snapshot {
 	unsigned long isolated;		/* pages being migrated */
 	unsigned int huge_order;
 	unsigned long huge_pages;	/* of huge_order, included in size */
+	/* in requests the host has not answered, included in size */
+	unsigned long unanswered;
+	enum ub_block blocked;
 };
 
 void ub_snapshot(struct ub_snapshot *snap);

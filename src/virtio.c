@@ -131,6 +131,7 @@ static const struct ub_page_mover ubv_ops = {
 	.batch_max	= UBV_BATCH,
 	.inflate	= ubv_inflate,
 	.deflate	= ubv_deflate,
+	.settle		= ubv_settle,
 	.huge_order	= UBV_HUGE_ORDER,
 	.huge_splittable = true,
 	.report_size	= ubv_report_size,

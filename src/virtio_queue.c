@@ -104,19 +104,19 @@ static bool ubv_reap_all(struct ub_virtio *vb)
 
 /*
  * Sleep until the host has used every inflate and deflate request in
- * flight, for at most UBV_HOST_TIMEOUT. On a timeout the requests stay in
+ * flight, for at most @timeout. On a timeout the requests stay in
  * flight (the host may still read their buffers), so no buffer is reused
  * and the next exchange waits for them first; the caller keeps the pages
  * as they were. A broken queue returns nothing: its buffers are ours again.
  */
-static int ubv_wait_all(struct ub_virtio *vb)
+static int ubv_wait_all(struct ub_virtio *vb, unsigned long timeout)
 {
 	unsigned int i;
 
 	ubv_test_unmute(vb);
-	if (!wait_event_timeout(vb->acked, ubv_reap_all(vb),
-				UBV_HOST_TIMEOUT)) {
-		vb->host_timeouts++;
+	if (!wait_event_timeout(vb->acked, ubv_reap_all(vb), timeout)) {
+		if (timeout)	/* a look (settle's poll) is no timeout */
+			vb->host_timeouts++;
 		return -ETIMEDOUT;
 	}
 	for (i = 0; i < ARRAY_SIZE(vb->in_flight); i++) {
@@ -133,7 +133,7 @@ static int ubv_wait_all(struct ub_virtio *vb)
 /* A free request buffer; waits for the host when all are in flight. */
 static int ubv_next_buffer(struct ub_virtio *vb, __virtio32 **frames)
 {
-	int err = vb->reqs_used == UBV_MAX_REQS ? ubv_wait_all(vb) : 0;
+	int err = vb->reqs_used == UBV_MAX_REQS ? ubv_wait_all(vb, UBV_HOST_TIMEOUT) : 0;
 
 	if (!err)
 		*frames = vb->reqs[vb->reqs_used]->frames;
@@ -153,7 +153,7 @@ static int ubv_queue_request(struct ub_virtio *vb, struct virtqueue *vq,
 	err = virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
 	if (err == -ENOSPC) {
 		/* a small ring: let the host catch up, then there is room */
-		err = ubv_wait_all(vb) ?:
+		err = ubv_wait_all(vb, UBV_HOST_TIMEOUT) ?:
 		      virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
 	}
 	if (err)
@@ -220,19 +220,33 @@ static long ubv_send_pages(struct ub_virtio *vb, struct virtqueue *vq,
 static long ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 			  struct ub_batch *batch)
 {
+	unsigned long timeout = batch->timeout ?: UBV_HOST_TIMEOUT;
 	long sent;
 	int err;
 
 	if (vb->reqs_used) {
-		err = ubv_wait_all(vb);
+		err = ubv_wait_all(vb, timeout);
 		if (err)
 			return err;
 	}
 	sent = ubv_send_pages(vb, vq, batch);
-	err = ubv_wait_all(vb);
+	err = ubv_wait_all(vb, timeout);
 	if (sent < 0)
 		return sent;
 	return err ?: sent;
+}
+
+/*
+ * The engine's settle(): 0 once the host has used every request in flight
+ * (a broken queue's buffers are ours again: the device has stopped).
+ */
+int ubv_settle(void *priv, unsigned long timeout)
+{
+	struct ub_virtio *vb = priv;
+
+	if (!vb->reqs_used)
+		return 0;
+	return ubv_wait_all(vb, timeout) == -ETIMEDOUT ? -ETIMEDOUT : 0;
 }
 
 int ubv_inflate(void *priv, struct ub_batch *batch)

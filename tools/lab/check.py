@@ -72,8 +72,8 @@ def abi_validate():
     assert r.returncode == 0 and not out, out or f"exit {r.returncode}"
     r = subprocess.run(["perl", src / "scripts/get_abi.pl", "--dir", PROJECT / "sysfs-abi", "search",
                         "/sys/kernel/balloon/"], capture_output=True, text=True)
-    for f in ("backend", "features", "size", "host_target", "target", "target_source", "pressure_reserve", "floor",
-              "inflate_rate", "deflate_rate", "oom_deflate", "oom_deflate_size", "stats/inflated"):
+    for f in ("backend", "features", "size", "host_target", "target", "target_source", "blocked",
+              "pressure_reserve", "floor", "inflate_rate", "deflate_rate", "oom_deflate", "oom_deflate_size", "stats/inflated"):
         assert f"/sys/kernel/balloon/{f}" in r.stdout, f"{f} undocumented"
 
 
@@ -433,6 +433,12 @@ def t_host_stops_answering(g, ko):
 MUTE = "/sys/module/uniballoon/parameters/test_mute_host"
 
 
+def unanswered_pages(g):
+    """Pages in inflate requests the host has not answered (debugfs status)."""
+    status = g.run("cat /sys/kernel/debug/balloon/status")[1]
+    return int(re.search(r"^pages unanswered: *(\d+)", status, re.M).group(1))
+
+
 def rmmod_timed(g, limit):
     """rmmod, which must end within limit seconds; returns (seconds, dmesg)."""
     start = time.monotonic()
@@ -441,6 +447,150 @@ def rmmod_timed(g, limit):
     dmesg = g.run("dmesg")[1]
     assert took < limit, f"rmmod took {took:.0f} s (limit {limit} s)\n{dmesg[-2000:]}"
     return took, dmesg
+
+
+# Stamps every 4 KiB page of an anonymous mapping of {nbytes} bytes with its index
+# (8 bytes) and a nonzero fill, writes /tmp/stamp.ready, waits for /tmp/stamp.check,
+# then prints "bad N zero Z first I ..." (pages changed, of them all zeros). A chunk
+# of pages is written and compared in one slice: no per-byte loop under TCG.
+# The balloon's 2 MiB blocks are not movable: freed, they are the last free memory an
+# anonymous mapping gets (6.12 keeps some on its per-CPU lists), so the mapping takes
+# what it can: THP, MemAvailable - 32 MiB. That reached 20-24 MiB of the 64 stale on
+# 6.12 and all of them on 6.1; 4 KiB pages and MemAvailable - 64 MiB once reached none.
+STAMP = r"""
+cat > /tmp/stamp.py <<'PY'
+import mmap, os, sys, time
+n, CH, FILL = int(sys.argv[1]) >> 12, 256, b"\xa5" * 4088
+def pages(first, count):
+    return b"".join(i.to_bytes(8, "little") + FILL for i in range(first, first + count))
+m = mmap.mmap(-1, n << 12, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m.madvise(mmap.MADV_HUGEPAGE)
+for p in range(0, n, CH):
+    c = min(CH, n - p)
+    m[p << 12:(p + c) << 12] = pages(p, c)
+open("/tmp/stamp.ready", "w").write(str(n))
+while not os.path.exists("/tmp/stamp.check"):
+    time.sleep(0.2)
+bad = []
+for p in range(0, n, CH):
+    c = min(CH, n - p)
+    if m[p << 12:(p + c) << 12] != pages(p, c):
+        bad += [i for i in range(p, p + c) if m[i << 12:(i + 1) << 12] != pages(i, 1)]
+zero = sum(m[i << 12:(i + 1) << 12] == bytes(4096) for i in bad)
+print("bad", len(bad), "zero", zero, "first", *bad[:8], flush=True)
+PY
+rm -f /tmp/stamp.ready /tmp/stamp.check /tmp/stamp.log
+python3 /tmp/stamp.py {nbytes} > /tmp/stamp.log 2>&1 & echo $! > /tmp/stamp.pid
+"""
+CRASH = re.compile(r"segfault|BUG:|Oops|general protection|Out of memory")
+
+
+def t_stale_inflate_keeps_data(g, ko):
+    """The host stalls (test_mute_host) while inflate requests are queued, and then
+    asks for the balloon back. The pages of a request it has not answered may still be
+    discarded whenever it gets to it, so they must not go back to the guest (before the
+    fix the deflation's exchange timed out too and they were freed; once the host
+    answered again it discarded them, zeroing memory in use). A process stamps most of
+    the guest's memory and a tmpfs file is hashed before the host answers again; both
+    are unchanged after it did."""
+    mark = len(g.console())
+    load(g, ko)
+    timeouts = lambda: backend_counters(g)["host_timeouts"]  # noqa: E731
+    t0 = timeouts()
+    g.run(f"echo 1 > {MUTE}")
+    start = time.monotonic()
+    g.qmp("balloon", value=GUEST_MB * MiB - 192 * MiB)
+    # the first batch (64 MiB) is in requests the host has not answered; no more is
+    # sent until it answers (before the fix: 192 MiB, the rest sent nowhere)
+    g.wait_for(lambda: timeouts() > t0 and sysb_int(g, "size") > 0 and
+               sysb_int(g, "size") == unanswered_pages(g) << 12 and sysb(g, "blocked") == "host-silent",
+               60, what=lambda: f"a balloon of unanswered pages, blocked host-silent (host_timeouts "
+               f"{timeouts() - t0}, size {sysb(g, 'size')}, unanswered {unanswered_pages(g)} pages, "
+               f"blocked {sysb(g, 'blocked')})")
+    inflated, asked = sysb_int(g, "size"), time.monotonic()
+    g.qmp("balloon", value=GUEST_MB * MiB)
+    # deflation gives back nothing the host may still discard: the whole balloon waits
+    g.wait_for(lambda: sysb_int(g, "host_target") == 0, 30, what="the host's request for none")
+    g.wait_for(lambda: sysb(g, "blocked") == "host-silent", 30,
+               what=lambda: f"deflation blocked host-silent (is {sysb(g, 'blocked')})")
+    kept = sysb_int(g, "size")
+    assert kept == inflated == unanswered_pages(g) << 12, (
+        f"size {kept}, inflated {inflated}, unanswered {unanswered_pages(g)} pages")
+    deflated = time.monotonic() - asked
+    g.run("cp /usr/bin/python3 /dev/shm/ref")
+    ref = g.run("sha256sum < /dev/shm/ref")[1].split()[0]
+    nbytes = (g.meminfo()["MemAvailable"] * 1024 - 32 * MiB) & ~4095
+    g.run(STAMP.format(nbytes=nbytes))
+    g.wait_for(lambda: g.run("test -e /tmp/stamp.ready", check=False)[0] == 0, 300,
+               what=lambda: f"the stamping process ready ({g.run('cat /tmp/stamp.log', check=False)[1]!r})")
+    stamped = time.monotonic()
+    g.run(f"echo 0 > {MUTE}")
+    # one more exchange: the host reaches the requests it left in its queue
+    g.qmp("balloon", value=GUEST_MB * MiB - 16 * MiB)
+    g.wait_for(lambda: sysb_int(g, "size") == 16 * MiB and actual(g) == GUEST_MB * MiB - 16 * MiB, 120,
+               what=lambda: f"a 16 MiB balloon once the host answers (size {sysb(g, 'size')}, "
+               f"actual {actual(g)})")
+    n_timeouts = timeouts() - t0
+    g.run("touch /tmp/stamp.check")
+    g.wait_for(lambda: g.run("kill -0 $(cat /tmp/stamp.pid)", check=False)[0] != 0, 300,
+               what="the stamping process checked its pages")
+    result = g.run("cat /tmp/stamp.log")[1].strip()
+    sha = g.run("sha256sum < /dev/shm/ref")[1].split()[0]
+    crashes = [l for l in (g.run("dmesg")[1] + g.console()[mark:]).splitlines() if CRASH.search(l)]
+    m = re.match(r"bad (\d+) zero (\d+)", result)
+    assert m and m.group(1) == "0" and sha == ref and not crashes, (
+        f"stamp of {nbytes >> 20} MiB: {result!r}; tmpfs file {'unchanged' if sha == ref else 'CHANGED'}; balloon "
+        f"{inflated >> 20} MiB, {kept >> 20} MiB kept at deflation; "
+        f"{n_timeouts} timeouts\n" + "\n".join(crashes[:10]))
+    balloon_to(g, 0)
+    g.run("rmmod uniballoon", timeout=120)
+    assert "all pages returned" in g.run("dmesg")[1], g.run("dmesg")[1][-3000:]
+    return (f"{nbytes >> 20} MiB stamped, 0 bad pages; {n_timeouts} timeouts; "
+            f"{kept >> 20} MiB kept; muted for {stamped - start:.0f} s (deflation {deflated:.0f} s)")
+
+
+def t_rmmod_dead_host(g, ko):
+    """rmmod with 512 MiB of 4 KiB pages (huge_blocks=N) and a host that no longer
+    answers: the wait for the host is bounded for the whole unload (one exchange
+    times out, the rest go back untold, as QEMU, which never asks to be told,
+    allows), not per 8 MiB batch (64 x 5 s before the fix). Every page comes back."""
+    g.run("dmesg -C")
+    total = g.meminfo()["MemTotal"]
+    g.run(f"insmod {ko} huge_blocks=0")
+    balloon_to(g, 512 * MiB)
+    status = g.run("cat /sys/kernel/debug/balloon/status")[1]
+    assert re.search(r"^huge pages: *0 ", status, re.M), status
+    g.run(f"echo 1 > {MUTE}")
+    took, dmesg = rmmod_timed(g, 30)
+    assert "all pages returned" in dmesg, dmesg[-2000:]
+    assert g.meminfo()["MemTotal"] == total, f"MemTotal {total} -> {g.meminfo()['MemTotal']} kB"
+    g.qmp("balloon", value=GUEST_MB * MiB)
+    return f"rmmod took {took:.1f} s"
+
+
+def t_rmmod_unanswered(g, ko):
+    """A host that stops answering in the middle of an inflation, then rmmod: the
+    pages of the request it never answered stay allocated for good (it may still
+    discard them), and one dmesg line counts them; every other page comes back, and
+    the unload ends within 30 s."""
+    g.run("dmesg -C")
+    total = g.meminfo()["MemTotal"]
+    g.qmp("balloon", value=GUEST_MB * MiB)     # start from an empty balloon
+    load(g, ko)
+    timeouts = lambda: backend_counters(g)["host_timeouts"]  # noqa: E731
+    t0 = timeouts()
+    g.run(f"echo 1 > {MUTE}")
+    g.qmp("balloon", value=GUEST_MB * MiB - 128 * MiB)
+    g.wait_for(lambda: timeouts() > t0 and unanswered_pages(g) > 0, 60,
+               what=lambda: f"an inflation timed out (timeouts {timeouts() - t0}, "
+                            f"unanswered {unanswered_pages(g)})")
+    kept = unanswered_pages(g)
+    took, dmesg = rmmod_timed(g, 30)
+    m = re.search(r"detached, (\d+) pages \(\d+ KiB\) kept allocated for good", dmesg)
+    assert m and int(m.group(1)) == kept, f"want {kept} pages kept:\n{dmesg[-2000:]}"
+    lost = total - g.meminfo()["MemTotal"]
+    assert lost == kept * 4, f"MemTotal {total} -> {g.meminfo()['MemTotal']} kB, {kept} pages kept"
+    return f"{kept} pages kept ({kept >> 8} MiB), rmmod took {took:.1f} s"
 
 
 def t_rmmod_report_held(g, ko):
@@ -470,6 +620,10 @@ def t_rmmod_report_held(g, ko):
 
 
 def guest_restore_fail(kver, ko):
+    # its own guest: where pages go back too early, the guest's memory is what breaks
+    with Guest(kver, mem_mb=GUEST_MB, name=f"stale-{kver}") as g:
+        test(f"{kver}: a host that stalls mid-inflation: no page it may still discard goes back "
+             "to the guest (data unchanged)", t_stale_inflate_keeps_data, g, ko)
     with Guest(kver, mem_mb=GUEST_MB, name=f"restore-{kver}") as g:
         test(f"{kver}: a host that stops answering: exchanges time out, writers wait one timeout at most",
              t_host_stops_answering, g, ko)
@@ -477,6 +631,10 @@ def guest_restore_fail(kver, ko):
              t_failed_restore, g, ko)
     with Guest(kver, mem_mb=GUEST_MB, balloon_opts="free-page-reporting=on",
                name=f"dead-host-{kver}") as g:
+        test(f"{kver}: rmmod with 512 MiB of 4 KiB pages and a dead host ends within 30 s, every page back",
+             t_rmmod_dead_host, g, ko)
+        test(f"{kver}: rmmod after an unanswered inflation keeps its pages allocated, says so, within 30 s",
+             t_rmmod_unanswered, g, ko)
         test(f"{kver}: rmmod while the host holds a free page report ends within 30 s, device reset first",
              t_rmmod_report_held, g, ko)
 
@@ -943,6 +1101,50 @@ def t_vm_refuse_all(g):
     return f"MemAvailable {avail0 >> 10} -> {low >> 10} MiB at the lowest, size 0"
 
 
+def guest_cpu(g):
+    """(busy, total) jiffies of the guest's CPUs from /proc/stat."""
+    f = [int(x) for x in g.run("head -1 /proc/stat")[1].split()[1:]]
+    return sum(f) - f[3] - f[4], sum(f)
+
+
+def busy_share(g, seconds):
+    """The guest's CPU time share (of one CPU) over the next `seconds`."""
+    b0, t0 = guest_cpu(g)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:     # one look a second, the same on both sides
+        time.sleep(1)
+    b1, t1 = guest_cpu(g)
+    return (b1 - b0) / (t1 - t0)
+
+
+def t_vm_refusal_storm(g):
+    """A host that refuses every page for 60 s while it keeps asking: the worker
+    backs off (200 ms doubling to 10 s) instead of allocating and zeroing a batch
+    every 200 ms, so the guest's CPU time (the worker's and everything else's) stays
+    under 2% of its CPU; blocked says host-refusing. Measured beside 15 s of the
+    same guest idle."""
+    idle = busy_share(g, 15)
+    refusals = sysb_int(g, "stats/host_refusals")
+    model_set(g, "refuse_every", 1)
+    try:
+        model_set(g, "target", 256 * 256)
+        g.wait_for(lambda: sysb(g, "blocked") == "host-refusing", 30,
+                   what=lambda: f"blocked host-refusing (is {sysb(g, 'blocked')})")
+        storm = busy_share(g, 60)
+        seen = sysb(g, "blocked")
+        n = sysb_int(g, "stats/host_refusals") - refusals
+    finally:
+        model_set(g, "target", 0)
+        model_set(g, "refuse_every", 0)
+    assert seen == "host-refusing", seen
+    assert storm < 0.02, f"guest CPU {storm:.1%} during the storm (idle {idle:.1%})"
+    g.wait_for(lambda: sysb(g, "blocked") == "none" and sysb_int(g, "size") == 0, 60,
+               what=lambda: f"blocked none (is {sysb(g, 'blocked')}), size 0")
+    model_clean(g)
+    no_page_lost(g)
+    return f"guest CPU {storm:.2%} in the storm, {idle:.2%} idle; {n} pages refused"
+
+
 def t_vm_busy(g):
     errors = sysb_int(g, "stats/host_errors")
     model_set(g, "busy_next", 3)
@@ -1202,6 +1404,8 @@ def guest_vmware(kver, ko):
         test(f"{kver}: vmware: refused pages are set aside, none lost", t_vm_refusals, g)
         test(f"{kver}: vmware: a host refusing every page does not drain the guest",
              t_vm_refuse_all, g)
+        test(f"{kver}: vmware: a 60 s refusal storm costs the guest under 2% of its CPU, blocked says why",
+             t_vm_refusal_storm, g)
         test(f"{kver}: vmware: BUSY is retried", t_vm_busy, g)
         test(f"{kver}: vmware: RESET mid-batch: no page leaked or unlocked twice", t_vm_reset_mid_batch, g)
         test(f"{kver}: vmware: a host resetting at every lock gets resets backed off",
