@@ -1745,7 +1745,7 @@ GUESTS = (guest_demo, guest_restore_fail, guest_plain, guest_oom, guest_params, 
 # rough relative run times, to start the long guests first
 GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
               "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4,
-              "guest_demo": 2, "guest_restore_fail": 1, "guest_params": 2, "guest_libvirt": 1,
+              "guest_demo": 2, "guest_restore_fail": 3, "guest_params": 2, "guest_libvirt": 1,
               "guest_arm64": 3}
 
 
