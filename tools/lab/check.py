@@ -409,8 +409,7 @@ def t_host_stops_answering(g, ko):
     balloon_to(g, 64 * MiB)
     timeouts = lambda: backend_counters(g)["host_timeouts"]  # noqa: E731
     t0 = timeouts()
-    mute = "/sys/module/uniballoon/parameters/test_mute_host"
-    g.run(f"echo 1 > {mute}")
+    g.run(f"echo 1 > {MUTE}")
     try:
         g.run(f"echo 16M > {SYSB}/target")        # a deflation the host never sees
         g.wait_for(lambda: timeouts() > t0, 30, what="an exchange timed out")
@@ -418,7 +417,7 @@ def t_host_stops_answering(g, ko):
         g.run(f"echo 32M > {SYSB}/target", timeout=20)
         took = time.monotonic() - start
     finally:
-        g.run(f"echo 0 > {mute}")
+        g.run(f"echo 0 > {MUTE}")
     g.run(f"echo 0 > {SYSB}/target")
     g.wait_for(lambda: sysb_int(g, "size") == 0 and actual(g) == GUEST_MB * MiB, 60,
                what="an empty balloon once the host answers")
