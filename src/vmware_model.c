@@ -113,7 +113,15 @@ static unsigned long ubw_model_lock(unsigned long pfn, unsigned int order)
 		m.refusals++;
 		return UBW_PPN_PINNED;
 	}
-	if (xa_err(xa_store(&m.locked, pfn, xa_mk_value(order), GFP_KERNEL)))
+	/*
+	 * No reclaim here: the exchange holds ub.lock and m.lock, and the
+	 * reclaim shrinker deflates through this model (m.lock under
+	 * fs_reclaim; lockdep sees the cycle, which only the shrinker's
+	 * trylock of ub.lock breaks). A host short of memory fails the
+	 * lock, which the guest takes as any host error.
+	 */
+	if (xa_err(xa_store(&m.locked, pfn, xa_mk_value(order),
+			    GFP_NOWAIT | __GFP_NOWARN)))
 		return UBW_FAILURE;
 	m.locked_frames += 1UL << order;
 	return UBW_SUCCESS;
