@@ -57,6 +57,11 @@ class QMPError(RuntimeError):
     """QMP answered with an error object."""
 
 
+class Crashed(RuntimeError):
+    """A program in the guest died of a signal (abort, segfault): a failure in itself,
+    never a reason to look again."""
+
+
 def kernels():
     """Kernel releases to test (see kernels.sh)."""
     out = subprocess.run([LAB_DIR / "kernels.sh"], check=True, capture_output=True, text=True).stdout
@@ -145,8 +150,8 @@ def wait_for(predicate, timeout, interval=0.2, what="condition"):
             last = predicate()
             if last:
                 return last
-        except (GuestError, QMPError):
-            raise  # the guest is gone or the request is wrong: polling won't help
+        except (GuestError, QMPError, Crashed):
+            raise  # the guest is gone, the request is wrong or a program crashed: polling won't help
         except Exception as e:  # e.g. a file that does not exist yet
             last = e
         if time.monotonic() >= deadline:
