@@ -630,12 +630,15 @@ def guest_restore_fail(kver, ko):
              t_failed_restore, g, ko)
     with Guest(kver, mem_mb=GUEST_MB, balloon_opts="free-page-reporting=on",
                name=f"dead-host-{kver}") as g:
+        keeper = lab.PatternKeeper(g).start()
         test(f"{kver}: rmmod with 512 MiB of 4 KiB pages and a dead host ends within 30 s, every page back",
              t_rmmod_dead_host, g, ko)
         test(f"{kver}: rmmod after an unanswered inflation keeps its pages allocated, says so, within 30 s",
              t_rmmod_unanswered, g, ko)
         test(f"{kver}: rmmod while the host holds a free page report ends within 30 s, device reset first",
              t_rmmod_report_held, g, ko)
+        test(f"{kver}: a process's data is unchanged after rmmods with a dead host and a held report",
+             keeper.check)
 
 
 def t_device_removal(g, ko):
@@ -703,6 +706,7 @@ def guest_plain(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"plain-{kver}") as g:
         if not takes_device(g, kver, ko):
             return
+        keeper = lab.PatternKeeper(g).start()
         test(f"{kver}: QMP balloon down and up, both sides and MemTotal agree", t_qmp_down_up, g, kver)
         test(f"{kver}: 2 MiB blocks, requests in flight, split only when needed", t_huge_blocks, g)
         test(f"{kver}: guest override via target is seen by the host, then 'host'", t_guest_override, g)
@@ -714,6 +718,8 @@ def guest_plain(kver, ko):
         run_selftests(g, kver)
         test(f"{kver}: rmmod with a full balloon returns every page", t_rmmod_full, g)
         test(f"{kver}: device removal with a full balloon returns every page", t_device_removal, g, ko)
+        test(f"{kver}: a process's data is unchanged after every move above (inflate, deflate, 2 MiB "
+             "blocks, overrides, rmmod and device removal with a full balloon)", keeper.check)
         test(f"{kver}: no soft lockup or RCU stall (plain guest)", t_no_stalls, g)
 
 
@@ -780,6 +786,7 @@ def guest_oom(kver, ko):
     # a legacy-only device: the same protocol with guest-endian frame numbers
     with Guest(kver, mem_mb=GUEST_MB, balloon_opts="deflate-on-oom=on,disable-modern=on",
                name=f"oom-{kver}") as g:
+        keeper = lab.PatternKeeper(g).start()
         if not test(f"{kver}: module loads on a legacy deflate-on-oom device", load, g, ko):
             return
         test(f"{kver}: the legacy device is driven as such", t_version_1, g, 0)
@@ -788,6 +795,8 @@ def guest_oom(kver, ko):
         test(f"{kver}: OOM with oom_deflate 0: the balloon keeps its pages", t_oom_deflate_off, g)
         test(f"{kver}: rmmod after OOM returns every page", t_rmmod_full, g)
         test(f"{kver}: freeze and restore hand pages back and refill", t_freeze_restore, g, ko)
+        test(f"{kver}: a process's data is unchanged after OOM deflation, rmmod, freeze and restore",
+             keeper.check)
 
 
 # ---------------------------------------------------------------- guest: module parameters, re-attach
@@ -1385,6 +1394,7 @@ def t_vm_rmmod(g):
 
 def guest_vmware(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"vmware-{kver}") as g:
+        keeper = lab.PatternKeeper(g).start()
         test(f"{kver}: vmware: a failed attach destroys the doorbell START made",
              t_vm_attach_fails_doorbell, g, ko)
         test(f"{kver}: vmware: refused while vmw_balloon (a stand-in) is loaded, keeps it out while loaded",
@@ -1417,6 +1427,8 @@ def guest_vmware(kver, ko):
              t_vm_overask, g)
         test(f"{kver}: vmware: compaction migrates 4 KiB balloon pages, none lost", t_vm_compaction, g)
         test(f"{kver}: vmware: rmmod with a full balloon frees every page", t_vm_rmmod, g)
+        test(f"{kver}: vmware: a process's data is unchanged after every move above (RESETs, refusals, "
+             "BUSY, OOM, compaction, reloads)", keeper.check)
         test(f"{kver}: no soft lockup or RCU stall (vmware guest)", t_no_stalls, g)
 
 

@@ -395,6 +395,7 @@ def guest_xen(kver, ko):
         figure(kver, "xen: boot to dom0 agent", f"{g.boot_seconds:.1f} s")
         if not test(f"{kver}: xen: toolstack up (xenstored, xen-init-dom0, xenconsoled)", g.start_toolstack):
             return
+        keeper = lab.PatternKeeper(g, 16 * MiB).start()
         if not test(f"{kver}: xen dom0: the module picks the xen backend", t_load, g, ko):
             return
         test(f"{kver}: xen dom0: no memory/target yet: nothing moves", t_missing_key, g)
@@ -408,5 +409,7 @@ def guest_xen(kver, ko):
         test(f"{kver}: xen dom0: an OOM deflation is reported to the OOM killer as 0 pages freed",
              t_oom_notifier, g)
         test(f"{kver}: xen dom0: rmmod leaves dom0 at the host's target", t_rmmod, g)
+        test(f"{kver}: xen dom0: a process's data is unchanged after every move above (mem-set, "
+             "guest target, floor, OOM deflation, rmmod)", keeper.check)
         test(f"{kver}: xen PV domU: xl mem-set, guest target and rmmod", t_domu, g, kver, ko)
     figure(kver, "xen job wall time", f"{time.monotonic() - t0:.0f} s")

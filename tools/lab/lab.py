@@ -545,3 +545,96 @@ class Guest:
         except OSError:
             return "(no console log)"
         return "--- console tail ---\n" + "\n".join(text[-lines:])
+
+
+# The keeper: a process that holds @NBYTES@ bytes of anonymous memory, half of it asked to
+# be THP (MADV_HUGEPAGE) and half not, every 4 KiB page stamped with its index, the
+# keeper's pid and a nonzero fill. Each time /tmp/keep.req holds a new number N it
+# compares every page and writes "N bad B zero Z first I ..." (pages changed, of them all
+# zeros) to /tmp/keep.out. A chunk of pages is built and compared in one slice: no
+# per-byte loop under TCG. oom_score_adj -1000: the OOM killer never picks it, so a
+# missing keeper is a kill the test did not expect, and the memory it holds is what a
+# balloon must never take.
+KEEPER = r"""
+cat > /tmp/keep.py <<'PY'
+import mmap, os, sys, time
+open("/proc/self/oom_score_adj", "w").write("-1000")
+n, CH = int(sys.argv[1]) >> 12, 256
+TMPL = bytearray((bytes(8) + os.getpid().to_bytes(4, "little") + b"\xa5" * 4084) * CH)
+def pages(first, count):
+    for k in range(count):
+        TMPL[k << 12:(k << 12) + 8] = (first + k).to_bytes(8, "little")
+    return memoryview(TMPL)[:count << 12]
+half = (n // 2) << 12
+maps = [mmap.mmap(-1, half, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS),
+        mmap.mmap(-1, (n << 12) - half, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)]
+maps[0].madvise(mmap.MADV_HUGEPAGE)
+maps[1].madvise(mmap.MADV_NOHUGEPAGE)
+def spans():
+    base = 0
+    for m in maps:
+        count = len(m) >> 12
+        for p in range(0, count, CH):
+            yield m, p, base + p, min(CH, count - p)
+        base += count
+for m, p, i, c in spans():
+    m[p << 12:(p + c) << 12] = pages(i, c)
+open("/tmp/keep.out", "w").write("0 bad 0 zero 0\n")
+done = "0"
+while True:
+    try:
+        req = open("/tmp/keep.req").read().strip()
+    except OSError:
+        req = done
+    if req == done:
+        time.sleep(0.2)
+        continue
+    bad = []
+    for m, p, i, c in spans():
+        if m[p << 12:(p + c) << 12] != pages(i, c):
+            bad += [(m, p + k, i + k) for k in range(c)
+                    if m[(p + k) << 12:(p + k + 1) << 12] != pages(i + k, 1)]
+    zero = sum(m[p << 12:(p + 1) << 12] == bytes(4096) for m, p, _ in bad)
+    open("/tmp/keep.tmp", "w").write(f"{req} bad {len(bad)} zero {zero} first "
+                                     + " ".join(str(i) for _, _, i in bad[:8]) + "\n")
+    os.rename("/tmp/keep.tmp", "/tmp/keep.out")
+    done = req
+PY
+rm -f /tmp/keep.req /tmp/keep.out /tmp/keep.tmp
+python3 /tmp/keep.py @NBYTES@ > /tmp/keep.log 2>&1 & echo $! > /tmp/keep.pid
+"""
+
+
+class PatternKeeper:
+    """A process holding a known pattern in guest memory (KEEPER) while a test moves the
+    balloon: inflation, deflation, OOM deflation, host stalls, resets, reloads. check()
+    asks it to compare every page and fails if any changed or if it is gone."""
+
+    def __init__(self, g, nbytes=32 * MiB):
+        self.g, self.nbytes, self.checks = g, nbytes, 0
+
+    def start(self):
+        self.g.run(KEEPER.replace("@NBYTES@", str(self.nbytes)))
+        self.g.wait_for(lambda: self.g.run("cat /tmp/keep.out", check=False)[1].startswith("0 bad"),
+                        300, what=lambda: f"the keeper stamped its pages "
+                        f"({self.g.run('cat /tmp/keep.log', check=False)[1]!r})")
+        return self
+
+    def check(self):
+        """Every page as stamped; returns a short description."""
+        g = self.g
+        if g.run("kill -0 $(cat /tmp/keep.pid)", check=False)[0] != 0:
+            raise AssertionError("the keeper is gone: " + g.run(
+                "cat /tmp/keep.log; dmesg | grep -iE 'killed process|segfault|out of memory' | tail -5",
+                check=False)[1])
+        self.checks += 1
+        n = self.checks
+        g.run(f"echo {n} > /tmp/keep.req")
+        out = g.wait_for(lambda: (lambda o: o.startswith(f"{n} bad") and o)(
+            g.run("cat /tmp/keep.out")[1].strip()), 300, what=f"the keeper's check {n}")
+        assert out.startswith(f"{n} bad 0 "), (
+            f"the keeper's {self.nbytes >> 20} MiB changed under it: {out}")
+        return f"{self.nbytes >> 20} MiB pattern unchanged ({n} checks)"
+
+    def stop(self):
+        self.g.run("kill $(cat /tmp/keep.pid) 2>/dev/null; true", check=False)
