@@ -284,12 +284,14 @@ def xl_near(g, dom, mb):
     """xl list shows dom at mb MiB, give or take the 1 MiB it rounds to; returns the
     value seen so that a timeout names it."""
     rc, out = g.run(f"{xen.XL} list {dom} 2>/tmp/xl.err", check=False)
-    if rc > 128:
-        # xl died of a signal (an abort on a corrupted mutex was seen, rc 134): dom0's
-        # userspace memory may have been changed under it, the class of bug a balloon
-        # must never cause; that is a failure, not a reason to look again
-        err = g.run("cat /tmp/xl.err", check=False)[1]
-        raise lab.Crashed(f"xl list {dom} died of signal {rc - 128}: {err.strip()[-300:]}")
+    if rc > 128 or rc < 0:
+        # xl, or the shell running it, died of a signal (an abort on a corrupted mutex
+        # was seen, rc 134; a shell's own fault comes back as -SIGNAL): dom0's userspace
+        # memory may have been changed under it, the class of bug a balloon must never
+        # cause; that is a failure, not a reason to look again
+        err = g.run("cat /tmp/xl.err; dmesg | grep -E 'segfault|traps:' | tail -3", check=False)[1]
+        raise lab.Crashed(f"xl list {dom} died of signal {rc - 128 if rc > 0 else -rc}: "
+                          f"{err.strip()[-400:]}")
     if rc != 0:
         return f"xl list failed, rc {rc}: {out.strip()[-200:]}"
     got = int(out.splitlines()[1].split()[2])
