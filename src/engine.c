@@ -166,18 +166,18 @@ static void ub_work_fn(struct work_struct *work)
 		queue_delayed_work(ub.wq, &ub.work, delay);
 }
 
-/*
- * Attach a backend of either kind (@pm or @sm set): the engine starts
- * from an empty balloon, or, for a size mover, from the size its driver
- * has now, which the host is taken to want until it says more. The
- * user's settings and override are kept (policy.c says when not).
- */
 #ifdef UB_TEST_BUILD
 /* Test builds: the next attach fails, as a backend's start can. */
 static bool ub_test_fail_attach;
 module_param_named(test_fail_attach, ub_test_fail_attach, bool, 0644);
 #endif
 
+/*
+ * Attach a backend of either kind (@pm or @sm set): the engine starts
+ * from an empty balloon, or, for a size mover, from the size its driver
+ * has now, which the host is taken to want until it says more. The
+ * user's settings and override are kept (policy.c says when not).
+ */
 static int ub_attach(const struct ub_backend *ops,
 		     const struct ub_page_mover *pm,
 		     const struct ub_size_mover *sm, void *priv,

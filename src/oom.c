@@ -6,8 +6,12 @@
  *   its notifiers to free memory; if the balloon gives pages back, nobody
  *   dies;
  * - a shrinker: under reclaim pressure with MemAvailable below the threshold
- *   (engine.c), the balloon releases pages before the guest thrashes its
- *   page cache, which can keep the OOM killer from ever being reached.
+ *   (ub_pressure_threshold(), policy.c), the balloon releases pages before
+ *   the guest thrashes its page cache, which can keep the OOM killer from
+ *   ever being reached.
+ *
+ * The threshold and the pressure reserve are policy.c's; this file only
+ * gives pages back, through pages.c or target.c.
  */
 #include <linux/mm.h>
 #include <linux/notifier.h>

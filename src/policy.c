@@ -143,7 +143,8 @@ void ub_host_target_locked(unsigned long pages, bool request)
 
 /*
  * Pages the floor still lets us take. Once inflation has met the pressure
- * reserve (pages.c), the floor in force is at least that reserve.
+ * reserve (pages.c or target.c report it), the floor in force is at least
+ * that reserve.
  *
  * A floor of 0 in force sets no limit: MemAvailable leaves out free pages
  * (on 7.2 the per-CPU lists hold tens of MiB after a large process exits),
@@ -201,10 +202,11 @@ unsigned long ub_apply_floor_locked(unsigned long want)
 
 /*
  * Pages inflation may still take before MemAvailable falls below the
- * pressure reserve (oom.c), by any path: free pages the balloon takes are
- * the ones kswapd refills by evicting the guest's page cache, so stopping
- * only where inflation itself reclaims is not enough. A batch is sized to
- * this room; each page taken lowers MemAvailable by about one page.
+ * pressure reserve (ub_pressure_reserve() below), by any path: free pages
+ * the balloon takes are the ones kswapd refills by evicting the guest's
+ * page cache, so stopping only where inflation itself reclaims is not
+ * enough. A batch is sized to this room; each page taken lowers
+ * MemAvailable by about one page.
  */
 unsigned long ub_reserve_room(void)
 {
