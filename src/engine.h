@@ -5,7 +5,7 @@
  *   engine.c  the worker, attach and detach, the settings (struct uniballoon
  *             below: the backend, the size, the settings, the lock)
  *   policy.c  the target in force: host request, override, OOM cap, floor,
- *             pressure reserve
+ *             pressure threshold and reserve, the guest's memory
  *   pages.c   a page mover's balloon: its page lists and host exchanges
  *   target.c  a size mover's goal and how it moves
  *   oom.c     giving memory back under pressure and on OOM
@@ -31,30 +31,51 @@
 #define UB_RETRY_DELAY		(HZ / 5)
 /* While the floor holds, look at MemAvailable again this often. */
 #define UB_FLOOR_RECHECK	HZ
+/* A step's delay that means no next step: the worker waits for a kick. */
 #define UB_IDLE			ULONG_MAX
 
+/**
+ * struct uniballoon - the engine's state: the backend, the size, the settings
+ * @lock: protects the host exchange, every engine file's state and the
+ *	fields below; never held while pages are allocated (the worker fills
+ *	its batch first), so deflation, OOM and writers wait at most for one
+ *	host exchange. Readers of sysfs and debugfs do not take it: they
+ *	read @ops, @pm, @features, @size, @blocked and @set once each with
+ *	READ_ONCE() and accept a mix of values from before and after a
+ *	change.
+ * @ops: the attached backend, either kind; NULL if none
+ * @pm: @ops as a page mover, if it moves pages; else NULL
+ * @sm: @ops as a size mover, if it sets a size; else NULL
+ * @priv: the backend's argument to each of its operations
+ * @features: UB_FEAT_* of the attached backend, 0 if none
+ * @paused: the worker and the poll stop (ub_pause(), and for good in
+ *	ub_detach()); OOM deflation and migration leave the balloon alone
+ * @size: pages the balloon holds: a page mover's taken pages, those of
+ *	unanswered requests included; a size mover's size its driver reached
+ * @blocked: the worker's last step (ub_blocked_locked()), for readers
+ * @set: the settings; set.oom_deflate is what is in force, which also
+ *	depends on the host (ub_attach())
+ * @oom_deflate_chosen: the user has set oom_deflate (sysfs or module
+ *	parameter); the choice outlives the backend
+ * @oom_deflate_wanted: with @oom_deflate_chosen, what the user chose
+ * @wq: the engine's freezable workqueue; NULL before ub_engine_init() and
+ *	after ub_engine_exit()
+ * @work: the worker: one step towards the target (ub_kick())
+ * @poll_work: asks a polled host for its target (ub_poll_now())
+ * @stats: the counters, by enum ub_stat (ub_count(), ub_stat_read())
+ */
 struct uniballoon {
-	/*
-	 * protects the host exchange, every file's engine state and the
-	 * fields below; never held while pages are allocated (the worker
-	 * fills its batch first), so deflation, OOM and writers wait at most
-	 * for one host exchange
-	 */
 	struct mutex lock;
-	const struct ub_backend *ops;		/* attached backend, either kind */
-	const struct ub_page_mover *pm;		/* ...if it moves pages */
-	const struct ub_size_mover *sm;		/* ...if it sets a size */
+	const struct ub_backend *ops;
+	const struct ub_page_mover *pm;
+	const struct ub_size_mover *sm;
 	void *priv;
 	unsigned long features;
 	bool paused;
-	unsigned long size;		/* pages the host holds */
-	enum ub_block blocked;		/* the worker's last step, for readers */
+	unsigned long size;
+	enum ub_block blocked;
 
 	struct ub_settings set;
-	/*
-	 * oom_deflate as the user last set it, if ever: set.oom_deflate is
-	 * what is in force, which also depends on the host (ub_attach)
-	 */
 	bool oom_deflate_chosen;
 	bool oom_deflate_wanted;
 
@@ -66,72 +87,445 @@ struct uniballoon {
 
 extern struct uniballoon ub;
 
+/**
+ * ub_count() - add to a counter
+ * @stat: which one
+ * @n: how much, in the counter's unit (bytes or events, enum ub_stat)
+ *
+ * Context: Any context; atomic, takes no lock.
+ */
 static inline void ub_count(enum ub_stat stat, u64 n)
 {
 	atomic64_add(n, &ub.stats[stat]);
 }
 
-/*
- * Ballooned pages leave MemTotal, except when the host lets the guest take
- * them back on OOM: then they still count as the guest's memory, so that
- * overcommit checks let a process ask for what the balloon would release.
+/**
+ * ub_kick() - something changed that the worker should act on
+ *
+ * Runs the worker's next step now instead of after its delay. Does nothing
+ * before ub_engine_init() and after ub_engine_exit().
+ *
+ * Context: Any context; takes no lock (callers may hold ub.lock).
  */
-/* Something changed that the worker should act on. */
 static inline void ub_kick(void)
 {
 	if (ub.wq)
 		mod_delayed_work(ub.wq, &ub.work, 0);
 }
 
+/**
+ * ub_blocked_locked() - record why the worker's step left the balloon
+ * @why: what holds it back; UB_BLOCK_NONE: it moves, or is at its target
+ * @delay: jiffies until the next try, or UB_IDLE
+ *
+ * Sets ub.blocked for readers and traces balloon:blocked, except for a
+ * step that stays at none: each retry that waits is traced, and the return
+ * to none.
+ *
+ * Context: Caller holds ub.lock; does not sleep.
+ */
 void ub_blocked_locked(enum ub_block why, unsigned long delay);
 
+/**
+ * ub_adjusts_managed() - whether ballooned pages leave MemTotal
+ *
+ * Ballooned pages leave MemTotal (the managed page count), except when the
+ * host lets the guest take them back on OOM: then they still count as the
+ * guest's memory, so that overcommit checks let a process ask for what the
+ * balloon would release. A hypervisor's own driver (Xen) always takes its
+ * pages out.
+ *
+ * Context: Any context; reads ub.features without ub.lock.
+ * Return: true if the balloon's pages are out of the managed page count.
+ */
 static inline bool ub_adjusts_managed(void)
 {
-	/* a hypervisor's own driver (Xen) always takes its pages out */
 	return !(ub.features & UB_FEAT_OOM_DEFLATE) ||
 	       (ub.features & UB_FEAT_TARGET_DRIVEN);
 }
 
+/**
+ * ub_pages_to_bytes() - convert a page count to bytes
+ * @pages: pages of PAGE_SIZE
+ *
+ * Context: Any context.
+ * Return: @pages * PAGE_SIZE, in 64 bits.
+ */
 static inline u64 ub_pages_to_bytes(unsigned long pages)
 {
 	return (u64)pages << PAGE_SHIFT;
 }
 
 /* policy.c: the target in force; only policy.c reads or writes its state */
+
+/**
+ * ub_requested_locked() - the target before the floor
+ * @why: set to what decided it
+ *
+ * The user's override if set, else the host's target; then capped by an
+ * OOM deflation's cap.
+ *
+ * Context: Caller holds ub.lock; does not sleep.
+ * Return: pages.
+ */
 unsigned long ub_requested_locked(enum ub_reason *why);
+
+/**
+ * ub_target_locked() - the target in force
+ * @why: set to what decided it
+ *
+ * ub_requested_locked(), then capped where the floor holds the balloon.
+ *
+ * Context: Caller holds ub.lock; does not sleep.
+ * Return: pages.
+ */
 unsigned long ub_target_locked(enum ub_reason *why);
+
+/**
+ * ub_policy_snapshot() - the policy's part of a snapshot, without ub.lock
+ * @snap: its host_target, target, target_source, user_override,
+ *	oom_capped, floor_held and reserve_hit are filled in
+ *
+ * The same decision the worker makes, from fields that may race a change.
+ *
+ * Context: Any context; takes no lock, does not sleep.
+ */
 void ub_policy_snapshot(struct ub_snapshot *snap);
+
+/**
+ * ub_user_override_locked() - whether the user's target is set
+ *
+ * Context: Caller holds ub.lock.
+ * Return: true while the user's override is in force.
+ */
 bool ub_user_override_locked(void);
+
+/**
+ * ub_note_target_locked() - trace the target in force if it moved
+ * @old: the target in force before a change of state, in pages
+ * @cause: what changed, for the balloon:target tracepoint
+ *
+ * Context: Caller holds ub.lock; does not sleep.
+ */
 void ub_note_target_locked(unsigned long old, enum ub_reason cause);
+
+/**
+ * ub_host_target_locked() - record the host's target
+ * @pages: the target, in pages
+ * @request: the host asked (a notification such as virtio's config
+ *	change); false: we learned it (a poll, or the answer to a command)
+ *
+ * A change is counted in UB_STAT_TARGET_CHANGES, and the target in force
+ * traced if it moves. Without the
+ * user's override, a request, a repeated one too, ends an OOM cap: the
+ * host saw the deflation in the balloon's size and asks again. A learned
+ * target ends it only when it changes, or the balloon would refill a
+ * second after OOM. The caller kicks the worker.
+ *
+ * Context: Caller holds ub.lock; does not sleep.
+ */
 void ub_host_target_locked(unsigned long pages, bool request);
+
+/**
+ * ub_apply_floor_locked() - how much of an inflation the floor allows
+ * @want: pages inflation would take
+ *
+ * The floor in force is the floor setting and, once inflation has met the
+ * pressure reserve (ub_reserve_met_locked()), at least that reserve; a
+ * floor of 0 sets no limit; a step allowed whole ends a reserve hold. The
+ * hold starts (counted in UB_STAT_FLOOR_HOLDS and traced) when
+ * MemAvailable above the floor is less than @want, and ends when it is
+ * enough again; meanwhile the cap follows MemAvailable quietly.
+ *
+ * Context: Caller holds ub.lock; does not sleep.
+ * Return: pages inflation may take now, at most @want.
+ */
 unsigned long ub_apply_floor_locked(unsigned long want);
+
+/**
+ * ub_floor_release_locked() - the balloon is not growing: end a floor hold
+ *
+ * For a step at or above the requested size: the floor and the pressure
+ * reserve stop holding it, and the target in force is traced if it moves.
+ *
+ * Context: Caller holds ub.lock; does not sleep.
+ */
 void ub_floor_release_locked(void);
+
+/**
+ * ub_reserve_met_locked() - inflation met the pressure reserve
+ *
+ * The reserve then holds the balloon as a floor (ub_apply_floor_locked())
+ * until the floor allows a whole step again or a floor hold is released
+ * (ub_floor_release_locked()).
+ *
+ * Context: Caller holds ub.lock.
+ */
 void ub_reserve_met_locked(void);
+
+/**
+ * ub_oom_cap_locked() - hold the balloon after an OOM deflation
+ * @left: the balloon's size after the deflation, in pages
+ *
+ * The target in force stays at most @left until the host or the user asks
+ * again (ub_host_target_locked(), ub_user_request_locked()).
+ *
+ * Context: Caller holds ub.lock.
+ */
 void ub_oom_cap_locked(unsigned long left);
+
+/**
+ * ub_user_request_locked() - set or clear the user's override
+ * @override: true to set it, false to clear it
+ * @pages: with @override, the user's target in pages
+ *
+ * A new request: it also lifts an OOM cap. The caller counts and traces
+ * the change.
+ *
+ * Context: Caller holds ub.lock.
+ */
 void ub_user_request_locked(bool override, unsigned long pages);
+
+/**
+ * ub_policy_reset_locked() - a backend attached: start the policy afresh
+ * @host_target: pages the host is taken to want until it says more
+ *
+ * No OOM cap, floor hold or reserve hold. The user's override stays: it is
+ * the user's, not the device's, and a restore after sleep or a replugged
+ * device should not undo it; it goes (with a warning) only if it is now
+ * more than the guest's memory. Call once ub.size is known.
+ *
+ * Context: Caller holds ub.lock.
+ */
 void ub_policy_reset_locked(unsigned long host_target);
+
+/**
+ * ub_pressure_threshold() - MemAvailable below which reclaim deflates
+ *
+ * The floor, one oom_deflate_size, or 1024 * sqrt(guest bytes), whichever
+ * is largest: 32 MiB for a 1 GiB guest, 256 MiB for 64 GiB. Read without
+ * ub.lock.
+ *
+ * Context: Any context; takes no lock.
+ * Return: pages.
+ */
 unsigned long ub_pressure_threshold(void);
+
+/**
+ * ub_reserve_room() - what inflation may take before the pressure reserve
+ *
+ * MemAvailable above ub_pressure_reserve(); each page the balloon takes
+ * lowers MemAvailable by about one page, so a batch is sized to this.
+ *
+ * Context: Any context; takes no lock.
+ * Return: pages; ULONG_MAX when there is no reserve (OOM deflation off).
+ */
 unsigned long ub_reserve_room(void);
 
 /* pages.c: a page mover's balloon */
+
+/**
+ * ub_pages_attach_locked() - a page mover attached: an empty balloon
+ *
+ * Sets up the page lists and forgets the pages a previous detach had to
+ * keep; the protocol is taken to be just started.
+ *
+ * Context: Caller holds ub.lock, with ub.pm set.
+ * Return: the features the balloon adds: UB_FEAT_MIGRATION where balloon
+ * pages can migrate (CONFIG_BALLOON_MIGRATION), else 0.
+ */
 unsigned long ub_pages_attach_locked(void);
+
+/**
+ * ub_pages_ready_locked() - make the protocol ready for an exchange
+ *
+ * Acts on a host reset that a migration saw (ub_host_reset_locked()) and
+ * restarts the protocol if an earlier restart failed.
+ *
+ * Context: Caller holds ub.lock; may sleep (host exchanges).
+ * Return: true if the protocol is up.
+ */
 bool ub_pages_ready_locked(void);
+
+/**
+ * ub_pages_snapshot() - the page mover's part of a snapshot, without ub.lock
+ * @snap: its isolated, huge_pages and unanswered are filled in, with
+ *	counts that may race a change
+ *
+ * Context: Any context; takes no lock, does not sleep.
+ */
 void ub_pages_snapshot(struct ub_snapshot *snap);
+
+/**
+ * ub_release_refused_locked() - give the pages the host refused back
+ * @cycle_end: the inflation cycle ends: huge pages may be tried again
+ *
+ * Refused pages are held aside so they are not taken again in the same
+ * cycle; they go back at its end, when too many are held, and before OOM
+ * deflation, so that a host that refuses everything does not drain the
+ * guest. They were never the balloon's: its size does not change.
+ *
+ * Context: Caller holds ub.lock; does not sleep.
+ */
 void ub_release_refused_locked(bool cycle_end);
+
+/**
+ * ub_drop_all_locked() - free every page without telling the host
+ *
+ * For a host that has forgotten every page (a reset, or a shutdown that
+ * says so): the balloon is empty afterwards and its size reported. Pages
+ * in the middle of a migration are waited for: their migration fails on
+ * ub.lock and puts them back.
+ *
+ * Context: Caller holds ub.lock; sleeps.
+ */
 void ub_drop_all_locked(void);
+
+/**
+ * ub_host_reset_locked() - the host reset the protocol
+ *
+ * It holds none of our pages any more: counts and traces the reset, frees
+ * every page (ub_drop_all_locked()) and restarts the protocol. Resets in a
+ * row hold inflation back, doubling up to 30 s, so that a host that
+ * answers every request with a reset does not keep a vCPU allocating and
+ * freeing.
+ *
+ * Context: Caller holds ub.lock; sleeps.
+ */
 void ub_host_reset_locked(void);
+
+/**
+ * ub_inflate_plan_locked() - plan the worker's next inflation batch
+ * @want: pages (order 0) the floor lets the balloon grow by
+ * @order: set to the order of the batch's pages: the backend's huge_order,
+ *	or 0 if huge pages are off, not ready or more than @want
+ * @delay: set, when nothing is to be taken now, to the jiffies to wait
+ *
+ * Nothing is taken while a reset or a host's failures back off, while the
+ * host owes answers, or at the pressure reserve (then met). Otherwise
+ * @want is cut to the inflate rate's batch, the backend's batch and the
+ * room above the reserve.
+ *
+ * Context: Caller holds ub.lock; may sleep (asks the host whether it has
+ * answered).
+ * Return: pages (order 0) for ub_inflate(), or 0 with *@delay set.
+ */
 unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 				     unsigned long *delay);
+
+/**
+ * ub_inflate() - allocate and hand the host one inflation batch
+ * @want: pages (order 0), from ub_inflate_plan_locked()
+ * @order: the order planned; falls back to 0 if no huge page is free
+ *	without reclaim
+ *
+ * The pages are allocated with no lock held (reclaim may run; a batch that
+ * has to reclaim is cut after 200 ms), then ub.lock is taken for the host
+ * exchange and the lists. Pages the target no longer wants by then (an OOM
+ * deflation, a lower target, a pause) are freed before the host sees them.
+ * Only the worker calls it: it owns the inflation batch, and ub.ops cannot
+ * change while it runs.
+ *
+ * Context: The worker, without ub.lock; takes it; sleeps.
+ * Return: jiffies until the worker's next step (0: at once), or UB_IDLE if
+ * the balloon is paused.
+ */
 unsigned long ub_inflate(unsigned long want, unsigned int order);
+
+/**
+ * ub_deflate_locked() - give up to @want pages back to the guest
+ * @want: pages (order 0); a batch of huge pages gives back whole huge
+ *	pages, or one is split first where the host allows it
+ * @force: the device is going away: release pages even if the host could
+ *	not be told or refused them
+ * @timeout: the longest wait for the host's answer, in jiffies (0: the
+ *	backend's own bound)
+ *
+ * One batch, the host told first. Pages the host would not release stay in
+ * the balloon, and so does every page where the host must hear first
+ * (UB_FEAT_TELL_HOST) but failed to answer or still owes answers; after a
+ * reset they all go back.
+ *
+ * Context: Caller holds ub.lock; may sleep (the host exchange).
+ * Return: pages (order 0) released.
+ */
 unsigned long ub_deflate_locked(unsigned long want, bool force,
 				unsigned long timeout);
+
+/**
+ * ub_deflate_step_locked() - the worker's deflation step
+ * @want: pages (order 0) above the target
+ *
+ * One batch of ub_deflate_locked(), cut to the deflate rate's batch.
+ * Records in ub.blocked why nothing went back, if so.
+ *
+ * Context: The worker; caller holds ub.lock; may sleep.
+ * Return: jiffies until the worker's next step (0: at once).
+ */
 unsigned long ub_deflate_step_locked(unsigned long want);
+
+/**
+ * ub_pages_drain_locked() - give every page back, for detach
+ *
+ * The host is told while it answers; it has 10 s in all to answer the
+ * requests it owes. The pages of those it never answers stay allocated for
+ * good, since it may still discard them, and leave ub.size. Drops and
+ * retakes ub.lock while it waits for pages in the middle of a migration.
+ *
+ * Context: Caller holds ub.lock, with the worker stopped; sleeps.
+ * Return: pages (order 0) left allocated for good.
+ */
 unsigned long ub_pages_drain_locked(void);
 
 /* target.c: a size mover's balloon */
+
+/**
+ * ub_target_attach_locked() - a size mover attached
+ *
+ * The balloon is what its driver holds now (@get_size), and that is the
+ * size last handed over.
+ *
+ * Context: Caller holds ub.lock, with ub.sm set; may sleep.
+ */
 void ub_target_attach_locked(void);
+
+/**
+ * ub_target_step_locked() - the worker's step for a size mover
+ *
+ * Accounts for the size the driver has reached (counted and traced as
+ * inflation or deflation), then hands it the next size in force: at most
+ * one rate step away, never past what the floor and the pressure reserve
+ * allow. It is handed over every step, so a target someone else set in
+ * the driver is overridden.
+ *
+ * Context: The worker; caller holds ub.lock; may sleep.
+ * Return: jiffies until the next step, or UB_IDLE once the size is reached.
+ */
 unsigned long ub_target_step_locked(void);
+
+/**
+ * ub_target_shrink_locked() - cut a size mover's balloon at once
+ * @want: pages to give back
+ * @left: set to the size now in force, in pages
+ *
+ * For OOM and pressure deflation: lowers the size handed to the driver by
+ * @want, which the driver gives back in its own time. While an earlier cut
+ * is still coming back it cuts nothing more, or calls in a row would add
+ * up their cuts from a size that lags the driver.
+ *
+ * Context: Caller holds ub.lock; may sleep.
+ * Return: pages promised (not yet back in the guest); 0 if none.
+ */
 unsigned long ub_target_shrink_locked(unsigned long want, unsigned long *left);
+
+/**
+ * ub_target_cut_pending() - whether the driver still owes a cut's pages
+ *
+ * For the shrinker's count, without ub.lock: it may race a step.
+ *
+ * Context: Any context; takes no lock.
+ * Return: true while the size handed over is below the size reached.
+ */
 bool ub_target_cut_pending(void);
 
 #endif /* UB_ENGINE_H */
