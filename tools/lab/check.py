@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make check: every test of uniballoon, on every kernel the lab has.
 
-Host-side checks (build with -Werror, checkpatch, ABI documentation), then
+Host-side checks (build with -Werror, checkpatch, kernel-doc, ABI documentation), then
 per kernel guests under QEMU: a plain virtio-balloon device, a legacy one
 with deflate-on-oom=on, one with free page reporting (and compaction), short
 ones for page poisoning, and one without 9p for free page hinting during a
@@ -38,7 +38,7 @@ GUEST_MB = 1024
 # ---------------------------------------------------------------- host-side checks
 
 def kernel_source():
-    """scripts/ from Debian's linux-source package (checkpatch.pl, get_abi.pl), and the
+    """scripts/ from Debian's linux-source package (checkpatch.pl, kernel-doc, get_abi.pl), and the
     kselftest framework (tools/testing/selftests: Makefile, lib.mk, kselftest/)."""
     dst = BUILD / "linux-source"
     if not (dst / "tools/testing/selftests/lib.mk").exists():
@@ -75,6 +75,30 @@ def abi_validate():
     for f in ("backend", "features", "size", "host_target", "target", "target_source", "blocked",
               "pressure_reserve", "floor", "inflate_rate", "deflate_rate", "oom_deflate", "oom_deflate_size", "stats/inflated"):
         assert f"/sys/kernel/balloon/{f}" in r.stdout, f"{f} undocumented"
+
+
+def kernel_doc():
+    """Every function, struct and enum the backends and the sysfs layer use (src/uniballoon.h,
+    src/engine.h) has a kernel-doc comment, and scripts/kernel-doc finds nothing wrong in them
+    (-Wall: a Return: section where one is due, a short description; -Werror: exit status)."""
+    src = kernel_source()
+    headers = ["src/uniballoon.h", "src/engine.h"]
+    cmd = ["perl", src / "scripts/kernel-doc", "-Wall", "-Werror"]
+    r = subprocess.run([*cmd, "-none", *headers], cwd=PROJECT, capture_output=True, text=True)
+    out = (r.stdout + r.stderr).strip()
+    assert r.returncode == 0 and not out, out or f"exit {r.returncode}"
+    r = subprocess.run([*cmd, "-rst", *headers], cwd=PROJECT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    documented = set(re.findall(r"^\.\. c:function:: .*?(\w+) \(", r.stdout, re.M))
+    documented |= set(re.findall(r"^\.\. c:(?:type|struct|enum):: ((?:struct|enum) \w+)", r.stdout, re.M))
+    declared = set()
+    for h in headers:
+        text = re.sub(r"/\*.*?\*/", "", (PROJECT / h).read_text(), flags=re.S)
+        declared |= set(re.findall(r"^(?!#)(?:static inline )?[a-z][\w \*]*?\b(\w+)\(", text, re.M))
+        declared |= set(re.findall(r"^((?:struct|enum) \w+) \{", text, re.M))
+    missing = sorted(declared - documented)
+    assert not missing, "no kernel-doc for: " + ", ".join(missing)
+    return f"{len(declared)} declarations, all documented, 0 warnings"
 
 
 def _make(kver, tree, *args):
@@ -1865,6 +1889,7 @@ def main():
     t_start = time.monotonic()
     test("checkpatch: src/ and the lab's vmw_balloon stand-in are clean", checkpatch)
     test("sysfs-abi/ passes get_abi.pl validate and documents every file", abi_validate)
+    test("kernel-doc: src/uniballoon.h and src/engine.h are documented and clean", kernel_doc)
     kvers = lab_kernels()
     # the package is installed on the host, hence for the host's kernels only
     host_kvers = [k for k in kvers if not lab.kernel_moddir(k) and not arm64.is_arm64(k)]
