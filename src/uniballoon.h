@@ -2,15 +2,16 @@
 /*
  * uniballoon: one memory balloon for every hypervisor.
  *
- * The engine owns the pages and the policy: engine.c the worker, the
- * settings and the rate limits; policy.c the target in force, the floor and
- * the pressure reserve; pages.c a page mover's pages; target.c a size
- * mover's size; oom.c OOM and pressure deflation (engine.h has the map). A
- * backend only speaks its hypervisor's protocol: it is told which pages
- * leave or return to the guest, and it reports what the host asks for.
+ * The engine owns the pages and the policy: engine.c the worker and the
+ * settings; policy.c the target in force, the floor and the pressure
+ * reserve; pages.c a page mover's pages and target.c a size mover's size,
+ * each moved within the rate limits; oom.c OOM and pressure deflation
+ * (engine.h has the map). A backend only speaks its hypervisor's protocol:
+ * it is told which pages leave or return to the guest, and it reports what
+ * the host asks for.
  *
- * Sizes are in pages (PAGE_SIZE, order 0) unless a name says bytes; times
- * are in jiffies. ub.lock is the engine's mutex (engine.h).
+ * Sizes are in pages (PAGE_SIZE, order 0) unless their comment says bytes;
+ * times are in jiffies. ub.lock is the engine's mutex (engine.h).
  */
 #ifndef UNIBALLOON_H
 #define UNIBALLOON_H
