@@ -7,9 +7,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/cc_platform.h>
 #include <linux/debugfs.h>
-#include <linux/dmi.h>
 #include <linux/gfp.h>
 #include <linux/kobject.h>
 #include <linux/mm.h>
@@ -17,12 +15,11 @@
 #include <linux/notifier.h>
 #include <linux/slab.h>
 #include <linux/string.h>
-#include <linux/vmw_vmci_api.h>
 #include <linux/vmw_vmci_defs.h>
-#include <asm/hypervisor.h>
 
 #include "uniballoon.h"
 #include "vmware_proto.h"
+#include "vmware_transport.h"
 
 /* What we ask for; the doorbell is used only where vmw_vmci is loaded. */
 #define UBW_CAPS_WANTED	(UBW_CAP_BASIC | UBW_CAP_BATCHED | \
@@ -48,21 +45,11 @@ static struct ub_vmware *ubw;
 static struct dentry *ubw_vmmemctl_file;
 
 /*
- * vmw_balloon speaks the same protocol to the same host: two drivers would
- * each reset the host's view of the other's pages. A module is in the
- * kernel's kset of modules (/sys/module/NAME, where ours is too) from
- * before its init runs until it is freed, as is a built-in vmw_balloon (it
- * has a parameter); find_module() is not exported. Test builds take the
- * lab's stand-in (tools/lab/vmw-standin), which loads without a VMware
- * host, for vmw_balloon.
+ * Is a driver for the same host loaded (ubw_intree_names: vmw_balloon)? A
+ * module is in the kernel's kset of modules (/sys/module/NAME, where ours
+ * is too) from before its init runs until it is freed, as is a built-in
+ * vmw_balloon (it has a parameter); find_module() is not exported.
  */
-static const char *const ubw_intree_names[] = {
-	"vmw_balloon",
-#ifdef UB_VMWARE_HOST_MODEL
-	"vmw_standin",
-#endif
-};
-
 static bool ubw_intree_loaded(void)
 {
 	/* an out-of-tree module is never built in: THIS_MODULE is ours */
@@ -72,7 +59,7 @@ static bool ubw_intree_loaded(void)
 
 	if (!modules)		/* no sysfs; the notifier below still holds */
 		return false;
-	for (i = 0; i < ARRAY_SIZE(ubw_intree_names); i++) {
+	for (i = 0; i < ubw_nr_intree_names; i++) {
 		kobj = kset_find_obj(modules, ubw_intree_names[i]);
 		if (kobj) {
 			kobject_put(kobj);
@@ -91,7 +78,7 @@ static int ubw_module_coming(struct notifier_block *nb, unsigned long state,
 
 	if (state != MODULE_STATE_COMING)
 		return NOTIFY_DONE;
-	for (i = 0; i < ARRAY_SIZE(ubw_intree_names); i++) {
+	for (i = 0; i < ubw_nr_intree_names; i++) {
 		if (strcmp(mod->name, ubw_intree_names[i]))
 			continue;
 		pr_warn("vmware: %s refused: the balloon is owned by uniballoon; 'rmmod uniballoon' first\n",
@@ -105,35 +92,6 @@ static struct notifier_block ubw_module_nb = {
 	.notifier_call = ubw_module_coming,
 };
 
-/*
- * The balloon has a backdoor of its own (vmware_proto.h: port 0x5670, its
- * own magic), which only an "inl" reaches; vmw_balloon does the same. The
- * kernel's VMware hypercalls (asm/vmware.h) choose VMCALL, VMMCALL or TDX
- * but serve the other backdoor only: VMWARE_HYPERCALL's port is 0x5658,
- * and the vmware_hypercall*() helpers of later kernels fix its magic too.
- * So a guest whose registers the host cannot see (SEV-ES, TDX) cannot
- * balloon: ub_vmware_init() refuses to start there.
- */
-static unsigned long ubw_backdoor(unsigned long cmd, unsigned long arg1,
-				  unsigned long arg2, unsigned long *result,
-				  unsigned long *caps)
-{
-#ifdef UB_VMWARE_HOST_MODEL
-	return ubw_model_call(cmd, arg1, arg2, result, caps);
-#else
-	unsigned long status, ecx, edx, esi = arg2;
-
-	/* the host may write every register it reads: all are outputs */
-	asm volatile("inl %%dx"
-		     : "=a"(status), "=c"(ecx), "=d"(edx), "=b"(*result),
-		       "+S"(esi)
-		     : "0"(UBW_MAGIC), "1"(cmd), "2"(UBW_PORT), "3"(arg1)
-		     : "memory");
-	*caps = ecx;
-	return status;
-#endif
-}
-
 /* One command, counted; the raw status is returned. */
 static unsigned long ubw_cmd(struct ub_vmware *b, unsigned int cmd,
 			     unsigned long arg1, unsigned long arg2,
@@ -142,7 +100,7 @@ static unsigned long ubw_cmd(struct ub_vmware *b, unsigned int cmd,
 	unsigned long status, res = 0, ecx = 0;
 
 	b->calls[cmd]++;
-	status = ubw_backdoor(cmd, arg1, arg2, &res, &ecx);
+	status = ubw_hypercall(cmd, arg1, arg2, &res, &ecx);
 	if (status != UBW_SUCCESS &&
 	    !(cmd == UBW_CMD_START && status == UBW_SUCCESS_WITH_CAPS))
 		b->failures[cmd]++;
@@ -166,44 +124,6 @@ static int ubw_errno(unsigned long status)
 		return -EIO;
 	}
 }
-
-#ifdef UB_VMWARE_HOST_MODEL
-#define ubw_doorbell_create	ubw_model_doorbell_create
-#define ubw_doorbell_destroy	ubw_model_doorbell_destroy
-#else
-/*
- * vmw_vmci is optional: we use it only if it is loaded, and hold it while
- * our doorbell exists.
- */
-static int ubw_doorbell_create(struct vmci_handle *handle,
-			       vmci_callback notify, void *data)
-{
-	typeof(&vmci_doorbell_create) create = symbol_get(vmci_doorbell_create);
-	int err;
-
-	if (!create)
-		return -ENODEV;
-	err = create(handle, VMCI_FLAG_DELAYED_CB,
-		     VMCI_PRIVILEGE_FLAG_RESTRICTED, notify, data);
-	if (err != VMCI_SUCCESS) {
-		symbol_put(vmci_doorbell_create);
-		return -EIO;
-	}
-	return 0;
-}
-
-static void ubw_doorbell_destroy(struct vmci_handle handle)
-{
-	typeof(&vmci_doorbell_destroy) destroy;
-
-	destroy = symbol_get(vmci_doorbell_destroy);
-	if (destroy) {
-		destroy(handle);
-		symbol_put(vmci_doorbell_destroy);
-	}
-	symbol_put(vmci_doorbell_create);
-}
-#endif
 
 /* The host rang: ask for the target now rather than at the next poll. */
 static void ubw_doorbell_rung(void *data)
@@ -412,11 +332,7 @@ static int ubw_debugfs_show(void *priv, struct seq_file *m)
 	int i;
 
 	seq_puts(m, "backend: vmware\n");
-#ifdef UB_VMWARE_HOST_MODEL
-	seq_puts(m, "transport: host model (test build)\n");
-#else
-	seq_puts(m, "transport: backdoor port 0x5670\n");
-#endif
+	seq_printf(m, "transport: %s\n", ubw_transport_name);
 	seq_printf(m, "capabilities_offered: 0x%lx\n",
 		   (unsigned long)UBW_CAPS_WANTED);
 	seq_printf(m, "capabilities_granted: 0x%lx\n", b->caps);
@@ -481,31 +397,13 @@ static const struct ub_page_mover ubw_ops = {
 	.migrate_release_first = true,
 };
 
-#ifndef UB_VMWARE_HOST_MODEL
-static bool ubw_detect(void)
-{
-	return x86_hyper_type == X86_HYPER_VMWARE ||
-	       dmi_match(DMI_SYS_VENDOR, "VMware, Inc.");
-}
-#endif
-
 int ub_vmware_init(bool forced)
 {
 	int err;
 
-#ifdef UB_VMWARE_HOST_MODEL
-	/* test builds talk to the model only, and only when asked to */
-	if (!forced)
-		return -ENODEV;
-#else
-	if (!forced && !ubw_detect())
-		return -ENODEV;
-	/* see ubw_backdoor(): the port needs registers the host can see */
-	if (cc_platform_has(CC_ATTR_GUEST_MEM_ENCRYPT)) {
-		pr_warn("vmware: not started: the balloon's I/O port cannot reach the host from a guest with encrypted memory\n");
-		return -EOPNOTSUPP;
-	}
-#endif
+	err = ubw_transport_probe(forced);
+	if (err)
+		return err;
 	/*
 	 * Refuse beside vmw_balloon before the host (or the model) is
 	 * touched; the notifier, there first, keeps it out from now on.
@@ -518,15 +416,13 @@ int ub_vmware_init(bool forced)
 		err = -EBUSY;
 		goto out_notifier;
 	}
-#ifdef UB_VMWARE_HOST_MODEL
-	err = ubw_model_init();
+	err = ubw_transport_init();
 	if (err)
 		goto out_notifier;
-#endif
 	err = -ENOMEM;
 	ubw = kzalloc(sizeof(*ubw), GFP_KERNEL);
 	if (!ubw)
-		goto out_model;
+		goto out_transport;
 	ubw->entries = (u64 *)get_zeroed_page(GFP_KERNEL);
 	if (!ubw->entries)
 		goto out_free;
@@ -552,10 +448,8 @@ out_page:
 out_free:
 	kfree(ubw);
 	ubw = NULL;
-out_model:
-#ifdef UB_VMWARE_HOST_MODEL
-	ubw_model_exit();
-#endif
+out_transport:
+	ubw_transport_exit();
 out_notifier:
 	unregister_module_notifier(&ubw_module_nb);
 	return err;
@@ -572,9 +466,7 @@ void ub_vmware_exit(void)
 	free_page((unsigned long)ubw->entries);
 	kfree(ubw);
 	ubw = NULL;
-#ifdef UB_VMWARE_HOST_MODEL
-	ubw_model_exit();
-#endif
+	ubw_transport_exit();
 	/* the host has dropped our pages: vmw_balloon may have it now */
 	unregister_module_notifier(&ubw_module_nb);
 }

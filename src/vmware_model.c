@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * TEST BUILDS ONLY: a model of the VMware balloon host, answering the
- * backdoor commands the VMware backend issues (see vmware_proto.h).
+ * backdoor commands the VMware backend issues (see vmware_proto.h). It is
+ * the backend's transport (vmware_transport.h) in test builds, in place of
+ * the backdoor (vmware_backdoor.c).
  *
  * It keeps what the real host keeps (the target, the capabilities it
  * grants, the set of locked pages and their sizes) and checks what the
@@ -23,6 +25,25 @@
 
 #include "uniballoon.h"
 #include "vmware_proto.h"
+#include "vmware_transport.h"
+
+const char *const ubw_transport_name = "host model (test build)";
+
+/*
+ * Besides vmw_balloon, the lab's stand-in for it (tools/lab/vmw-standin),
+ * which loads without a VMware host.
+ */
+const char *const ubw_intree_names[] = {
+	"vmw_balloon",
+	"vmw_standin",
+};
+const unsigned int ubw_nr_intree_names = ARRAY_SIZE(ubw_intree_names);
+
+/* Test builds talk to the model only, and only when asked to. */
+int ubw_transport_probe(bool forced)
+{
+	return forced ? 0 : -ENODEV;
+}
 
 static struct ubw_model {
 	struct mutex lock;
@@ -58,8 +79,8 @@ static struct ubw_model {
 } m;
 
 /* Stands in for vmw_vmci's vmci_doorbell_create() in test builds. */
-int ubw_model_doorbell_create(struct vmci_handle *handle,
-			      vmci_callback notify, void *data)
+int ubw_doorbell_create(struct vmci_handle *handle, vmci_callback notify,
+			void *data)
 {
 	m.ring = notify;
 	m.ring_data = data;
@@ -68,7 +89,7 @@ int ubw_model_doorbell_create(struct vmci_handle *handle,
 	return 0;
 }
 
-void ubw_model_doorbell_destroy(struct vmci_handle handle)
+void ubw_doorbell_destroy(struct vmci_handle handle)
 {
 	m.ring = NULL;
 }
@@ -182,9 +203,9 @@ static bool ubw_model_granted(unsigned long cmd)
 	}
 }
 
-unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
-			     unsigned long arg2, unsigned long *result,
-			     unsigned long *caps)
+unsigned long ubw_hypercall(unsigned long cmd, unsigned long arg1,
+			    unsigned long arg2, unsigned long *result,
+			    unsigned long *caps)
 {
 	unsigned long status = UBW_SUCCESS;
 	bool wide, lock;
@@ -317,7 +338,7 @@ DEFINE_DEBUGFS_ATTRIBUTE(ring_fops, NULL, ring_set, "%llu\n");
 static unsigned long ubw_model_caps;
 module_param_named(test_model_caps, ubw_model_caps, ulong, 0444);
 
-int ubw_model_init(void)
+int ubw_transport_init(void)
 {
 	mutex_init(&m.lock);
 	xa_init(&m.locked);
@@ -339,7 +360,7 @@ int ubw_model_init(void)
 	return 0;
 }
 
-void ubw_model_exit(void)
+void ubw_transport_exit(void)
 {
 	/* vmw_vmci would ring a callback in a module that is gone */
 	WARN(m.ring, "host model: the guest's doorbell outlived the backend\n");

@@ -52,16 +52,4 @@ enum ubw_cmd {
 /* 2 MiB pages */
 #define UBW_2M_ORDER		9
 
-#ifdef UB_VMWARE_HOST_MODEL
-/* test builds only: the host model stands in for the backdoor */
-unsigned long ubw_model_call(unsigned long cmd, unsigned long arg1,
-			     unsigned long arg2, unsigned long *result,
-			     unsigned long *caps);
-int ubw_model_init(void);
-void ubw_model_exit(void);
-int ubw_model_doorbell_create(struct vmci_handle *handle,
-			      vmci_callback notify, void *data);
-void ubw_model_doorbell_destroy(struct vmci_handle handle);
-#endif
-
 #endif /* UB_VMWARE_PROTO_H */
