@@ -136,6 +136,11 @@ case ${1:-} in
     rm -rf "$out"
     mkdir -p "$out"
     cp -r "$project"/{Kbuild,Makefile,dkms.conf,src} "$out"
+    if [[ ${3:-} == test ]]; then
+      # the VMware host model, at the path Kbuild expects
+      mkdir -p "$out/tools/lab"
+      cp -r "$here/vmware-model" "$out/tools/lab"
+    fi
     make -C "$out" KDIR="$kdir" KERNELRELEASE="$rel" ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- \
       "${extra[@]}" >&2
     echo "$out/uniballoon.ko" ;;

@@ -57,6 +57,7 @@ def checkpatch():
     src = kernel_source()
     files = sorted(str(p) for p in (PROJECT / "src").rglob("*.[ch]") if p.name != "compat_config.h")
     files += sorted(str(p) for p in (lab.LAB_DIR / "vmw-standin").glob("*.c"))
+    files += sorted(str(p) for p in (lab.LAB_DIR / "vmware-model").glob("*.c"))
     r = subprocess.run(["perl", src / "scripts/checkpatch.pl", "--no-tree", "--terse", "--show-types",
                         "-f", *files], capture_output=True, text=True)
     bad = [l for l in r.stdout.splitlines() if ": ERROR:" in l or ": WARNING:" in l]

@@ -266,6 +266,8 @@ def t_payloads_match():
     assert not any(p.endswith("compat_config.h") for p in dfiles), "generated compat_config.h shipped"
     # the lab's stand-in for vmw_balloon (tools/lab/vmw-standin) is for test builds only
     assert not any("standin" in p for p in dfiles), "the lab's vmw_balloon stand-in shipped"
+    # and so is its VMware host model (tools/lab/vmware-model)
+    assert not any("vmware_model" in p for p in dfiles), "the lab's VMware host model shipped"
     return f"{len(dfiles)} files, {len(dlinks)} links and {len(ddocs)} docs alike"
 
 

@@ -116,6 +116,10 @@ def build_module(kver, test_build=False, tree=None, kdir=None):
     out.mkdir(parents=True)
     for item in ("Kbuild", "Makefile", "dkms.conf", "src"):
         subprocess.run(["cp", "-r", PROJECT / item, out], check=True)
+    if test_build:
+        # the VMware host model, at the path Kbuild expects (tools/ is not in the packages)
+        (out / "tools/lab").mkdir(parents=True)
+        subprocess.run(["cp", "-r", LAB_DIR / "vmware-model", out / "tools/lab"], check=True)
     extra = ["UB_WERROR=y"] + (["UB_TEST_HOST_MODEL=y"] if test_build else [])
     extra += [f"KDIR={kdir}"] if kdir else []
     r = subprocess.run(["make", f"KERNELRELEASE={kver}", *extra], cwd=out, capture_output=True, text=True)

@@ -9,7 +9,8 @@
 #   sid-chroot.sh release          print the kernel release of the chroot's headers
 #   sid-chroot.sh build [test]     build this tree for that release inside the chroot as
 #                                  lab.build_module does (UB_WERROR=y; "test" adds
-#                                  UB_TEST_HOST_MODEL=y and the vmw-standin module);
+#                                  UB_TEST_HOST_MODEL=y with tools/lab/vmware-model
+#                                  and the vmw-standin module);
 #                                  prints the path of uniballoon.ko (UB_BUILD_TREE names
 #                                  the copy's directory, by default mod or mod-test)
 #   sid-chroot.sh source           also install linux-source-7.2 (for reading
@@ -76,6 +77,11 @@ case ${1:-} in
     rm -rf "$root$out"
     mkdir -p "$root$out"
     cp -r "$project"/{Kbuild,Makefile,dkms.conf,src} "$root$out"
+    if [[ ${2:-} == test ]]; then
+      # the VMware host model, at the path Kbuild expects
+      mkdir -p "$root$out/tools/lab"
+      cp -r "$here/vmware-model" "$root$out/tools/lab"
+    fi
     in_root make -C "$out" KERNELRELEASE="$rel" "${extra[@]}" >&2
     if [[ ${2:-} == test ]]; then
       cp -r "$here/vmw-standin" "$root$out"

@@ -2,8 +2,9 @@
 /*
  * TEST BUILDS ONLY: a model of the VMware balloon host, answering the
  * backdoor commands the VMware backend issues (see vmware_proto.h). It is
- * the backend's transport (vmware_transport.h) in test builds, in place of
- * the backdoor (vmware_backdoor.c).
+ * the backend's transport (src/vmware_transport.h) in test builds, in place
+ * of the backdoor (src/vmware_backdoor.c); Kbuild links it into
+ * uniballoon.ko from here, and never packages it.
  *
  * It keeps what the real host keeps (the target, the capabilities it
  * grants, the set of locked pages and their sizes) and checks what the
