@@ -14,8 +14,10 @@ Ends with the line 'N passed, N failed, N skipped'.
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,18 +121,25 @@ def t_compat_header(kver):
     (a kernel that leaves NAME.mod.c files beside the probes once produced
     '#define UB_HAVE_LINUX_BALLOON_H.MOD 1')."""
     if lab.kernel_moddir(kver):   # its headers need the sid chroot's compiler
-        out = SID_ROOT / "build" / "compat" / f"compat-{kver}.h"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["cp", "-r", PROJECT / "src/compat", out.parent], check=True)
-        subprocess.run([lab.SID_CHROOT, "run", "sh", "/build/compat/compat/configure.sh",
-                        f"/lib/modules/{kver}/build", f"/build/compat/{out.name}"], check=True,
-                       capture_output=True)
+        # a fresh copy per run: the chroot is shared by every clone, and a copy
+        # over an old one keeps the probes this tree has removed
+        (SID_ROOT / "build").mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="compat-", dir=SID_ROOT / "build"))
+        try:
+            subprocess.run(["cp", "-r", PROJECT / "src/compat", work], check=True)
+            subprocess.run([lab.SID_CHROOT, "run", "sh", f"/build/{work.name}/compat/configure.sh",
+                            f"/lib/modules/{kver}/build", f"/build/{work.name}/compat-{kver}.h"],
+                           check=True, capture_output=True)
+            text = (work / f"compat-{kver}.h").read_text()
+        finally:
+            shutil.rmtree(work)
     else:
         out = BUILD / f"compat-{kver}.h"
         subprocess.run(["sh", PROJECT / "src/compat/configure.sh", f"/lib/modules/{kver}/build", out],
                        check=True)
+        text = out.read_text()
     probes = sorted(p.stem.upper() for p in (PROJECT / "src/compat/tests").glob("*.c"))
-    lines = out.read_text().splitlines()[1:]
+    lines = text.splitlines()[1:]
     answer = re.compile(r"#define UB_HAVE_([A-Z0-9_]+) 1|/\* #undef UB_HAVE_([A-Z0-9_]+) \*/")
     bad = [l for l in lines if not answer.fullmatch(l)]
     assert not bad, "\n".join(bad)
