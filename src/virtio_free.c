@@ -10,20 +10,12 @@
 /* Freed pages are zeroed (init_on_free) or filled with PAGE_POISON. */
 bool ubv_guest_zeroes(void)
 {
-#ifdef UB_HAVE_WANT_INIT_ON_FREE
 	return want_init_on_free();
-#else
-	return false;
-#endif
 }
 
 bool ubv_guest_poisons(void)
 {
-#ifdef UB_HAVE_PAGE_POISONING_ENABLED_STATIC
 	return page_poisoning_enabled_static();
-#else
-	return false;
-#endif
 }
 
 /*
