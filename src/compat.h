@@ -136,4 +136,47 @@ static inline void shrinker_free(struct shrinker *shrinker)
 }
 #endif
 
+/*
+ * Linux 6.11 passes virtio_find_vqs() one struct virtqueue_info per queue
+ * instead of parallel arrays of callbacks, names and ctx flags. The sources
+ * use the new API; this maps it onto the old one. A queue with no name is
+ * skipped by both. The arrays are on the stack, so a caller asks for at most
+ * UB_COMPAT_MAX_VQS queues (virtio-balloon has 5).
+ */
+#ifndef UB_HAVE_VIRTQUEUE_INFO
+#include <linux/bug.h>
+#include <linux/virtio_config.h>
+
+#define UB_COMPAT_MAX_VQS	8
+
+struct virtqueue_info {
+	const char *name;
+	vq_callback_t *callback;
+	bool ctx;
+};
+
+static inline int ub_virtio_find_vqs(struct virtio_device *vdev,
+				     unsigned int nvqs,
+				     struct virtqueue *vqs[],
+				     struct virtqueue_info vqs_info[],
+				     struct irq_affinity *desc)
+{
+	vq_callback_t *callbacks[UB_COMPAT_MAX_VQS];
+	const char *names[UB_COMPAT_MAX_VQS];
+	bool ctx[UB_COMPAT_MAX_VQS];
+	unsigned int i;
+
+	if (WARN_ON_ONCE(nvqs > UB_COMPAT_MAX_VQS))
+		return -EINVAL;
+	for (i = 0; i < nvqs; i++) {
+		callbacks[i] = vqs_info[i].callback;
+		names[i] = vqs_info[i].name;
+		ctx[i] = vqs_info[i].ctx;
+	}
+	return virtio_find_vqs_ctx(vdev, nvqs, vqs, callbacks, names, ctx,
+				   desc);
+}
+#define virtio_find_vqs ub_virtio_find_vqs
+#endif
+
 #endif /* UB_COMPAT_H */

@@ -175,7 +175,6 @@ static int ubv_find_vqs(struct ub_virtio *vb)
 {
 	struct virtio_device *vdev = vb->vdev;
 	unsigned int i;
-#ifdef UB_HAVE_VIRTQUEUE_INFO
 	struct virtqueue_info info[UBV_NR_VQS];
 
 	for (i = 0; i < UBV_NR_VQS; i++) {
@@ -184,17 +183,6 @@ static int ubv_find_vqs(struct ub_virtio *vb)
 		info[i].ctx = false;
 	}
 	return virtio_find_vqs(vdev, UBV_NR_VQS, vb->vqs, info, NULL);
-#else
-	vq_callback_t *callbacks[UBV_NR_VQS];
-	const char *names[UBV_NR_VQS];
-
-	for (i = 0; i < UBV_NR_VQS; i++) {
-		names[i] = ubv_vq_name(vdev, i);
-		callbacks[i] = ubv_vq_callback(i);
-	}
-	return virtio_find_vqs(vdev, UBV_NR_VQS, vb->vqs, callbacks, names,
-			       NULL);
-#endif
 }
 
 /* Bring the queues up and hand the device to the engine. */
