@@ -137,6 +137,31 @@ static inline void shrinker_free(struct shrinker *shrinker)
 #endif
 
 /*
+ * Linux 6.8 named the largest order the buddy allocator hands out
+ * MAX_PAGE_ORDER. Before it MAX_ORDER was one more (until 6.4) or the same
+ * (6.4 to 6.7): MAX_ORDER - 1 is a valid order on both, the largest until
+ * 6.4 and one less than it on 6.4 to 6.7.
+ */
+#include <linux/mmzone.h>
+#ifndef MAX_PAGE_ORDER
+#define MAX_PAGE_ORDER	(MAX_ORDER - 1)
+#endif
+
+/*
+ * virtio-balloon stats tags that Linux 6.12's uapi header added; the
+ * protocol had them first, so a host may ask for them from any guest.
+ */
+#include <linux/virtio_balloon.h>
+#ifndef VIRTIO_BALLOON_S_OOM_KILL
+#define VIRTIO_BALLOON_S_OOM_KILL	10
+#define VIRTIO_BALLOON_S_ALLOC_STALL	11
+#define VIRTIO_BALLOON_S_ASYNC_SCAN	12
+#define VIRTIO_BALLOON_S_DIRECT_SCAN	13
+#define VIRTIO_BALLOON_S_ASYNC_RECLAIM	14
+#define VIRTIO_BALLOON_S_DIRECT_RECLAIM	15
+#endif
+
+/*
  * Linux 6.11 passes virtio_find_vqs() one struct virtqueue_info per queue
  * instead of parallel arrays of callbacks, names and ctx flags. The sources
  * use the new API; this maps it onto the old one. A queue with no name is

@@ -55,27 +55,14 @@ struct ubv_request {
 	__virtio32 frames[UBV_REQ_FRAMES];
 };
 
-/* Stats tags added by Linux 6.12's uapi header; the protocol had them first. */
-#ifndef VIRTIO_BALLOON_S_OOM_KILL
-#define VIRTIO_BALLOON_S_OOM_KILL	10
-#define VIRTIO_BALLOON_S_ALLOC_STALL	11
-#define VIRTIO_BALLOON_S_ASYNC_SCAN	12
-#define VIRTIO_BALLOON_S_DIRECT_SCAN	13
-#define VIRTIO_BALLOON_S_ASYNC_RECLAIM	14
-#define VIRTIO_BALLOON_S_DIRECT_RECLAIM	15
-#endif
-#define UBV_NR_STATS		16
-
 /*
- * Free page hints are blocks of the largest order the buddy allocator has.
- * MAX_PAGE_ORDER (6.8+) is that order; before, MAX_ORDER was one more
- * (until 6.4) or the same (6.4 to 6.7): MAX_ORDER - 1 is valid for both.
+ * The protocol's stats tags, 0 to VIRTIO_BALLOON_S_DIRECT_RECLAIM: the uapi
+ * header's VIRTIO_BALLOON_S_NR counts only those it knows (10 before 6.12).
  */
-#ifdef MAX_PAGE_ORDER
+#define UBV_NR_STATS		(VIRTIO_BALLOON_S_DIRECT_RECLAIM + 1)
+
+/* Free page hints are blocks of the largest order the buddy allocator has. */
 #define UBV_HINT_ORDER		MAX_PAGE_ORDER
-#else
-#define UBV_HINT_ORDER		(MAX_ORDER - 1)
-#endif
 #define UBV_HINT_GFP		(__GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC)
 
 /*
