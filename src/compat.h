@@ -80,13 +80,11 @@ static inline int ub_balloon_migrated(struct balloon_dev_info *b,
 /*
  * A workqueue was per-CPU unless WQ_UNBOUND was given; Linux 6.17 added
  * WQ_PERCPU to say so, and 7.x warns (a WARNING with a backtrace) at
- * alloc_workqueue() when a caller gives neither. UB_WQ_PERCPU keeps the
- * per-CPU queue of older kernels.
+ * alloc_workqueue() when a caller gives neither. Where WQ_PERCPU is
+ * missing, 0 asks for the same per-CPU queue.
  */
-#ifdef UB_HAVE_WQ_PERCPU
-#define UB_WQ_PERCPU WQ_PERCPU
-#else
-#define UB_WQ_PERCPU 0
+#ifndef UB_HAVE_WQ_PERCPU
+#define WQ_PERCPU 0
 #endif
 
 /*

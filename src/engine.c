@@ -480,7 +480,7 @@ int ub_engine_init(void)
 		atomic64_set(&ub.stats[i], 0);
 	/* freezable: no protocol traffic while the guest suspends */
 	ub.wq = alloc_workqueue("uniballoon",
-				WQ_FREEZABLE | WQ_MEM_RECLAIM | UB_WQ_PERCPU, 1);
+				WQ_FREEZABLE | WQ_MEM_RECLAIM | WQ_PERCPU, 1);
 	return ub.wq ? 0 : -ENOMEM;
 }
 
