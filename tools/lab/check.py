@@ -11,6 +11,7 @@ the guest runs the kselftests in selftests/ (KTAP), whose results are
 counted one by one.
 Ends with the line 'N passed, N failed, N skipped'.
 """
+import dataclasses
 import math
 import os
 import re
@@ -1785,15 +1786,6 @@ def guest_demo(kver, ko):
         test("make demo runs to the end", t_make_demo)
 
 
-GUESTS = (guest_demo, guest_restore_fail, guest_plain, guest_oom, guest_params, guest_features, guest_poison, guest_hint, guest_vmware, guest_xen,
-          check_pkg.guest_pkg, guest_libvirt)
-# rough relative run times, to start the long guests first
-GUEST_COST = {"guest_plain": 5, "guest_vmware": 5, "guest_oom": 3, "guest_features": 3,
-              "guest_poison": 3, "guest_hint": 2, "guest_xen": 4, "guest_pkg": 4,
-              "guest_demo": 2, "guest_restore_fail": 3, "guest_params": 2, "guest_libvirt": 1,
-              "guest_arm64": 3}
-
-
 def guest_debug_virtio(kver, ko):
     if kver == kernels()[-1]:   # one debug kernel, whatever the distribution kernels
         check_debug.guest_debug_virtio(kver, ko)
@@ -1802,10 +1794,6 @@ def guest_debug_virtio(kver, ko):
 def guest_debug_vmware(kver, ko):
     if kver == kernels()[-1]:
         check_debug.guest_debug_vmware(kver, ko)
-
-
-GUESTS += (guest_debug_virtio, guest_debug_vmware)
-GUEST_COST.update(guest_debug_virtio=12, guest_debug_vmware=12)
 
 
 # ---------------------------------------------------------------- arm64
@@ -1850,11 +1838,43 @@ def guest_arm64(kver, ko):
         test(f"{kver}: no soft lockup or RCU stall (arm64 OOM guest)", t_no_stalls, g)
 
 
-# The guests that run on a kernel the lab unpacked rather than installed (Debian sid's 7.2):
-# the others need the host's packages built for that kernel (the .deb's DKMS build, Xen,
-# libvirt) or boot a kernel the lab builds (the debug tier) or the newest installed one.
-UNPACKED_GUESTS = (guest_plain, guest_oom, guest_vmware, guest_restore_fail, guest_params, guest_features,
-                   guest_poison, guest_hint)
+@dataclasses.dataclass(frozen=True)
+class GuestJob:
+    """A guest job of make check: fn(kver, ko) boots its guests and runs their tests.
+
+    cost: rough relative run time; the longest jobs start first, so the lanes end together.
+    test_build: fn gets the test build (the VMware host model, the test hooks), else the
+    production build. unpacked: it also runs on a kernel the lab unpacked rather than
+    installed (Debian sid's 7.2); a job that needs the host's packages built for the kernel
+    (the .deb's DKMS build, Xen, libvirt) or boots a kernel of its own (the debug tier, the
+    newest installed one) does not. heavy: two vCPUs; such jobs run on their own, before
+    the others. arch: the guests' architecture (arm64 jobs get the arm64 cross build)."""
+    fn: object
+    cost: int = 1
+    test_build: bool = False
+    unpacked: bool = False
+    heavy: bool = False
+    arch: str = "amd64"
+
+
+# Every guest job, in the order jobs of equal cost start: one line each.
+JOBS = {j.fn.__name__: j for j in (
+    GuestJob(guest_demo, cost=2),
+    GuestJob(guest_restore_fail, cost=3, test_build=True, unpacked=True),
+    GuestJob(guest_plain, cost=5, unpacked=True),
+    GuestJob(guest_oom, cost=3, unpacked=True),
+    GuestJob(guest_params, cost=2, unpacked=True),
+    GuestJob(guest_features, cost=3, unpacked=True),
+    GuestJob(guest_poison, cost=3, unpacked=True),
+    GuestJob(guest_hint, cost=2, unpacked=True),
+    GuestJob(guest_vmware, cost=5, test_build=True, unpacked=True),
+    GuestJob(guest_xen, cost=4),
+    GuestJob(check_pkg.guest_pkg, cost=4),
+    GuestJob(guest_libvirt, cost=1),
+    GuestJob(guest_debug_virtio, cost=12, heavy=True),
+    GuestJob(guest_debug_vmware, cost=12, heavy=True),
+    GuestJob(guest_arm64, cost=3, arch="arm64"),
+)}
 
 
 def lab_kernels():
@@ -1892,7 +1912,7 @@ def arm64_jobs(kver, only_guests):
 
 
 def guest_job(guest, kver, ko, test_ko):
-    guest(kver, test_ko if guest in (guest_vmware, guest_restore_fail) else ko)
+    guest(kver, test_ko if JOBS[guest.__name__].test_build else ko)
 
 
 def main():
@@ -1921,24 +1941,24 @@ def main():
         test(f"{kver}: warnings are errors in the lab's build only", t_werror_lab_only, kver)
         test(f"{kver}: the compat probes give one valid macro each", t_compat_header, kver)
         unpacked = lab.kernel_moddir(kver) is not None
-        for guest in GUESTS:
-            if unpacked and guest not in UNPACKED_GUESTS:
+        for name, job in JOBS.items():
+            if job.arch != "amd64" or (unpacked and not job.unpacked):
                 continue
-            if not only_guests or guest.__name__ in only_guests:
-                jobs.append((f"{kver}: {guest.__name__} guest", guest_job, (guest, kver, ko, test_ko)))
+            if not only_guests or name in only_guests:
+                jobs.append((f"{kver}: {name} guest", guest_job, (job.fn, kver, ko, test_ko)))
     for kver in (k for k in kvers if not arm64.is_arm64(k)):   # shared boot files, made once
         moddir = lab.kernel_moddir(kver)
         subprocess.run([lab.LAB_DIR / "initramfs.sh", kver, lab.BUILD_DIR / f"initramfs-{kver}.cpio.gz",
                         *([moddir] if moddir else [])], check=True)
         lab.pvh_vmlinux(kver)
-    debug_jobs = (guest_debug_virtio, guest_debug_vmware)
+    debug_jobs = [j.fn for j in JOBS.values() if j.heavy]
     if any(j[2][0] in debug_jobs for j in jobs):
         # built once (minutes on 2 cores; cached in build/) before its guests run side by side
         if not test("the debug kernel builds (lockdep, KASAN, KFENCE, kmemleak, debug objects)",
                     check_debug.build_debug_kernel):
             jobs = [j for j in jobs if j[2][0] not in debug_jobs]
     # longest guests first, so the two lanes end together
-    jobs.sort(key=lambda j: -GUEST_COST.get(j[2][0].__name__, 1))
+    jobs.sort(key=lambda j: -JOBS[j[2][0].__name__].cost)
     # The debug guests have two vCPUs each: side by side they take both
     # cores, so they run on their own, before the others: a -smp 1 guest
     # beside one of them would share a core, and its timings (the OOM
