@@ -427,7 +427,7 @@ def goals(results):
 
 
 def report(results):
-    md = [f"# uniballoon cost curves (make bench)", "",
+    md = ["# uniballoon cost curves (make bench)", "",
           f"Guest kernel {results['kernel']}, {results['rounds']} round(s), medians (min-max over rounds); "
           f"{results['machine']}. Written by tools/lab/bench_virtio.py on {results['date']}.", ""]
     for cfg in results["configs"]:
