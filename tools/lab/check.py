@@ -483,39 +483,12 @@ def rmmod_timed(g, limit):
     return took, dmesg
 
 
-# Stamps every 4 KiB page of an anonymous mapping of {nbytes} bytes with its index
-# (8 bytes) and a nonzero fill, writes /tmp/stamp.ready, waits for /tmp/stamp.check,
-# then prints "bad N zero Z first I ..." (pages changed, of them all zeros). A chunk
-# of pages is written and compared in one slice: no per-byte loop under TCG.
+# The stale-inflation test's stamping process is a lab.PatternKeeper over most of the
+# guest's memory, all of it THP, which the OOM killer may pick as any process.
 # The balloon's 2 MiB blocks are not movable: freed, they are the last free memory an
 # anonymous mapping gets (6.12 keeps some on its per-CPU lists), so the mapping takes
 # what it can: THP, MemAvailable - 32 MiB. That reached 20-24 MiB of the 64 stale on
 # 6.12 and all of them on 6.1; 4 KiB pages and MemAvailable - 64 MiB once reached none.
-STAMP = r"""
-cat > /tmp/stamp.py <<'PY'
-import mmap, os, sys, time
-n, CH, FILL = int(sys.argv[1]) >> 12, 256, b"\xa5" * 4088
-def pages(first, count):
-    return b"".join(i.to_bytes(8, "little") + FILL for i in range(first, first + count))
-m = mmap.mmap(-1, n << 12, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-m.madvise(mmap.MADV_HUGEPAGE)
-for p in range(0, n, CH):
-    c = min(CH, n - p)
-    m[p << 12:(p + c) << 12] = pages(p, c)
-open("/tmp/stamp.ready", "w").write(str(n))
-while not os.path.exists("/tmp/stamp.check"):
-    time.sleep(0.2)
-bad = []
-for p in range(0, n, CH):
-    c = min(CH, n - p)
-    if m[p << 12:(p + c) << 12] != pages(p, c):
-        bad += [i for i in range(p, p + c) if m[i << 12:(i + 1) << 12] != pages(i, 1)]
-zero = sum(m[i << 12:(i + 1) << 12] == bytes(4096) for i in bad)
-print("bad", len(bad), "zero", zero, "first", *bad[:8], flush=True)
-PY
-rm -f /tmp/stamp.ready /tmp/stamp.check /tmp/stamp.log
-python3 /tmp/stamp.py {nbytes} > /tmp/stamp.log 2>&1 & echo $! > /tmp/stamp.pid
-"""
 CRASH = re.compile(r"segfault|BUG:|Oops|general protection|Out of memory")
 
 
@@ -554,9 +527,7 @@ def t_stale_inflate_keeps_data(g, ko):
     g.run("cp /usr/bin/python3 /dev/shm/ref")
     ref = g.run("sha256sum < /dev/shm/ref")[1].split()[0]
     nbytes = (g.meminfo()["MemAvailable"] * 1024 - 32 * MiB) & ~4095
-    g.run(STAMP.format(nbytes=nbytes))
-    g.wait_for(lambda: g.run("test -e /tmp/stamp.ready", check=False)[0] == 0, 300,
-               what=lambda: f"the stamping process ready ({g.run('cat /tmp/stamp.log', check=False)[1]!r})")
+    stamp = lab.PatternKeeper(g, nbytes, thp_percent=100, oom_score_adj=0).start()
     stamped = time.monotonic()
     g.run(f"echo 0 > {MUTE}")
     # one more exchange: the host reaches the requests it left in its queue
@@ -565,13 +536,11 @@ def t_stale_inflate_keeps_data(g, ko):
                what=lambda: f"a 16 MiB balloon once the host answers (size {sysb(g, 'size')}, "
                f"actual {actual(g)})")
     n_timeouts = timeouts() - t0
-    g.run("touch /tmp/stamp.check")
-    g.wait_for(lambda: g.run("kill -0 $(cat /tmp/stamp.pid)", check=False)[0] != 0, 300,
-               what="the stamping process checked its pages")
-    result = g.run("cat /tmp/stamp.log")[1].strip()
+    result = stamp.compare()
+    stamp.stop()
     sha = g.run("sha256sum < /dev/shm/ref")[1].split()[0]
     crashes = [l for l in (g.run("dmesg")[1] + g.console()[mark:]).splitlines() if CRASH.search(l)]
-    m = re.match(r"bad (\d+) zero (\d+)", result)
+    m = re.match(r"\d+ bad (\d+) zero (\d+)", result)
     assert m and m.group(1) == "0" and sha == ref and not crashes, (
         f"stamp of {nbytes >> 20} MiB: {result!r}; tmpfs file {'unchanged' if sha == ref else 'CHANGED'}; balloon "
         f"{inflated >> 20} MiB, {kept >> 20} MiB kept at deflation; "

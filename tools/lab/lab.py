@@ -551,29 +551,29 @@ class Guest:
         return "--- console tail ---\n" + "\n".join(text[-lines:])
 
 
-# The keeper: a process that holds @NBYTES@ bytes of anonymous memory, half of it asked to
-# be THP (MADV_HUGEPAGE) and half not, every 4 KiB page stamped with its index, the
+# The keeper: a process that holds @NBYTES@ bytes of anonymous memory, the first
+# @THP_PERCENT@% of it asked to be THP (MADV_HUGEPAGE) and the rest not, every 4 KiB page stamped with its index, the
 # keeper's pid and a nonzero fill. Each time /tmp/keep.req holds a new number N it
 # compares every page and writes "N bad B zero Z first I ..." (pages changed, of them all
 # zeros) to /tmp/keep.out. A chunk of pages is built and compared in one slice: no
-# per-byte loop under TCG. oom_score_adj -1000: the OOM killer never picks it, so a
-# missing keeper is a kill the test did not expect, and the memory it holds is what a
-# balloon must never take.
+# per-byte loop under TCG. oom_score_adj @OOM_ADJ@ (-1000: the OOM killer never picks it,
+# so a missing keeper is a kill the test did not expect).
 KEEPER = r"""
 cat > /tmp/keep.py <<'PY'
 import mmap, os, sys, time
-open("/proc/self/oom_score_adj", "w").write("-1000")
+open("/proc/self/oom_score_adj", "w").write("@OOM_ADJ@")
 n, CH = int(sys.argv[1]) >> 12, 256
 TMPL = bytearray((bytes(8) + os.getpid().to_bytes(4, "little") + b"\xa5" * 4084) * CH)
 def pages(first, count):
     for k in range(count):
         TMPL[k << 12:(k << 12) + 8] = (first + k).to_bytes(8, "little")
     return memoryview(TMPL)[:count << 12]
-half = (n // 2) << 12
-maps = [mmap.mmap(-1, half, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS),
-        mmap.mmap(-1, (n << 12) - half, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)]
-maps[0].madvise(mmap.MADV_HUGEPAGE)
-maps[1].madvise(mmap.MADV_NOHUGEPAGE)
+thp = (n * @THP_PERCENT@ // 100) << 12
+maps = []
+for size, advice in ((thp, mmap.MADV_HUGEPAGE), ((n << 12) - thp, mmap.MADV_NOHUGEPAGE)):
+    if size:
+        maps.append(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
+        maps[-1].madvise(advice)
 def spans():
     base = 0
     for m in maps:
@@ -612,20 +612,25 @@ python3 /tmp/keep.py @NBYTES@ > /tmp/keep.log 2>&1 & echo $! > /tmp/keep.pid
 class PatternKeeper:
     """A process holding a known pattern in guest memory (KEEPER) while a test moves the
     balloon: inflation, deflation, OOM deflation, host stalls, resets, reloads. check()
-    asks it to compare every page and fails if any changed or if it is gone."""
+    asks it to compare every page and fails if any changed or if it is gone.
+    thp_percent: the share of its memory asked to be THP; oom_score_adj: -1000 keeps the
+    OOM killer off it."""
 
-    def __init__(self, g, nbytes=32 * MiB):
+    def __init__(self, g, nbytes=32 * MiB, thp_percent=50, oom_score_adj=-1000):
         self.g, self.nbytes, self.checks = g, nbytes, 0
+        self.script = (KEEPER.replace("@NBYTES@", str(nbytes)).replace("@THP_PERCENT@", str(thp_percent))
+                       .replace("@OOM_ADJ@", str(oom_score_adj)))
 
     def start(self):
-        self.g.run(KEEPER.replace("@NBYTES@", str(self.nbytes)))
+        self.g.run(self.script)
         self.g.wait_for(lambda: self.g.run("cat /tmp/keep.out", check=False)[1].startswith("0 bad"),
                         300, what=lambda: f"the keeper stamped its pages "
                         f"({self.g.run('cat /tmp/keep.log', check=False)[1]!r})")
         return self
 
-    def check(self):
-        """Every page as stamped; returns a short description."""
+    def compare(self):
+        """Have the keeper compare every page; returns its answer, "N bad B zero Z first I
+        ...", whatever it found."""
         g = self.g
         if g.run("kill -0 $(cat /tmp/keep.pid)", check=False)[0] != 0:
             raise AssertionError("the keeper is gone: " + g.run(
@@ -634,8 +639,13 @@ class PatternKeeper:
         self.checks += 1
         n = self.checks
         g.run(f"echo {n} > /tmp/keep.req")
-        out = g.wait_for(lambda: (lambda o: o.startswith(f"{n} bad") and o)(
+        return g.wait_for(lambda: (lambda o: o.startswith(f"{n} bad") and o)(
             g.run("cat /tmp/keep.out")[1].strip()), 300, what=f"the keeper's check {n}")
+
+    def check(self):
+        """Every page as stamped; returns a short description."""
+        out = self.compare()
+        n = self.checks
         assert out.startswith(f"{n} bad 0 "), (
             f"the keeper's {self.nbytes >> 20} MiB changed under it: {out}")
         return f"{self.nbytes >> 20} MiB pattern unchanged ({n} checks)"
