@@ -37,6 +37,7 @@ const char *const ub_stat_names[UB_STAT_NR] = {
  * the kernel applies them before the module's init.
  */
 struct uniballoon ub = {
+	.exchange = __MUTEX_INITIALIZER(ub.exchange),
 	.lock = __MUTEX_INITIALIZER(ub.lock),
 	.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE,
 };
@@ -96,6 +97,7 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	unsigned long requested, delay;
 	enum ub_reason why;
 
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	if (!ub.ops || ub.paused)
@@ -131,9 +133,11 @@ static void ub_poll_fn(struct work_struct *work)
 	unsigned long target;
 	int err;
 
+	mutex_lock(&ub.exchange);
 	mutex_lock(&ub.lock);
 	if (!ub.ops || ub.paused) {
 		mutex_unlock(&ub.lock);
+		mutex_unlock(&ub.exchange);
 		return;
 	}
 	/* a page mover's protocol must be up to be asked */
@@ -149,6 +153,7 @@ static void ub_poll_fn(struct work_struct *work)
 again:
 	queue_delayed_work(ub.wq, &ub.poll_work, ub.ops->poll_interval);
 	mutex_unlock(&ub.lock);
+	mutex_unlock(&ub.exchange);
 	ub_kick();
 }
 
@@ -157,9 +162,11 @@ static void ub_work_fn(struct work_struct *work)
 	struct ub_plan plan = {};
 	unsigned long delay;
 
+	mutex_lock(&ub.exchange);
 	mutex_lock(&ub.lock);
 	delay = ub_step_locked(&plan);
 	mutex_unlock(&ub.lock);
+	mutex_unlock(&ub.exchange);
 	if (plan.want)
 		delay = ub_inflate(plan.want, plan.order);
 	if (delay != UB_IDLE)
@@ -267,10 +274,12 @@ void ub_detach(void)
 
 	ub_stop_worker();
 
+	mutex_lock(&ub.exchange);
 	mutex_lock(&ub.lock);
 	if (!ub.ops) {
 		/* never attached, or already detached (a failed restore) */
 		mutex_unlock(&ub.lock);
+		mutex_unlock(&ub.exchange);
 		return;
 	}
 	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
@@ -298,6 +307,7 @@ void ub_detach(void)
 	ub.priv = NULL;
 	ub.features = 0;
 	mutex_unlock(&ub.lock);
+	mutex_unlock(&ub.exchange);
 }
 
 void ub_pause(void)
@@ -424,9 +434,8 @@ int ub_set_oom_deflate_size(u64 size)
 }
 
 /*
- * Readers of sysfs and debugfs never wait for ub.lock, which is held for
- * host exchanges (up to a host's deadline): monitoring must answer while
- * the host is slow. Each field is read once, without the lock; a read that
+ * Readers of sysfs and debugfs never wait for ub.lock: monitoring must
+ * answer whatever the engine is doing. Each field is read once, without the lock; a read that
  * races with a change may show some fields from before it and some from
  * after.
  */
@@ -461,6 +470,7 @@ int ub_backend_debugfs_show(struct seq_file *m)
 {
 	int ret = 0;
 
+	/* ub.lock keeps the backend attached; an exchange may be in flight */
 	mutex_lock(&ub.lock);
 	if (ub.ops && ub.ops->debugfs_show)
 		ret = ub.ops->debugfs_show(ub.priv, m);

@@ -36,13 +36,21 @@
 
 /**
  * struct uniballoon - the engine's state: the backend, the size, the settings
- * @lock: protects the host exchange, every engine file's state and the
- *	fields below; never held while pages are allocated (the worker fills
- *	its batch first), so deflation, OOM and writers wait at most for one
- *	host exchange. Readers of sysfs and debugfs do not take it: they
- *	read @ops, @pm, @features, @size, @blocked and @set once each with
- *	READ_ONCE() and accept a mix of values from before and after a
- *	change.
+ * @exchange: protects the host protocol: one exchange at a time. Every
+ *	call into a page mover's protocol (@inflate, @deflate, @settle,
+ *	@restart, @huge_ready, @poll, @shutdown) is made with it held; taken
+ *	before @lock. An exchange that may wait for the host
+ *	holds only @exchange while it waits (@lock dropped, see
+ *	ub_pages_exchange_locked() in pages.c), and @exchange is never
+ *	waited for where a host may be waited for under it (OOM and
+ *	pressure deflation, migration only try it).
+ * @lock: protects every engine file's state and the fields below; never
+ *	held while pages are allocated (the worker fills its batch first) or
+ *	while a host is waited for, so deflation, OOM and writers wait for
+ *	it at most for bookkeeping. Readers of sysfs and debugfs do not take
+ *	it: they read @ops, @pm, @features, @size, @blocked and @set once
+ *	each with READ_ONCE() and accept a mix of values from before and
+ *	after a change.
  * @ops: the attached backend, either kind; NULL if none
  * @pm: @ops as a page mover, if it moves pages; else NULL
  * @sm: @ops as a size mover, if it sets a size; else NULL
@@ -65,6 +73,7 @@
  * @stats: the counters, by enum ub_stat (ub_count(), ub_stat_read())
  */
 struct uniballoon {
+	struct mutex exchange;
 	struct mutex lock;
 	const struct ub_backend *ops;
 	const struct ub_page_mover *pm;
@@ -342,7 +351,8 @@ unsigned long ub_pages_attach_locked(void);
  * Acts on a host reset that a migration saw (ub_host_reset_locked()) and
  * restarts the protocol if an earlier restart failed.
  *
- * Context: Caller holds ub.lock; may sleep (host exchanges).
+ * Context: Caller holds ub.exchange and ub.lock; may sleep (host
+ * exchanges).
  * Return: true if the protocol is up.
  */
 bool ub_pages_ready_locked(void);
@@ -375,9 +385,9 @@ void ub_release_refused_locked(bool cycle_end);
  * For a host that has forgotten every page (a reset, or a shutdown that
  * says so): the balloon is empty afterwards and its size reported. Pages
  * in the middle of a migration are waited for: their migration fails on
- * ub.lock and puts them back.
+ * ub.exchange and puts them back.
  *
- * Context: Caller holds ub.lock; sleeps.
+ * Context: Caller holds ub.exchange and ub.lock; sleeps.
  */
 void ub_drop_all_locked(void);
 
@@ -390,7 +400,7 @@ void ub_drop_all_locked(void);
  * answers every request with a reset does not keep a vCPU allocating and
  * freeing.
  *
- * Context: Caller holds ub.lock; sleeps.
+ * Context: Caller holds ub.exchange and ub.lock; sleeps.
  */
 void ub_host_reset_locked(void);
 
@@ -406,8 +416,8 @@ void ub_host_reset_locked(void);
  * @want is cut to the inflate rate's batch, the backend's batch and the
  * room above the reserve.
  *
- * Context: Caller holds ub.lock; may sleep (asks the host whether it has
- * answered).
+ * Context: Caller holds ub.exchange and ub.lock; may sleep (asks the host
+ * whether it has answered).
  * Return: pages (order 0) for ub_inflate(), or 0 with *@delay set.
  */
 unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
@@ -420,13 +430,14 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
  *	without reclaim
  *
  * The pages are allocated with no lock held (reclaim may run; a batch that
- * has to reclaim is cut after 200 ms), then ub.lock is taken for the host
- * exchange and the lists. Pages the target no longer wants by then (an OOM
+ * has to reclaim is cut after 200 ms), then ub.exchange is taken for the
+ * host exchange and ub.lock for the lists (dropped while the host is
+ * waited for). Pages the target no longer wants by then (an OOM
  * deflation, a lower target, a pause) are freed before the host sees them.
  * Only the worker calls it: it owns the inflation batch, and ub.ops cannot
  * change while it runs.
  *
- * Context: The worker, without ub.lock; takes it; sleeps.
+ * Context: The worker, without ub.exchange or ub.lock; takes both; sleeps.
  * Return: jiffies until the worker's next step (0: at once), or UB_IDLE if
  * the balloon is paused.
  */
@@ -446,11 +457,27 @@ unsigned long ub_inflate(unsigned long want, unsigned int order);
  * (UB_FEAT_TELL_HOST) but failed to answer or still owes answers; after a
  * reset they all go back.
  *
- * Context: Caller holds ub.lock; may sleep (the host exchange).
+ * Context: Caller holds ub.exchange and ub.lock; drops ub.lock during the
+ * host exchange; may sleep.
  * Return: pages (order 0) released.
  */
 unsigned long ub_deflate_locked(unsigned long want, bool force,
 				unsigned long timeout);
+
+/**
+ * ub_deflate_untold_locked() - give pages back without telling the host
+ * @want: pages (order 0), as for ub_deflate_locked()
+ *
+ * For OOM and pressure deflation while another exchange holds ub.exchange
+ * (perhaps waiting for a host that stalled): one batch from the lists,
+ * whose pages the host has all answered for, goes back to the guest and
+ * the new size is reported. Nothing goes back where the host must hear
+ * first (UB_FEAT_TELL_HOST).
+ *
+ * Context: Caller holds ub.lock; does not wait for the host.
+ * Return: pages (order 0) released.
+ */
+unsigned long ub_deflate_untold_locked(unsigned long want);
 
 /**
  * ub_deflate_step_locked() - the worker's deflation step
@@ -459,7 +486,8 @@ unsigned long ub_deflate_locked(unsigned long want, bool force,
  * One batch of ub_deflate_locked(), cut to the deflate rate's batch.
  * Records in ub.blocked why nothing went back, if so.
  *
- * Context: The worker; caller holds ub.lock; may sleep.
+ * Context: The worker; caller holds ub.exchange and ub.lock (dropped during
+ * the exchange); may sleep.
  * Return: jiffies until the worker's next step (0: at once).
  */
 unsigned long ub_deflate_step_locked(unsigned long want);
@@ -470,9 +498,11 @@ unsigned long ub_deflate_step_locked(unsigned long want);
  * The host is told while it answers; it has 10 s in all to answer the
  * requests it owes. The pages of those it never answers stay allocated for
  * good, since it may still discard them, and leave ub.size. Drops and
- * retakes ub.lock while it waits for pages in the middle of a migration.
+ * retakes ub.lock while it waits for the host and for pages in the middle
+ * of a migration.
  *
- * Context: Caller holds ub.lock, with the worker stopped; sleeps.
+ * Context: Caller holds ub.exchange and ub.lock, with the worker stopped;
+ * sleeps.
  * Return: pages (order 0) left allocated for good.
  */
 unsigned long ub_pages_drain_locked(void);

@@ -24,19 +24,18 @@
 /*
  * The OOM notifier runs with oom_lock held and every allocation that hit
  * OOM waiting, the shrinker in kswapd or a task's direct reclaim: each call
- * waits this long at most for the engine's lock, and each exchange this
+ * waits this long at most for the engine's locks, and each exchange this
  * long for a host that does not answer (after one timeout, none is sent).
  */
 #define UB_EMERGENCY_WAIT	HZ
 
 /*
- * Take ub.lock within @deadline (jiffies), or give up: its holder may be
- * waiting for a host that has stalled. Polled, not slept on, so that the
- * bound holds whatever the holder does.
+ * Take @lock by @deadline (jiffies), or give up. Polled, not slept on, so
+ * that the bound holds whatever the holder does.
  */
-static bool ub_lock_by(unsigned long deadline)
+static bool ub_mutex_by(struct mutex *lock, unsigned long deadline)
 {
-	while (!mutex_trylock(&ub.lock)) {
+	while (!mutex_trylock(lock)) {
 		if (time_after(jiffies, deadline))
 			return false;
 		schedule_timeout_uninterruptible(1);
@@ -45,16 +44,36 @@ static bool ub_lock_by(unsigned long deadline)
 }
 
 /*
+ * ub.exchange for an emergency, or false. It is waited for (by @deadline)
+ * only where its holder cannot be waiting for a host: a page mover whose
+ * exchanges never time out (no settle(): VMware's commands return with
+ * the host's answer), and only where the caller may sleep on a lock.
+ * Elsewhere it is only tried: the worker may hold it while a host stalls,
+ * and the pages then go back untold where the host need not hear first.
+ */
+static bool ub_exchange_by(unsigned long deadline, bool may_sleep_on_lock)
+{
+	const struct ub_page_mover *pm = READ_ONCE(ub.pm);
+
+	if (!pm)
+		return false;
+	if (may_sleep_on_lock && !pm->settle)
+		return ub_mutex_by(&ub.exchange, deadline);
+	return mutex_trylock(&ub.exchange);
+}
+
+/*
  * Emergency deflation, for the OOM notifier and for reclaim pressure: give
  * back up to @want pages and keep the balloon from refilling until the host
- * or the user asks again, waiting UB_EMERGENCY_WAIT at most for the lock
- * and for each exchange. @may_sleep_on_lock is false in reclaim, where the
- * lock is only tried: reclaim runs often, and its caller may hold what the
- * lock's holder needs. Returns the
- * pages the guest has back now: a target-driven balloon (Xen) only lowers
- * the target, and its driver repopulates later, so that counts as none to
- * the OOM killer and to reclaim, which would otherwise stand down for
- * memory that is not there yet.
+ * or the user asks again, waiting UB_EMERGENCY_WAIT at most for the locks
+ * (never for ub.exchange where its holder may wait for a host) and for
+ * each exchange. @may_sleep_on_lock is false in reclaim, where the locks
+ * are only tried: reclaim runs often, and its caller may hold what a
+ * lock's holder needs. Returns the pages the guest has back now: a
+ * target-driven balloon (Xen) only lowers the target, and its driver
+ * repopulates later, so that counts as none to the OOM killer and to
+ * reclaim, which would otherwise stand down for memory that is not there
+ * yet.
  */
 static unsigned long ub_emergency_deflate(unsigned long want,
 					  bool may_sleep_on_lock)
@@ -62,9 +81,16 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	unsigned long deadline = jiffies + UB_EMERGENCY_WAIT;
 	unsigned long freed = 0, left = 0, old;
 	enum ub_reason why;
+	bool exchange;
 
-	if (may_sleep_on_lock ? !ub_lock_by(deadline) : !mutex_trylock(&ub.lock))
+	/* ub.exchange before ub.lock, as everywhere */
+	exchange = ub_exchange_by(deadline, may_sleep_on_lock);
+	if (may_sleep_on_lock ? !ub_mutex_by(&ub.lock, deadline) :
+				!mutex_trylock(&ub.lock)) {
+		if (exchange)
+			mutex_unlock(&ub.exchange);
 		return 0;
+	}
 	if (!ub.ops || ub.paused || !ub.set.oom_deflate ||
 	    !(ub.features & UB_FEAT_OOM_DEFLATE))
 		goto out;
@@ -80,13 +106,15 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	/*
 	 * Each exchange waits UB_EMERGENCY_WAIT at most; after one times
 	 * out the host owes an answer and the rest go back untold, with no
-	 * wait: in all, one bound per call. A loop cut at a deadline instead
-	 * left the rest to more reclaim passes: the OOM scenario took 9.3 s
-	 * for 5.8 s (6.12 virtio).
+	 * wait: in all, one bound per call. Without ub.exchange (another
+	 * exchange is in flight) nothing waits for the host: the pages go
+	 * back untold where it need not hear first, else none.
 	 */
-	while (freed < want && !(ub.features & UB_FEAT_TARGET_DRIVEN)) {
-		unsigned long got = ub_deflate_locked(want - freed, false,
-						      UB_EMERGENCY_WAIT);
+	while (freed < want && ub.pm) {
+		unsigned long got = exchange ?
+			ub_deflate_locked(want - freed, false,
+					  UB_EMERGENCY_WAIT) :
+			ub_deflate_untold_locked(want - freed);
 
 		if (!got)
 			break;
@@ -104,6 +132,8 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 		freed = 0;
 out:
 	mutex_unlock(&ub.lock);
+	if (exchange)
+		mutex_unlock(&ub.exchange);
 	return freed;
 }
 

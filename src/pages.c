@@ -35,9 +35,9 @@
 #define UB_DETACH_HOST_WAIT	(10 * HZ)
 
 /*
- * The page mover's balloon; under ub.lock, except that the worker fills
- * inflate_batch unlocked (it alone uses it) and readers of the counts in
- * ub_pages_snapshot() take them racily.
+ * The page mover's balloon; under ub.lock, except that the batches are
+ * their users' (below) and readers of the counts in ub_pages_snapshot()
+ * take them racily.
  */
 static struct ub_page_state {
 	struct balloon_dev_info pages;	/* 4 KiB pages, movable */
@@ -64,6 +64,11 @@ static struct ub_page_state {
 	 */
 	struct page *migrated_unanswered;
 	/*
+	 * Pages (order 0) of the deflation batch in an exchange: off the
+	 * lists but still in ub.size while ub.lock is dropped for it.
+	 */
+	unsigned long exchanging;
+	/*
 	 * jiffies: the delay after a failure, a refusal of everything or a
 	 * host that owes answers, and no inflation before host_retry_at (a
 	 * kick, e.g. each VMware poll, does not shorten it)
@@ -76,8 +81,12 @@ static struct ub_page_state {
 	unsigned long reset_until;	/* no inflation before this */
 	ktime_t inflate_next;		/* rate limit: earliest next batch */
 	ktime_t deflate_next;
-	struct ub_batch batch;		/* deflation and migration */
-	struct ub_batch inflate_batch;	/* the worker's, filled unlocked */
+	/* deflation and migration exchanges: under ub.exchange */
+	struct ub_batch batch;
+	/* OOM and pressure deflation without an exchange: under ub.lock */
+	struct ub_batch untold_batch;
+	/* the worker's, filled unlocked, then under ub.exchange */
+	struct ub_batch inflate_batch;
 } pg = {
 	.huge = LIST_HEAD_INIT(pg.huge),
 	.refused = LIST_HEAD_INIT(pg.refused),
@@ -162,6 +171,30 @@ static void ub_report_size_locked(void)
 }
 
 /*
+ * One inflate or deflate exchange: ub.lock is dropped while the host is
+ * waited for, and only ub.exchange is held, so that OOM and pressure
+ * deflation, sysfs writers and the poll never wait for a host that
+ * stalls. The batch's pages are the caller's (on no list), and nothing
+ * else can reset, restart or detach meanwhile (each needs ub.exchange);
+ * anything else under ub.lock (the size, the lists, the target) may
+ * change, and the caller reads it again afterwards.
+ */
+static int ub_pages_exchange_locked(int (*op)(void *priv,
+					       struct ub_batch *batch),
+				    struct ub_batch *batch)
+{
+	int err;
+
+	lockdep_assert_held(&ub.exchange);
+	lockdep_assert_held(&ub.lock);
+
+	mutex_unlock(&ub.lock);
+	err = op(ub.priv, batch);
+	mutex_lock(&ub.lock);
+	return err;
+}
+
+/*
  * Huge pages (2 MiB blocks, for virtio and VMware) are taken only where the
  * allocator has them without reclaim. They are not movable, though they
  * fragment nothing: each holds a whole pageblock. huge_blocks=N takes 4 KiB
@@ -206,7 +239,7 @@ static unsigned long ub_batch_pages(unsigned int order)
 static unsigned long ub_small_pages(void)
 {
 	return ub.size - (pg.huge_count << ub.pm->huge_order) -
-	       pg.unanswered_count;
+	       pg.unanswered_count - pg.exchanging;
 }
 
 /*
@@ -262,11 +295,22 @@ static void ub_host_answered_locked(void)
  */
 static bool ub_host_settled_locked(unsigned long timeout)
 {
+	int err;
+
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	if (!ub.pm->settle)
 		return true;
-	if (ub.pm->settle(ub.priv, timeout))
+	if (timeout) {
+		/* a wait for the host: as an exchange, without ub.lock */
+		mutex_unlock(&ub.lock);
+		err = ub.pm->settle(ub.priv, timeout);
+		mutex_lock(&ub.lock);
+	} else {
+		err = ub.pm->settle(ub.priv, 0);
+	}
+	if (err)
 		return false;
 	ub_host_answered_locked();
 	return true;
@@ -312,6 +356,7 @@ void ub_drop_all_locked(void)
 	struct page *page, *next;
 	LIST_HEAD(list);
 
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	ub_release_refused_locked(true);
@@ -363,10 +408,12 @@ void ub_drop_all_locked(void)
 
 static void ub_restart_locked(void)
 {
-	int err = ub.pm->restart ? ub.pm->restart(ub.priv) : 0;
+	int err;
 
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
+	err = ub.pm->restart ? ub.pm->restart(ub.priv) : 0;
 	pg.need_restart = !!err;
 	if (err)
 		ub_backend_error("restart", err);
@@ -379,6 +426,7 @@ static void ub_restart_locked(void)
  */
 void ub_host_reset_locked(void)
 {
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	trace_backend(ub.ops->name, "reset", 0);
@@ -431,6 +479,7 @@ unsigned long ub_pages_attach_locked(void)
  */
 bool ub_pages_ready_locked(void)
 {
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	if (pg.need_reset)
@@ -566,6 +615,7 @@ static void ub_set_aside(struct page *page, unsigned int order)
 unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 				     unsigned long *delay)
 {
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	if (pg.reset_backoff && time_before(jiffies, pg.reset_until)) {
@@ -621,6 +671,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	ktime_t start;
 	int err;
 
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	if (ub.paused) {
@@ -636,7 +687,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		return 0;
 
 	start = ktime_get();
-	err = ub.pm->inflate(ub.priv, batch);
+	err = ub_pages_exchange_locked(ub.pm->inflate, batch);
 	if (batch->has_target)
 		ub_host_target_locked(batch->target, false);
 	if (err && err != -ETIMEDOUT) {
@@ -720,9 +771,10 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 
 /*
  * One inflation batch, from the worker only: the pages are allocated with
- * no lock held, then ub.lock is taken for the host exchange and the lists.
- * The worker owns pg.inflate_batch; ub.ops cannot change while it runs
- * (ub_detach stops the worker before it lets the backend go).
+ * no lock held, then ub.exchange is taken for the host exchange and
+ * ub.lock for the lists. The worker owns pg.inflate_batch; ub.ops cannot
+ * change while it runs (ub_detach stops the worker before it lets the
+ * backend go).
  */
 unsigned long ub_inflate(unsigned long want, unsigned int order)
 {
@@ -738,6 +790,7 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 		n = min(want, ub_batch_pages(0));
 		cut = ub_fill_batch(batch, 0, n);
 	}
+	mutex_lock(&ub.exchange);
 	mutex_lock(&ub.lock);
 	if (batch->count) {
 		delay = ub_inflate_commit_locked(batch, n, cut, huge_failed);
@@ -747,6 +800,7 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 		ub_blocked_locked(UB_BLOCK_MEMORY, delay);
 	}
 	mutex_unlock(&ub.lock);
+	mutex_unlock(&ub.exchange);
 	return delay;
 }
 
@@ -827,51 +881,21 @@ static void ub_put_back(struct page *page, unsigned int order)
 }
 
 /*
- * Give up to @want pages back to the guest, telling the host first; pages
- * the host would not release stay in the balloon. With @force (the device
- * is going away) pages are released even if the host could not be told.
- * @timeout bounds the wait for the host's answer (0: the backend's own).
+ * The host has answered a deflation batch (@err, 0 or -errno), or was not
+ * asked (untold): pages it would not release, and with @keep_all every
+ * page, go back on the lists; the rest go back to the guest. With @force
+ * (the device is going away) or after a reset every page goes back.
  * Returns the number of pages released.
  */
-unsigned long ub_deflate_locked(unsigned long want, bool force,
-				unsigned long timeout)
+static unsigned long ub_deflate_done_locked(struct ub_batch *batch, int err,
+					    bool force, bool keep_all,
+					    ktime_t start)
 {
-	struct ub_batch *batch = &pg.batch;
+	unsigned int i, order = batch->order;
 	unsigned long released = 0;
-	unsigned int i, order;
-	bool keep_all = false, settled;
-	ktime_t start;
-	int err;
 
 	lockdep_assert_held(&ub.lock);
 
-	/*
-	 * A host that owes answers is not sent more (its queue is stuck):
-	 * where it must hear first nothing goes back; elsewhere the pages it
-	 * has answered for go back untold. The pages of its unanswered
-	 * requests are not on the lists taken from.
-	 */
-	settled = ub_host_settled_locked(0);
-	if (!settled && !force && (ub.features & UB_FEAT_TELL_HOST))
-		return 0;
-	ub_take_pages_locked(batch, want);
-	if (!batch->count)
-		return 0;
-	order = batch->order;
-	batch->timeout = timeout;
-
-	start = ktime_get();
-	err = settled ? ub.pm->deflate(ub.priv, batch) : -ETIMEDOUT;
-	if (batch->has_target)
-		ub_host_target_locked(batch->target, false);
-	if (!err)
-		pg.host_backoff = 0;
-	if (err && err != -ECONNRESET) {
-		if (settled)
-			ub_backend_error("deflate", err);
-		/* The host must hear first: keep the pages. */
-		keep_all = !force && (ub.features & UB_FEAT_TELL_HOST);
-	}
 	for (i = 0; i < batch->count; i++) {
 		struct page *page = batch->pages[i];
 
@@ -897,9 +921,88 @@ unsigned long ub_deflate_locked(unsigned long want, bool force,
 	ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(released));
 	trace_deflate(released >> order, order,
 		      ktime_to_ns(ktime_sub(ktime_get(), start)));
+	return released;
+}
+
+/*
+ * Give up to @want pages back to the guest, telling the host first; pages
+ * the host would not release stay in the balloon. With @force (the device
+ * is going away) pages are released even if the host could not be told.
+ * @timeout bounds the wait for the host's answer (0: the backend's own).
+ * ub.lock is dropped during the exchange. Returns the number of pages
+ * released.
+ */
+unsigned long ub_deflate_locked(unsigned long want, bool force,
+				unsigned long timeout)
+{
+	struct ub_batch *batch = &pg.batch;
+	unsigned long released;
+	bool keep_all = false, settled;
+	ktime_t start;
+	int err;
+
+	lockdep_assert_held(&ub.exchange);
+	lockdep_assert_held(&ub.lock);
+
+	/*
+	 * A host that owes answers is not sent more (its queue is stuck):
+	 * where it must hear first nothing goes back; elsewhere the pages it
+	 * has answered for go back untold. The pages of its unanswered
+	 * requests are not on the lists taken from.
+	 */
+	settled = ub_host_settled_locked(0);
+	if (!settled && !force && (ub.features & UB_FEAT_TELL_HOST))
+		return 0;
+	ub_take_pages_locked(batch, want);
+	if (!batch->count)
+		return 0;
+	batch->timeout = timeout;
+
+	start = ktime_get();
+	if (settled) {
+		pg.exchanging = (unsigned long)batch->count << batch->order;
+		err = ub_pages_exchange_locked(ub.pm->deflate, batch);
+		pg.exchanging = 0;
+	} else {
+		err = -ETIMEDOUT;
+	}
+	if (batch->has_target)
+		ub_host_target_locked(batch->target, false);
+	if (!err)
+		pg.host_backoff = 0;
+	if (err && err != -ECONNRESET) {
+		if (settled)
+			ub_backend_error("deflate", err);
+		/* The host must hear first: keep the pages. */
+		keep_all = !force && (ub.features & UB_FEAT_TELL_HOST);
+	}
+	released = ub_deflate_done_locked(batch, err, force, keep_all, start);
 	if (err == -ECONNRESET)
 		ub_host_reset_locked();
 	return released;
+}
+
+/*
+ * Give up to @want pages back without telling the host, for OOM and
+ * pressure deflation while an exchange is in flight (ub.exchange busy, its
+ * holder perhaps waiting for a host that stalled). Only where the host
+ * need not hear first: the pages on the lists are all answered for, and
+ * the size the host reads (report_size) says they left. Returns the number
+ * of pages released.
+ */
+unsigned long ub_deflate_untold_locked(unsigned long want)
+{
+	struct ub_batch *batch = &pg.untold_batch;
+
+	lockdep_assert_held(&ub.lock);
+
+	if (ub.features & UB_FEAT_TELL_HOST)
+		return 0;
+	ub_take_pages_locked(batch, want);
+	if (!batch->count)
+		return 0;
+	return ub_deflate_done_locked(batch, -ETIMEDOUT, false, false,
+				      ktime_get());
 }
 
 unsigned long ub_deflate_step_locked(unsigned long want)
@@ -907,6 +1010,7 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 	ktime_t start = ktime_get();
 	unsigned long got, delay;
 
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	want = min_t(unsigned long, want,
@@ -940,6 +1044,7 @@ unsigned long ub_pages_drain_locked(void)
 {
 	unsigned long kept;
 
+	lockdep_assert_held(&ub.exchange);
 	lockdep_assert_held(&ub.lock);
 
 	ub_host_settled_locked(UB_DETACH_HOST_WAIT);
@@ -972,8 +1077,8 @@ static int ub_migrate_exchange(struct page *page, bool take)
 
 	ub_batch_init(batch, 0);
 	ub_batch_add(batch, page);
-	err = take ? ub.pm->inflate(ub.priv, batch) :
-		     ub.pm->deflate(ub.priv, batch);
+	err = ub_pages_exchange_locked(take ? ub.pm->inflate : ub.pm->deflate,
+				       batch);
 	if (err == -ETIMEDOUT && take) {
 		/*
 		 * The host may discard the page later: it is the balloon's,
@@ -1006,9 +1111,16 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 {
 	bool taken;
 
-	/* The worker may be allocating, and allocation may compact. */
-	if (!mutex_trylock(&ub.lock))
+	/*
+	 * The worker may be allocating, and allocation may compact; an
+	 * exchange in flight may wait for a host that stalled.
+	 */
+	if (!mutex_trylock(&ub.exchange))
 		return -EAGAIN;
+	if (!mutex_trylock(&ub.lock)) {
+		mutex_unlock(&ub.exchange);
+		return -EAGAIN;
+	}
 	if (!ub.ops || ub.paused)
 		goto again;
 	/* nothing moves while the host owes answers */
@@ -1044,6 +1156,7 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 	}
 	ub_count(UB_STAT_MIGRATIONS, 1);
 	mutex_unlock(&ub.lock);
+	mutex_unlock(&ub.exchange);
 
 	/*
 	 * The balloon core puts @newpage on the list and lets @page go;
@@ -1053,6 +1166,7 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 
 again:
 	mutex_unlock(&ub.lock);
+	mutex_unlock(&ub.exchange);
 	return -EAGAIN;
 }
 #endif

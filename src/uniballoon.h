@@ -11,7 +11,8 @@
  * the host asks for.
  *
  * Sizes are in pages (PAGE_SIZE, order 0) unless their comment says bytes;
- * times are in jiffies. ub.lock is the engine's mutex (engine.h).
+ * times are in jiffies. ub.exchange and ub.lock are the engine's mutexes
+ * (engine.h).
  */
 #ifndef UNIBALLOON_H
 #define UNIBALLOON_H
@@ -147,16 +148,19 @@ struct ub_batch {
  *	return -ECONNRESET: the host has dropped every page, and the engine
  *	frees them without telling it and calls @restart. Called from the
  *	engine's poll work (first right after attach and resume, then every
- *	@poll_interval, or at once after ub_poll_now()) with ub.lock held,
- *	for a page mover only while its protocol is up; may sleep.
- * @shutdown: at detach, with ub.lock held; may sleep. A page mover returns
- *	0 if the host has forgotten every page itself: the engine then frees
- *	them without telling it; otherwise it gives them back one exchange
- *	at a time. A size mover hands the balloon back to its driver; its
+ *	@poll_interval, or at once after ub_poll_now()) with ub.exchange
+ *	and ub.lock held, for a page mover only while its protocol is up;
+ *	may sleep.
+ * @shutdown: at detach, with ub.exchange and ub.lock held; may sleep. A
+ *	page mover returns 0 if the host has forgotten every page itself:
+ *	the engine then frees them without telling it; otherwise it gives
+ *	them back one exchange at a time. A size mover hands the balloon back to its driver; its
  *	return value is ignored. NULL: nothing to do.
  * @debugfs_show: print raw protocol detail for
- *	/sys/kernel/debug/balloon/backend, with ub.lock held; returns 0 or
- *	-errno (a seq_file show). NULL: "no backend active" is shown.
+ *	/sys/kernel/debug/balloon/backend, with ub.lock held but perhaps
+ *	during an exchange: only what a racy read may show (counters,
+ *	flags); returns 0 or -errno (a seq_file show). NULL: "no backend
+ *	active" is shown.
  *
  * Two kinds of backend. A page mover (virtio, VMware) speaks a protocol
  * that hands the host pages the engine took from the guest. A size mover
@@ -185,19 +189,21 @@ struct ub_backend {
  * @settle: wait up to @timeout jiffies (0: only look) for the host to
  *	answer every request it was sent: 0 once it has, or can no longer
  *	act on them (a broken queue); -ETIMEDOUT if it still may. With
- *	ub.lock held; may sleep. Required of a backend whose exchanges can
- *	time out; NULL: they never do.
+ *	ub.exchange held, and ub.lock too when @timeout is 0; may sleep.
+ *	Required of a backend whose exchanges can time out; NULL: they never
+ *	do (each returns with the host's answer).
  * @report_size: the balloon now holds @pages pages (virtio: the "actual"
  *	field); called with ub.lock held after every change of the size,
  *	must not fail. NULL: the host is not told.
  * @restart: start the protocol again after the host reset it (the engine
  *	has dropped every page); 0 or -errno, and after an error it is
- *	called again before the next exchange. With ub.lock held; may
- *	sleep. NULL: nothing to restart.
+ *	called again before the next exchange. With ub.exchange and ub.lock
+ *	held; may sleep. NULL: nothing to restart.
  * @huge_order: > 0: the host also takes pages of that order (2 MiB
  *	blocks); 0: order 0 only
  * @huge_ready: whether the host takes pages of @huge_order now, asked with
- *	ub.lock held before each inflation batch; NULL: always
+ *	ub.exchange and ub.lock held before each inflation batch; NULL:
+ *	always
  * @huge_splittable: the host counts huge pages as 4 KiB frames, so the
  *	guest may split one to give back part of it without telling the host
  * @migrate_release_first: on migration, give the old page back before the
@@ -215,9 +221,10 @@ struct ub_backend {
  * in time, and may still act on them; the engine keeps those pages until
  * the host has answered (see @settle). A call that returns 0 means the
  * host has answered every request sent before it too. Both are called
- * with ub.lock held and may sleep, from the worker, from OOM and pressure
- * deflation (which bound the wait with @batch->timeout) and, for one page
- * at a time, from page migration (compaction).
+ * with ub.exchange held (not ub.lock: no one waits for it on a host) and
+ * may sleep, from the worker, from OOM and pressure deflation (which bound
+ * the wait with @batch->timeout) and, for one page at a time, from page
+ * migration (compaction). @report_size may run during either.
  */
 struct ub_page_mover {
 	struct ub_backend base;
@@ -346,8 +353,9 @@ int ub_attach_size(const struct ub_size_mover *sm, void *priv,
  * backend is attached. The backend's operations are not called after
  * this returns, and a new backend may attach.
  *
- * Context: Process context, without ub.lock. Waits for the worker and
- * takes ub.lock; may sleep for host exchanges (seconds on a silent host).
+ * Context: Process context, without ub.exchange or ub.lock. Waits for the
+ * worker and takes both; may sleep for host exchanges (seconds on a
+ * silent host).
  */
 void ub_detach(void);
 
@@ -381,8 +389,7 @@ void ub_resume(void);
  * since the host saw the deflation in the balloon's size and asks again.
  * The worker acts on it.
  *
- * Context: Process context. Takes ub.lock, which a host exchange may hold;
- * may sleep.
+ * Context: Process context. Takes ub.lock; may sleep.
  */
 void ub_set_host_target(unsigned long pages);
 
@@ -472,9 +479,9 @@ struct ub_snapshot {
  * ub_snapshot() - read the balloon's state without waiting
  * @snap: filled in
  *
- * Readers never wait for ub.lock, which a host exchange may hold up to the
- * host's deadline: each field is read once without it, so a snapshot that
- * races with a change may mix fields from before and after it.
+ * Readers never wait for ub.lock: each field is read once without it, so a
+ * snapshot that races with a change may mix fields from before and after
+ * it.
  *
  * Context: Any context; takes no lock, does not sleep.
  */
@@ -583,8 +590,8 @@ unsigned long ub_guest_pages(void);
  * ub_backend_debugfs_show() - the backend's protocol detail for debugfs
  * @m: the seq_file to print to
  *
- * Context: Process context. Takes ub.lock (so it waits for a host
- * exchange in progress) and calls @debugfs_show; may sleep.
+ * Context: Process context. Takes ub.lock (not ub.exchange: it answers
+ * while a host stalls) and calls @debugfs_show; may sleep.
  * Return: what @debugfs_show returns, or 0 after printing "no backend
  * active".
  */

@@ -136,10 +136,10 @@ static unsigned long ubw_model_lock(unsigned long pfn, unsigned int order)
 		return UBW_PPN_PINNED;
 	}
 	/*
-	 * No reclaim here: the exchange holds ub.lock and m.lock, and the
-	 * reclaim shrinker deflates through this model (m.lock under
+	 * No reclaim here: the exchange holds ub.exchange and m.lock, and
+	 * the reclaim shrinker deflates through this model (m.lock under
 	 * fs_reclaim; lockdep sees the cycle, which only the shrinker's
-	 * trylock of ub.lock breaks). A host short of memory fails the
+	 * trylock of ub.exchange breaks). A host short of memory fails the
 	 * lock, which the guest takes as any host error.
 	 */
 	if (xa_err(xa_store(&m.locked, pfn, xa_mk_value(order),
