@@ -129,16 +129,12 @@ def fmt_size(n):
     return f"{n >> 30} GiB" if n >= 1 << 30 and n % (1 << 30) == 0 else f"{n >> 20} MiB"
 
 
-def actual(g):
-    return g.qmp("query-balloon")["actual"]
-
-
 def host_balloon(g, mem_mb, balloon_bytes, timeout=600):
     """Ask for a balloon of balloon_bytes; seconds until query-balloon agrees."""
     want = mem_mb * MiB - balloon_bytes
     t0 = time.monotonic()
     g.qmp("balloon", value=want)
-    wait_for(lambda: actual(g) == want, timeout, interval=POLL, what=f"actual {want >> 20} MiB")
+    wait_for(lambda: g.actual() == want, timeout, interval=POLL, what=f"actual {want >> 20} MiB")
     return time.monotonic() - t0
 
 
@@ -150,7 +146,7 @@ def host_balloon_settled(g, mem_mb, balloon_bytes, timeout=600, still=5):
     last, since = None, time.monotonic()
     deadline = since + timeout
     while time.monotonic() < deadline:
-        a = actual(g)
+        a = g.actual()
         if a == want:
             break
         if a != last:
@@ -158,15 +154,11 @@ def host_balloon_settled(g, mem_mb, balloon_bytes, timeout=600, still=5):
         elif time.monotonic() - since >= still:
             break
         time.sleep(0.2)
-    return mem_mb * MiB - actual(g)
+    return mem_mb * MiB - g.actual()
 
 
 def kworker_cpu(g):
     return float(g.run(KWORKER_CPU)[1])
-
-
-def oom_kills(g):
-    return int(g.run("awk '$1 == \"oom_kill\" { print $2 }' /proc/vmstat")[1].strip() or 0)
 
 
 def clock_offset(g, tries=15):
@@ -226,7 +218,7 @@ def load(g, driver, ko):
                  30, what="virtio_balloon bound")
     else:
         g.run(f"insmod {ko}")
-        wait_for(lambda: g.run("cat /sys/kernel/balloon/backend")[1].strip() == "virtio", 30,
+        wait_for(lambda: g.sysb("backend") == "virtio", 30,
                  what="uniballoon bound")
 
 
@@ -275,7 +267,7 @@ def oom_round(kver, driver, ko, rnd, name, deadline):
                name=f"bench-oom-{driver}-{kver}") as g:
         load(g, driver, ko)
         held = host_balloon_settled(g, mem_mb, balloon_mb * MiB)
-        k0 = oom_kills(g)
+        k0 = g.vmstat("oom_kill")
         t0 = time.monotonic()
         try:
             rc, _ = g.run(HOG.format(mib=touch_mb), timeout=deadline, check=False)
@@ -285,7 +277,7 @@ def oom_round(kver, driver, ko, rnd, name, deadline):
             r = {"oom_time": time.monotonic() - t0, "oom_ok": False, "oom_kills": None, "oom_wedged": True}
         else:
             took = time.monotonic() - t0
-            r = {"oom_time": took, "oom_ok": rc == 0 and took < deadline, "oom_kills": oom_kills(g) - k0}
+            r = {"oom_time": took, "oom_ok": rc == 0 and took < deadline, "oom_kills": g.vmstat("oom_kill") - k0}
         r["oom_held"] = held
     print(f"# round {rnd} {driver:<10} OOM {name} " + json.dumps(
         {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}), flush=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab  # noqa: E402
-from lab import MiB, Guest, build_module, kernels  # noqa: E402
+from lab import GUEST_MB, MiB, SYSB, Guest, build_module, kernels  # noqa: E402
 from ktap import figure, report, run_jobs, summary, test  # noqa: E402
 from check_xen import guest_xen  # noqa: E402
 import check_pkg  # noqa: E402  (packages, autoload, bpftrace tools, kselftest layout)
@@ -35,8 +35,6 @@ from arm64 import Arm64Guest  # noqa: E402
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
-SYSB = "/sys/kernel/balloon"
-GUEST_MB = 1024
 
 # ---------------------------------------------------------------- host-side checks
 
@@ -168,28 +166,6 @@ def t_werror_lab_only(kver):
 
 # ---------------------------------------------------------------- guest helpers
 
-def sysb(g, name):
-    return g.run(f"cat {SYSB}/{name}")[1].strip()
-
-
-def sysb_int(g, name):
-    return int(sysb(g, name))
-
-
-def actual(g):
-    return g.qmp("query-balloon")["actual"]
-
-
-def balloon_to(g, balloon_bytes, timeout=120):
-    """Host asks for a balloon of balloon_bytes; wait until both sides agree."""
-    t0 = time.monotonic()
-    g.qmp("balloon", value=GUEST_MB * MiB - balloon_bytes)
-    g.wait_for(lambda: actual(g) == GUEST_MB * MiB - balloon_bytes and
-               sysb_int(g, "size") == balloon_bytes, timeout,
-               what=lambda: f"balloon of {balloon_bytes >> 20} MiB (size {sysb(g, 'size')})")
-    return time.monotonic() - t0
-
-
 def fill_for_oom(g, ask_mib, ask, host_agrees, timeout=120):
     """ask() has the host ask for ask_mib MiB, most of the guest: wait until the balloon
     holds it or, where that would take MemAvailable below the pressure reserve, is held
@@ -202,24 +178,24 @@ def fill_for_oom(g, ask_mib, ask, host_agrees, timeout=120):
     ask()
 
     def settled():
-        size = sysb_int(g, "size")
+        size = g.sysb_int("size")
         if not host_agrees(size):
             return False
         if size == ask_mib * MiB:
             return True
-        return (size >= reach and sysb(g, "target_source") == "floor"
+        return (size >= reach and g.sysb("target_source") == "floor"
                 and pressure_reserve(g)[1])
     g.wait_for(settled, timeout, what=lambda: f"balloon of {ask_mib} MiB or held at the reserve, at "
-               f"{reach >> 20} MiB or more (size {sysb(g, 'size')}, source {sysb(g, 'target_source')})")
-    return sysb_int(g, "size")
+               f"{reach >> 20} MiB or more (size {g.sysb('size')}, source {g.sysb('target_source')})")
+    return g.sysb_int("size")
 
 
 def load(g, ko):
     g.run("dmesg -C")
     g.run(f"insmod {ko}")
-    assert sysb(g, "backend") == "virtio", sysb(g, "backend")
+    assert g.sysb("backend") == "virtio", g.sysb("backend")
     # the host's initial request is read asynchronously after probe
-    g.wait_for(lambda: sysb_int(g, "size") == sysb_int(g, "host_target"), 30, what="initial target")
+    g.wait_for(lambda: g.sysb_int("size") == g.sysb_int("host_target"), 30, what="initial target")
 
 
 def run_selftests(g, kver):
@@ -255,11 +231,11 @@ def t_owned_by_intree(g, ko):
 
 def t_qmp_down_up(g, kver):
     total0 = g.meminfo()["MemTotal"]
-    down = balloon_to(g, 256 * MiB)
-    assert sysb_int(g, "host_target") == 256 * MiB
+    down = g.balloon_to(256 * MiB)
+    assert g.sysb_int("host_target") == 256 * MiB
     total = g.meminfo()["MemTotal"]
     assert total0 - total == 256 * 1024, f"MemTotal {total0} -> {total} kB"
-    up = balloon_to(g, 0)
+    up = g.balloon_to(0)
     assert g.meminfo()["MemTotal"] == total0
     figure(kver, "QMP inflate 256 MiB", f"{down:.2f} s")
     figure(kver, "QMP deflate 256 MiB", f"{up:.2f} s")
@@ -270,7 +246,7 @@ def t_huge_blocks(g):
     """Inflation takes 2 MiB blocks with several requests in flight; a
     deflation by less than a block splits one rather than overshoot."""
     c0 = backend_counters(g)
-    balloon_to(g, 256 * MiB)
+    g.balloon_to(256 * MiB)
     huge, c1 = huge_ballooned_mib(g), backend_counters(g)
     assert huge >= 128, f"only {huge} of 256 MiB in 2 MiB blocks"
     # every 4 KiB page the balloon holds, in blocks or not, is PageOffline, so
@@ -279,12 +255,12 @@ def t_huge_blocks(g):
     assert offline == 256 * 256, f"{offline} PageOffline pages for a 256 MiB balloon"
     assert c1["max_requests_in_flight"] > 1, c1
     assert c1["frames_inflated"] - c0["frames_inflated"] == 256 * 256, (c0, c1)
-    inflated = sysb_int(g, "stats/inflated")
-    balloon_to(g, 255 * MiB)
-    assert sysb_int(g, "stats/inflated") == inflated, "deflated too far, then inflated again"
+    inflated = g.sysb_int("stats/inflated")
+    g.balloon_to(255 * MiB)
+    assert g.sysb_int("stats/inflated") == inflated, "deflated too far, then inflated again"
     # small pages go first; only a balloon of nothing but blocks splits one
     assert huge_ballooned_mib(g) == (huge - 2 if huge == 256 else huge), (huge, huge_ballooned_mib(g))
-    balloon_to(g, 0)
+    g.balloon_to(0)
     return f"{huge} of 256 MiB in 2 MiB blocks, {c1['max_requests_in_flight']} requests in flight at most"
 
 
@@ -300,39 +276,39 @@ def offline_pages(g):
 
 def t_guest_override(g):
     g.run(f"echo 300M > {SYSB}/target")
-    g.wait_for(lambda: actual(g) == (GUEST_MB - 300) * MiB, 60, what="host sees the override")
-    assert sysb(g, "target_source") == "user"
-    assert sysb_int(g, "host_target") == 0
+    g.wait_for(lambda: g.actual() == (GUEST_MB - 300) * MiB, 60, what="host sees the override")
+    assert g.sysb("target_source") == "user"
+    assert g.sysb_int("host_target") == 0
     g.run(f"echo host > {SYSB}/target")
-    g.wait_for(lambda: actual(g) == GUEST_MB * MiB, 60, what="host sees the balloon empty again")
-    assert sysb(g, "target_source") == "host"
+    g.wait_for(lambda: g.actual() == GUEST_MB * MiB, 60, what="host sees the balloon empty again")
+    assert g.sysb("target_source") == "host"
 
 
 def t_floor(g):
     avail = g.meminfo()["MemAvailable"] * 1024
     floor = avail - 128 * MiB           # leaves room for about 128 MiB of balloon
-    holds0 = sysb_int(g, "stats/floor_holds")
+    holds0 = g.sysb_int("stats/floor_holds")
     g.run(f"echo {floor} > {SYSB}/floor")
     try:
         g.qmp("balloon", value=GUEST_MB * MiB - 512 * MiB)
-        g.wait_for(lambda: sysb(g, "target_source") == "floor", 60, what="floor holds the target")
-        size = sysb_int(g, "size")
-        assert sysb_int(g, "host_target") == 512 * MiB
+        g.wait_for(lambda: g.sysb("target_source") == "floor", 60, what="floor holds the target")
+        size = g.sysb_int("size")
+        assert g.sysb_int("host_target") == 512 * MiB
         assert 0 < size < 512 * MiB, f"size {size}"
-        assert sysb_int(g, "stats/floor_holds") > holds0
+        assert g.sysb_int("stats/floor_holds") > holds0
         # the floor follows MemAvailable: wait for a moment both sides agree
-        g.wait_for(lambda: sysb_int(g, "target") == sysb_int(g, "size") and
-                   actual(g) == GUEST_MB * MiB - sysb_int(g, "size"), 30,
+        g.wait_for(lambda: g.sysb_int("target") == g.sysb_int("size") and
+                   g.actual() == GUEST_MB * MiB - g.sysb_int("size"), 30,
                    what="target in force, size and the host's view agree")
         ma = g.meminfo()["MemAvailable"] * 1024
         # MemAvailable moves a little on its own; the balloon stopped where the floor was
         assert ma >= floor - 8 * MiB, f"MemAvailable {ma >> 20} MiB below floor {floor >> 20} MiB"
         g.run(f"echo 0 > {SYSB}/floor")
-        g.wait_for(lambda: sysb_int(g, "size") == 512 * MiB, 60, what="inflation resumes without floor")
+        g.wait_for(lambda: g.sysb_int("size") == 512 * MiB, 60, what="inflation resumes without floor")
         return f"held at {size >> 20} MiB of 512 MiB asked, floor {floor >> 20} MiB"
     finally:
         g.run(f"echo 0 > {SYSB}/floor")
-        balloon_to(g, 0)
+        g.balloon_to(0)
 
 
 def t_guest_stats(g):
@@ -353,10 +329,10 @@ def t_guest_stats(g):
 
 
 def t_oom_deflate_needs_host(g):
-    assert sysb(g, "oom_deflate") == "0"
+    assert g.sysb("oom_deflate") == "0"
     rc, out = g.run(f"echo 1 > {SYSB}/oom_deflate", check=False)
     assert rc != 0 and "not permitted" in out, out
-    assert "oom_deflate" not in sysb(g, "features").split()
+    assert "oom_deflate" not in g.sysb("features").split()
 
 
 def bpftrace_sum(g, expr, action):
@@ -368,21 +344,21 @@ def bpftrace_sum(g, expr, action):
 
 
 def t_bpftrace_host_inflate(g):
-    total, out = bpftrace_sum(g, "args->pages << args->order", lambda: balloon_to(g, 200 * MiB))
+    total, out = bpftrace_sum(g, "args->pages << args->order", lambda: g.balloon_to(200 * MiB))
     assert total == 200 * 256, out
-    balloon_to(g, 0)
+    g.balloon_to(0)
 
 
 def t_rmmod_full(g):
-    balloon_to(g, 400 * MiB)
+    g.balloon_to(400 * MiB)
     # with DEFLATE_ON_OOM ballooned pages stay in MemTotal (as in-tree)
-    left_memtotal = "oom_deflate" not in sysb(g, "features").split()
+    left_memtotal = "oom_deflate" not in g.sysb("features").split()
     total = g.meminfo()["MemTotal"]
     g.run("rmmod uniballoon", timeout=120)
     mi = g.meminfo()
     want = total + (400 * 1024 if left_memtotal else 0)
     assert mi["MemTotal"] == want, f"MemTotal {total} -> {mi['MemTotal']} kB, want {want}"
-    assert actual(g) == GUEST_MB * MiB, f"host sees {actual(g)}"
+    assert g.actual() == GUEST_MB * MiB, f"host sees {g.actual()}"
     assert "all pages returned" in g.run("dmesg")[1]
     rc, _ = g.run(f"test -e {SYSB}", check=False)
     assert rc != 0, f"{SYSB} still there"
@@ -395,7 +371,7 @@ def t_freeze_restore(g, ko):
     g.run(f"insmod {ko}")
     if g.run("test -w /sys/power/pm_test", check=False)[0] != 0:
         return "SKIP: kernel without CONFIG_PM_DEBUG"
-    balloon_to(g, 200 * MiB)
+    g.balloon_to(200 * MiB)
     mark = len(g.console_log.read_text(errors="replace"))
     g.run("echo devices > /sys/power/pm_test")
     g._send("echo freeze > /sys/power/state", 120)     # no answer comes back
@@ -404,7 +380,7 @@ def t_freeze_restore(g, ko):
     assert "all pages returned" in console(), console()[-3000:]
     assert "backend virtio active" in console(), console()[-3000:]
     # after restore the balloon goes back to what the host asks
-    g.wait_for(lambda: actual(g) == GUEST_MB * MiB - 200 * MiB, 60, what="balloon back after restore")
+    g.wait_for(lambda: g.actual() == GUEST_MB * MiB - 200 * MiB, 60, what="balloon back after restore")
 
 
 def t_failed_restore(g, ko):
@@ -415,7 +391,7 @@ def t_failed_restore(g, ko):
     if g.run("test -w /sys/power/pm_test", check=False)[0] != 0:
         return "SKIP: kernel without CONFIG_PM_DEBUG"
     load(g, ko)
-    balloon_to(g, 64 * MiB)
+    g.balloon_to(64 * MiB)
     g.run("echo 1 > /sys/module/uniballoon/parameters/test_fail_attach")
     mark = len(g.console())
     console = lambda: g.console()[mark:]  # noqa: E731
@@ -441,7 +417,7 @@ def t_host_stops_answering(g, ko):
     holding it, and this write hung), and once the host answers again the balloon
     moves with no further timeout."""
     load(g, ko)
-    balloon_to(g, 64 * MiB)
+    g.balloon_to(64 * MiB)
     timeouts = lambda: backend_counters(g)["host_timeouts"]  # noqa: E731
     t0 = timeouts()
     g.run(f"echo 1 > {MUTE}")
@@ -454,11 +430,11 @@ def t_host_stops_answering(g, ko):
     finally:
         g.run(f"echo 0 > {MUTE}")
     g.run(f"echo 0 > {SYSB}/target")
-    g.wait_for(lambda: sysb_int(g, "size") == 0 and actual(g) == GUEST_MB * MiB, 60,
+    g.wait_for(lambda: g.sysb_int("size") == 0 and g.actual() == GUEST_MB * MiB, 60,
                what="an empty balloon once the host answers")
     n, t1 = timeouts() - t0, timeouts()
     g.run(f"echo host > {SYSB}/target")
-    balloon_to(g, 16 * MiB)
+    g.balloon_to(16 * MiB)
     assert timeouts() == t1, f"{timeouts() - t1} timeouts after the host answered again"
     g.run("rmmod uniballoon", timeout=120)
     return f"{n} exchanges timed out; a target write took {took:.1f} s meanwhile"
@@ -509,18 +485,18 @@ def t_stale_inflate_keeps_data(g, ko):
     g.qmp("balloon", value=GUEST_MB * MiB - 192 * MiB)
     # the first batch (64 MiB) is in requests the host has not answered; no more is
     # sent until it answers (before the fix: 192 MiB, the rest sent nowhere)
-    g.wait_for(lambda: timeouts() > t0 and sysb_int(g, "size") > 0 and
-               sysb_int(g, "size") == unanswered_pages(g) << 12 and sysb(g, "blocked") == "host-silent",
+    g.wait_for(lambda: timeouts() > t0 and g.sysb_int("size") > 0 and
+               g.sysb_int("size") == unanswered_pages(g) << 12 and g.sysb("blocked") == "host-silent",
                60, what=lambda: f"a balloon of unanswered pages, blocked host-silent (host_timeouts "
-               f"{timeouts() - t0}, size {sysb(g, 'size')}, unanswered {unanswered_pages(g)} pages, "
-               f"blocked {sysb(g, 'blocked')})")
-    inflated, asked = sysb_int(g, "size"), time.monotonic()
+               f"{timeouts() - t0}, size {g.sysb('size')}, unanswered {unanswered_pages(g)} pages, "
+               f"blocked {g.sysb('blocked')})")
+    inflated, asked = g.sysb_int("size"), time.monotonic()
     g.qmp("balloon", value=GUEST_MB * MiB)
     # deflation gives back nothing the host may still discard: the whole balloon waits
-    g.wait_for(lambda: sysb_int(g, "host_target") == 0, 30, what="the host's request for none")
-    g.wait_for(lambda: sysb(g, "blocked") == "host-silent", 30,
-               what=lambda: f"deflation blocked host-silent (is {sysb(g, 'blocked')})")
-    kept = sysb_int(g, "size")
+    g.wait_for(lambda: g.sysb_int("host_target") == 0, 30, what="the host's request for none")
+    g.wait_for(lambda: g.sysb("blocked") == "host-silent", 30,
+               what=lambda: f"deflation blocked host-silent (is {g.sysb('blocked')})")
+    kept = g.sysb_int("size")
     assert kept == inflated == unanswered_pages(g) << 12, (
         f"size {kept}, inflated {inflated}, unanswered {unanswered_pages(g)} pages")
     deflated = time.monotonic() - asked
@@ -532,9 +508,9 @@ def t_stale_inflate_keeps_data(g, ko):
     g.run(f"echo 0 > {MUTE}")
     # one more exchange: the host reaches the requests it left in its queue
     g.qmp("balloon", value=GUEST_MB * MiB - 16 * MiB)
-    g.wait_for(lambda: sysb_int(g, "size") == 16 * MiB and actual(g) == GUEST_MB * MiB - 16 * MiB, 120,
-               what=lambda: f"a 16 MiB balloon once the host answers (size {sysb(g, 'size')}, "
-               f"actual {actual(g)})")
+    g.wait_for(lambda: g.sysb_int("size") == 16 * MiB and g.actual() == GUEST_MB * MiB - 16 * MiB, 120,
+               what=lambda: f"a 16 MiB balloon once the host answers (size {g.sysb('size')}, "
+               f"actual {g.actual()})")
     n_timeouts = timeouts() - t0
     result = stamp.compare()
     stamp.stop()
@@ -545,7 +521,7 @@ def t_stale_inflate_keeps_data(g, ko):
         f"stamp of {nbytes >> 20} MiB: {result!r}; tmpfs file {'unchanged' if sha == ref else 'CHANGED'}; balloon "
         f"{inflated >> 20} MiB, {kept >> 20} MiB kept at deflation; "
         f"{n_timeouts} timeouts\n" + "\n".join(crashes[:10]))
-    balloon_to(g, 0)
+    g.balloon_to(0)
     g.run("rmmod uniballoon", timeout=120)
     assert "all pages returned" in g.run("dmesg")[1], g.run("dmesg")[1][-3000:]
     return (f"{nbytes >> 20} MiB stamped, 0 bad pages; {n_timeouts} timeouts; "
@@ -560,7 +536,7 @@ def t_rmmod_dead_host(g, ko):
     g.run("dmesg -C")
     total = g.meminfo()["MemTotal"]
     g.run(f"insmod {ko} huge_blocks=0")
-    balloon_to(g, 512 * MiB)
+    g.balloon_to(512 * MiB)
     status = g.run("cat /sys/kernel/debug/balloon/status")[1]
     assert re.search(r"^huge pages: *0 ", status, re.M), status
     g.run(f"echo 1 > {MUTE}")
@@ -615,9 +591,9 @@ def t_rmmod_report_held(g, ko):
     assert "not taken a free page report in 5 s: resetting the device" in dmesg, dmesg[-2000:]
     assert "all pages returned" in dmesg, dmesg[-2000:]
     load(g, ko)
-    balloon_to(g, 16 * MiB)
+    g.balloon_to(16 * MiB)
     g.qmp("balloon", value=GUEST_MB * MiB)
-    g.wait_for(lambda: sysb_int(g, "size") == 0, 60, what="an empty balloon")
+    g.wait_for(lambda: g.sysb_int("size") == 0, 60, what="an empty balloon")
     g.run("rmmod uniballoon")
     return f"rmmod took {took:.1f} s"
 
@@ -648,10 +624,10 @@ def guest_restore_fail(kver, ko):
 def t_device_removal(g, ko):
     """Hot-unplug of the device while the balloon holds pages."""
     g.run(f"insmod {ko}")
-    balloon_to(g, 300 * MiB)
+    g.balloon_to(300 * MiB)
     total = g.meminfo()["MemTotal"]
     g.qmp("device_del", id="balloon0")
-    g.wait_for(lambda: sysb(g, "backend") == "none", 60, what="backend gone after unplug")
+    g.wait_for(lambda: g.sysb("backend") == "none", 60, what="backend gone after unplug")
     assert g.meminfo()["MemTotal"] == total + 300 * 1024
     assert "all pages returned" in g.run("dmesg")[1]
     g.run("rmmod uniballoon")
@@ -743,46 +719,42 @@ HOG = ("echo -1000 > /proc/$PPID/oom_score_adj; "
        "      \"s, guest idle\", round(idle() - i0, 1), \"s)\")'")
 
 
-def oom_kills(g):
-    return int(g.run("awk '$1 == \"oom_kill\" { print $2 }' /proc/vmstat")[1].strip() or 0)
-
-
 def hog_gets_memory(g):
     """The 600 MiB process must finish, with no OOM kill, thanks to the balloon."""
-    kills0, deflations0 = oom_kills(g), sysb_int(g, "stats/oom_deflations")
+    kills0, deflations0 = g.vmstat("oom_kill"), g.sysb_int("stats/oom_deflations")
     t0 = time.monotonic()
     rc, out = g.run(HOG, timeout=300, check=False)
     took = time.monotonic() - t0
     assert rc == 0, f"hog rc={rc}: {out}"
-    assert oom_kills(g) == kills0, "the OOM killer ran"
-    assert sysb_int(g, "stats/oom_deflations") > deflations0
+    assert g.vmstat("oom_kill") == kills0, "the OOM killer ran"
+    assert g.sysb_int("stats/oom_deflations") > deflations0
     return out, took
 
 
 def t_oom_deflate_on(g, kver):
-    assert sysb(g, "oom_deflate") == "1"
-    assert "oom_deflate" in sysb(g, "features").split()
+    assert g.sysb("oom_deflate") == "1"
+    assert "oom_deflate" in g.sysb("features").split()
     held = fill_for_oom(g, 800, lambda: g.qmp("balloon", value=GUEST_MB * MiB - 800 * MiB),
-                        lambda size: actual(g) == GUEST_MB * MiB - size)
+                        lambda size: g.actual() == GUEST_MB * MiB - size)
     out, took = hog_gets_memory(g)
-    assert sysb(g, "target_source") == "oom"
-    assert actual(g) == GUEST_MB * MiB - sysb_int(g, "size"), "host and guest disagree"
+    assert g.sysb("target_source") == "oom"
+    assert g.actual() == GUEST_MB * MiB - g.sysb_int("size"), "host and guest disagree"
     figure(kver, "OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s")
     return (f"{out.strip()}; {took:.1f} s; balloon {held >> 20} MiB before, "
-            f"{sysb_int(g, 'size') >> 20} MiB now")
+            f"{g.sysb_int('size') >> 20} MiB now")
 
 
 def t_oom_deflate_off(g):
     g.run(f"echo 0 > {SYSB}/oom_deflate")
-    balloon_to(g, 800 * MiB)
-    kills0, deflations0 = oom_kills(g), sysb_int(g, "stats/oom_deflations")
+    g.balloon_to(800 * MiB)
+    kills0, deflations0 = g.vmstat("oom_kill"), g.sysb_int("stats/oom_deflations")
     rc, out = g.run(HOG, timeout=300, check=False)
     assert rc != 0, f"hog survived: {out}"
-    assert oom_kills(g) > kills0, "no OOM kill recorded"
-    assert sysb_int(g, "stats/oom_deflations") == deflations0
-    assert sysb_int(g, "size") == 800 * MiB, "balloon gave memory back"
+    assert g.vmstat("oom_kill") > kills0, "no OOM kill recorded"
+    assert g.sysb_int("stats/oom_deflations") == deflations0
+    assert g.sysb_int("size") == 800 * MiB, "balloon gave memory back"
     g.run(f"echo 1 > {SYSB}/oom_deflate")
-    balloon_to(g, 0)
+    g.balloon_to(0)
     return f"hog rc={rc}, balloon kept 800 MiB"
 
 
@@ -825,10 +797,10 @@ def t_params_load(g, ko):
     unloaded(g)
     g.run("dmesg -C")
     g.run(f"insmod {ko} floor=300M inflate_rate=64M deflate_rate=32m oom_deflate=0 oom_deflate_size=32M")
-    assert sysb(g, "backend") == "virtio", sysb(g, "backend")
-    assert "oom_deflate" in sysb(g, "features").split()
+    assert g.sysb("backend") == "virtio", g.sysb("backend")
+    assert "oom_deflate" in g.sysb("features").split()
     for name, want in PARAMS.items():
-        assert sysb_int(g, name) == want, f"{name}: {sysb(g, name)}, want {want}"
+        assert g.sysb_int(name) == want, f"{name}: {g.sysb(name)}, want {want}"
         pfile = f"/sys/module/uniballoon/parameters/{name}"
         assert int(g.run(f"cat {pfile}")[1]) == want, f"{pfile}: {g.run(f'cat {pfile}')[1]}"
         assert g.run(f"stat -c %a {pfile}")[1].strip() == "444"
@@ -860,13 +832,13 @@ def t_params_bad(g, ko):
 def replug(g, opts=""):
     """Hot-unplug the balloon device, then plug a new one (with opts) under the same id."""
     g.qmp("device_del", id="balloon0")
-    g.wait_for(lambda: sysb(g, "backend") == "none", 60, what="backend gone after unplug")
+    g.wait_for(lambda: g.sysb("backend") == "none", 60, what="backend gone after unplug")
     gone = lambda: all(p["name"] != "balloon0"  # noqa: E731
                        for p in g.qmp("qom-list", path="/machine/peripheral"))
     g.wait_for(gone, 60, what="the balloon device unplugged")
     extra = dict(o.split("=") for o in opts.split(",") if o)
     g.qmp("device_add", driver="virtio-balloon-pci", id="balloon0", **extra)
-    g.wait_for(lambda: sysb(g, "backend") == "virtio", 60, what="backend back after replug")
+    g.wait_for(lambda: g.sysb("backend") == "virtio", 60, what="backend back after replug")
 
 
 def t_settings_survive_replug(g, ko):
@@ -875,36 +847,36 @@ def t_settings_survive_replug(g, ko):
     back with a device that has it."""
     unloaded(g)
     g.run(f"insmod {ko}")
-    assert sysb(g, "oom_deflate") == "1", sysb(g, "oom_deflate")
+    assert g.sysb("oom_deflate") == "1", g.sysb("oom_deflate")
     g.run(f"echo 0 > {SYSB}/oom_deflate")
     g.run(f"echo 200M > {SYSB}/floor")
     g.run(f"echo 96M > {SYSB}/target")
-    g.wait_for(lambda: actual(g) == GUEST_MB * MiB - 96 * MiB, 60, what="host sees the override")
+    g.wait_for(lambda: g.actual() == GUEST_MB * MiB - 96 * MiB, 60, what="host sees the override")
     t0 = time.monotonic()
     replug(g, "deflate-on-oom=on")
-    assert "oom_deflate" in sysb(g, "features").split(), sysb(g, "features")
-    got = {k: sysb(g, k) for k in ("oom_deflate", "floor", "target", "target_source")}
+    assert "oom_deflate" in g.sysb("features").split(), g.sysb("features")
+    got = {k: g.sysb(k) for k in ("oom_deflate", "floor", "target", "target_source")}
     assert got == {"oom_deflate": "0", "floor": str(200 * MiB), "target": str(96 * MiB),
                    "target_source": "user"}, got
-    g.wait_for(lambda: actual(g) == GUEST_MB * MiB - 96 * MiB and sysb_int(g, "size") == 96 * MiB, 60,
+    g.wait_for(lambda: g.actual() == GUEST_MB * MiB - 96 * MiB and g.sysb_int("size") == 96 * MiB, 60,
                what="the override refills the new device")
     took = time.monotonic() - t0
     # the user's 1, on a device without the feature, then with it again
     g.run(f"echo 1 > {SYSB}/oom_deflate")
     replug(g)
-    assert "oom_deflate" not in sysb(g, "features").split(), sysb(g, "features")
-    assert sysb(g, "oom_deflate") == "0"
+    assert "oom_deflate" not in g.sysb("features").split(), g.sysb("features")
+    assert g.sysb("oom_deflate") == "0"
     rc, out = g.run(f"echo 1 > {SYSB}/oom_deflate", check=False)
     assert rc != 0 and "not permitted" in out, out
     replug(g, "deflate-on-oom=on")
-    assert sysb(g, "oom_deflate") == "1", sysb(g, "oom_deflate")
+    assert g.sysb("oom_deflate") == "1", g.sysb("oom_deflate")
     # with oom_deflate at 1 the pressure reserve (4 x the 200M floor) may hold the override
     status = g.run("cat /sys/kernel/debug/balloon/status")[1]
     assert re.search(r"^user override: +yes", status, re.M), status
-    assert sysb(g, "target_source") in ("user", "floor"), sysb(g, "target_source")
-    assert sysb_int(g, "floor") == 200 * MiB, sysb(g, "floor")
+    assert g.sysb("target_source") in ("user", "floor"), g.sysb("target_source")
+    assert g.sysb_int("floor") == 200 * MiB, g.sysb("floor")
     g.run(f"echo host > {SYSB}/target")
-    g.wait_for(lambda: actual(g) == GUEST_MB * MiB, 60, what="the balloon empty again")
+    g.wait_for(lambda: g.actual() == GUEST_MB * MiB, 60, what="the balloon empty again")
     g.run("rmmod uniballoon", timeout=120)
     return f"unplug, replug and refill to the override in {took:.1f} s; 3 replugs"
 
@@ -943,9 +915,9 @@ def model_clean(g):
 def vm_balloon(g, mib, timeout=120):
     """The model host asks for mib MiB; wait until guest and model agree."""
     model_set(g, "target", mib * 256)
-    g.wait_for(lambda: sysb_int(g, "size") == mib * MiB and
+    g.wait_for(lambda: g.sysb_int("size") == mib * MiB and
                model_audit(g)["locked_frames"] == mib * 256, timeout,
-               what=lambda: f"{mib} MiB ballooned (size {sysb(g, 'size')}, "
+               what=lambda: f"{mib} MiB ballooned (size {g.sysb('size')}, "
                             f"model {model_audit(g)['locked_frames']})")
 
 
@@ -966,8 +938,8 @@ def vm_round_trip(g, mib, timeout=300):
 
 def no_page_lost(g):
     """balloon_inflate - balloon_deflate (4 KiB units) is what the balloon holds."""
-    held = vmstat(g, "balloon_inflate") - vmstat(g, "balloon_deflate")
-    assert held * 4096 == sysb_int(g, "size"), f"vmstat says {held} pages, size {sysb(g, 'size')}"
+    held = g.vmstat("balloon_inflate") - g.vmstat("balloon_deflate")
+    assert held * 4096 == g.sysb_int("size"), f"vmstat says {held} pages, size {g.sysb('size')}"
 
 
 def free_after_drop(g):
@@ -980,10 +952,10 @@ def free_after_drop(g):
 
 
 def vm_reset_to(g, caps):
-    resets = sysb_int(g, "stats/host_resets")
+    resets = g.sysb_int("stats/host_resets")
     model_set(g, "caps", caps)
     model_set(g, "reset_now", 1)
-    g.wait_for(lambda: sysb_int(g, "stats/host_resets") > resets and
+    g.wait_for(lambda: g.sysb_int("stats/host_resets") > resets and
                model_audit(g)["granted"] == caps, 30, what=f"restart with caps {caps:#x}")
 
 
@@ -1025,7 +997,7 @@ def t_vm_intree_refused(g, ko):
         g.run("rmmod vmw_standin")
     g.run(f"insmod {ko} backend=vmware")
     try:
-        assert sysb(g, "backend") == "vmware", sysb(g, "backend")
+        assert g.sysb("backend") == "vmware", g.sysb("backend")
         vm_balloon(g, 8)
         f = vmmemctl(g)
         assert f["current"] == str(8 * 256), f
@@ -1043,9 +1015,9 @@ def t_vm_intree_refused(g, ko):
 def t_vm_load(g, ko):
     g.run("dmesg -C")
     g.run(f"insmod {ko} backend=vmware")
-    assert sysb(g, "backend") == "vmware"
+    assert g.sysb("backend") == "vmware"
     assert "TEST BUILD" in g.run("dmesg")[1]
-    assert "oom_deflate" in sysb(g, "features").split()
+    assert "oom_deflate" in g.sysb("features").split()
 
 
 def t_vm_capset(g, kver, name, caps):
@@ -1077,13 +1049,13 @@ def t_vm_capset(g, kver, name, caps):
 
 
 def t_vm_refusals(g):
-    refusals = sysb_int(g, "stats/host_refusals")
+    refusals = g.sysb_int("stats/host_refusals")
     model_set(g, "refuse_every", 7)
     try:
         vm_balloon(g, 32)
     finally:
         model_set(g, "refuse_every", 0)
-    assert sysb_int(g, "stats/host_refusals") > refusals
+    assert g.sysb_int("stats/host_refusals") > refusals
     model_clean(g)
     no_page_lost(g)
     vm_balloon(g, 0)
@@ -1093,16 +1065,16 @@ def t_vm_refuse_all(g):
     """A host that refuses every page while it keeps asking: the pages set aside
     are given back every 4 MiB (and the worker pauses), so the guest keeps its
     memory while size reads 0."""
-    refusals = sysb_int(g, "stats/host_refusals")
+    refusals = g.sysb_int("stats/host_refusals")
     avail0 = g.meminfo()["MemAvailable"]
     model_set(g, "refuse_every", 1)
     try:
         model_set(g, "target", 256 * 256)
         # a few cycles of refusals, each at most one batch
-        g.wait_for(lambda: sysb_int(g, "stats/host_refusals") >= refusals + 4096, 60,
-                   what=lambda: f"4096 refusals (have {sysb_int(g, 'stats/host_refusals') - refusals})")
+        g.wait_for(lambda: g.sysb_int("stats/host_refusals") >= refusals + 4096, 60,
+                   what=lambda: f"4096 refusals (have {g.sysb_int('stats/host_refusals') - refusals})")
         low = min(g.meminfo()["MemAvailable"] for _ in range(5))
-        assert sysb_int(g, "size") == 0, sysb(g, "size")
+        assert g.sysb_int("size") == 0, g.sysb("size")
         # one batch (8 MiB of 4 KiB pages, 64 MiB of 2 MiB ones) and 4 MiB aside at most
         assert avail0 - low <= 80 * 1024, f"MemAvailable {avail0 >> 10} -> {low >> 10} MiB"
     finally:
@@ -1136,32 +1108,32 @@ def t_vm_refusal_storm(g):
     under 2% of its CPU; blocked says host-refusing. Measured beside 15 s of the
     same guest idle."""
     idle = busy_share(g, 15)
-    refusals = sysb_int(g, "stats/host_refusals")
+    refusals = g.sysb_int("stats/host_refusals")
     model_set(g, "refuse_every", 1)
     try:
         model_set(g, "target", 256 * 256)
-        g.wait_for(lambda: sysb(g, "blocked") == "host-refusing", 30,
-                   what=lambda: f"blocked host-refusing (is {sysb(g, 'blocked')})")
+        g.wait_for(lambda: g.sysb("blocked") == "host-refusing", 30,
+                   what=lambda: f"blocked host-refusing (is {g.sysb('blocked')})")
         storm = busy_share(g, 60)
-        seen = sysb(g, "blocked")
-        n = sysb_int(g, "stats/host_refusals") - refusals
+        seen = g.sysb("blocked")
+        n = g.sysb_int("stats/host_refusals") - refusals
     finally:
         model_set(g, "target", 0)
         model_set(g, "refuse_every", 0)
     assert seen == "host-refusing", seen
     assert storm < 0.02, f"guest CPU {storm:.1%} during the storm (idle {idle:.1%})"
-    g.wait_for(lambda: sysb(g, "blocked") == "none" and sysb_int(g, "size") == 0, 60,
-               what=lambda: f"blocked none (is {sysb(g, 'blocked')}), size 0")
+    g.wait_for(lambda: g.sysb("blocked") == "none" and g.sysb_int("size") == 0, 60,
+               what=lambda: f"blocked none (is {g.sysb('blocked')}), size 0")
     model_clean(g)
     no_page_lost(g)
     return f"guest CPU {storm:.2%} in the storm, {idle:.2%} idle; {n} pages refused"
 
 
 def t_vm_busy(g):
-    errors = sysb_int(g, "stats/host_errors")
+    errors = g.sysb_int("stats/host_errors")
     model_set(g, "busy_next", 3)
     vm_balloon(g, 16)
-    assert sysb_int(g, "stats/host_errors") > errors
+    assert g.sysb_int("stats/host_errors") > errors
     model_clean(g)
     vm_balloon(g, 0)
 
@@ -1169,10 +1141,10 @@ def t_vm_busy(g):
 def t_vm_reset_mid_batch(g):
     vm_reset_to(g, 0x6)                  # 4 KiB batches of 512 entries
     free0 = free_after_drop(g)
-    resets = sysb_int(g, "stats/host_resets")
+    resets = g.sysb_int("stats/host_resets")
     model_set(g, "reset_after", 3000)    # inside the 6th batch
     vm_balloon(g, 64)
-    assert sysb_int(g, "stats/host_resets") > resets, "no reset seen"
+    assert g.sysb_int("stats/host_resets") > resets, "no reset seen"
     model_clean(g)
     no_page_lost(g)
     vm_balloon(g, 0)
@@ -1187,7 +1159,7 @@ def t_vm_reset_backoff(g):
     """A host that answers RESET to every lock: resets in a row back off (200 ms
     doubling to 30 s) instead of allocating, zeroing and freeing a batch in a loop
     (without the backoff: a reset every few hundred ms, as fast as a batch is made)."""
-    resets = lambda: sysb_int(g, "stats/host_resets")  # noqa: E731
+    resets = lambda: g.sysb_int("stats/host_resets")  # noqa: E731
     r0 = resets()
     model_set(g, "reset_locks", 1)
     try:
@@ -1234,9 +1206,9 @@ def t_vm_64bit(g):
     try:
         huge = (1 << 32) + 4096
         model_set(g, "target", huge)
-        g.wait_for(lambda: sysb_int(g, "host_target") == huge * 4096, 30, what="64-bit target")
+        g.wait_for(lambda: g.sysb_int("host_target") == huge * 4096, 30, what="64-bit target")
         vm_reset_to(g, 0xe)                              # no 64-bit targets
-        g.wait_for(lambda: sysb_int(g, "host_target") == 4096 * 4096, 30, what="32-bit target")
+        g.wait_for(lambda: g.sysb_int("host_target") == 4096 * 4096, 30, what="32-bit target")
     finally:
         vm_reset_to(g, 0x2e)
         g.run(f"echo 0 > {SYSB}/floor")
@@ -1268,8 +1240,8 @@ def t_vm_overask(g):
     guest = g.meminfo()["MemTotal"] * 1024   # ballooned pages stay in it (oom_deflate)
     curve = 1024 * math.isqrt(guest) // 4096 * 4096
     assert reserve == 4 * max(16 * MiB, curve) and not met, (reserve, met, guest)
-    assert sysb_int(g, "pressure_reserve") == reserve
-    holds0 = sysb_int(g, "stats/floor_holds")
+    assert g.sysb_int("pressure_reserve") == reserve
+    holds0 = g.sysb_int("stats/floor_holds")
     ask = g.meminfo()["MemAvailable"] // 1024 + 64
     model_set(g, "target", ask * 256)
     try:
@@ -1279,13 +1251,13 @@ def t_vm_overask(g):
         seen = []
 
         def stopped():
-            seen.append(sysb_int(g, "size"))
+            seen.append(g.sysb_int("size"))
             return len(seen) >= 3 and seen[-1] == seen[-3] and seen[-1] < ask * MiB
         g.wait_for(stopped, 240, interval=5, what=f"the balloon stops below {ask} MiB")
-        source = sysb(g, "target_source")
+        source = g.sysb("target_source")
         if source == "floor":
             assert pressure_reserve(g) == (reserve, True)
-            assert sysb_int(g, "stats/floor_holds") > holds0
+            assert g.sysb_int("stats/floor_holds") > holds0
         # every command answered in time while the balloon was held
         worst = 0.0
         for _ in range(5):
@@ -1294,7 +1266,7 @@ def t_vm_overask(g):
             worst = max(worst, time.monotonic() - t0)
             time.sleep(1)
         avail = g.meminfo()["MemAvailable"] * 1024
-        size = sysb_int(g, "size")
+        size = g.sysb_int("size")
         assert size < ask * MiB
         # MemAvailable moves on its own; it stayed near or above the reserve
         assert avail >= reserve - 16 * MiB, f"MemAvailable {avail >> 20} MiB, reserve {reserve >> 20} MiB"
@@ -1320,17 +1292,17 @@ def t_vm_oom(g, kver):
     keys = ("balloon_migrate", "compact_stall", "compact_migrate_scanned", "thp_fault_alloc",
             "allocstall_movable", "pgmajfault")
     kswapd = "awk '{ print ($14 + $15) / 100 }' /proc/$(pgrep -x kswapd0)/stat"
-    v0, k0 = {k: vmstat(g, k) for k in keys}, float(g.run(kswapd)[1])
+    v0, k0 = {k: g.vmstat(k) for k in keys}, float(g.run(kswapd)[1])
     out, took = hog_gets_memory(g)
-    moved = ", ".join(f"{k} +{vmstat(g, k) - v0[k]}" for k in keys)
+    moved = ", ".join(f"{k} +{g.vmstat(k) - v0[k]}" for k in keys)
     moved += f", kswapd CPU {float(g.run(kswapd)[1]) - k0:.1f} s"
-    size = sysb_int(g, "size")
+    size = g.sysb_int("size")
     polls = lambda: int(re.search(r"cmd_get_target: (\d+)",  # noqa: E731
                                   g.run("cat /sys/kernel/debug/balloon/backend")[1]).group(1))
     p0 = polls()
     g.wait_for(lambda: polls() >= p0 + 2, 30, what="two more polls")
-    assert sysb_int(g, "size") <= size and sysb(g, "target_source") == "oom", \
-        f"refilled after OOM: {sysb(g, 'size')} > {size}"
+    assert g.sysb_int("size") <= size and g.sysb("target_source") == "oom", \
+        f"refilled after OOM: {g.sysb('size')} > {size}"
     model_clean(g)
     no_page_lost(g)
     figure(kver, "vmware OOM: 600 MiB touched, balloon 800 MiB", f"{took:.1f} s")
@@ -1349,7 +1321,7 @@ def t_vm_doorbell(g):
     r0 = rings()
     model_set(g, "target", 24 * 256)
     model_set(g, "ring", 1)
-    g.wait_for(lambda: rings() > r0 and sysb_int(g, "size") == 24 * MiB, 30,
+    g.wait_for(lambda: rings() > r0 and g.sysb_int("size") == 24 * MiB, 30,
                what="doorbell rung and target reached")
     model_clean(g)
     vm_balloon(g, 0)
@@ -1364,18 +1336,18 @@ def t_vm_compaction(g):
     g.run(HOLES)
     try:
         g.wait_for(lambda: "holes" in g.run("cat /tmp/holes.log")[1], 180, what="holes punched")
-        mig0, ours0 = vmstat(g, "balloon_migrate"), sysb_int(g, "stats/migrations")
+        mig0, ours0 = g.vmstat("balloon_migrate"), g.sysb_int("stats/migrations")
 
         def compact():
             g.run("echo 1 > /proc/sys/vm/compact_memory", timeout=120)
-            return vmstat(g, "balloon_migrate") > mig0
+            return g.vmstat("balloon_migrate") > mig0
         g.wait_for(compact, 120, interval=1, what="balloon_migrate to grow after compaction")
     finally:
         g.run("kill $(cat /tmp/holes.pid); while kill -0 $(cat /tmp/holes.pid) 2>/dev/null; do sleep 0.1; done")
-    moved = vmstat(g, "balloon_migrate") - mig0
-    assert sysb_int(g, "stats/migrations") - ours0 >= moved
+    moved = g.vmstat("balloon_migrate") - mig0
+    assert g.sysb_int("stats/migrations") - ours0 >= moved
     # a host at its target takes the new page once the old one is back
-    g.wait_for(lambda: sysb_int(g, "size") == 200 * MiB and
+    g.wait_for(lambda: g.sysb_int("size") == 200 * MiB and
                model_audit(g)["locked_frames"] == 200 * 256, 30, what="guest and model agree")
     model_clean(g)
     no_page_lost(g)
@@ -1390,7 +1362,7 @@ def t_vm_rmmod(g):
     vm_balloon(g, 128)
     g.run("rmmod uniballoon", timeout=120)
     assert g.run("test -e /sys/kernel/debug/vmmemctl", check=False)[0] != 0, "vmmemctl left behind"
-    assert vmstat(g, "balloon_inflate") == vmstat(g, "balloon_deflate")
+    assert g.vmstat("balloon_inflate") == g.vmstat("balloon_deflate")
     free = free_after_drop(g)
     # a leaked page would be missing from MemFree; other memory may have been freed
     assert free > free0 - 16 * 1024, f"MemFree {free0} -> {free} kB"
@@ -1459,7 +1431,7 @@ HOLD = ("python3 -c 'import mmap, time\n"
 
 
 def t_free_page_reporting(g, kver):
-    assert "free_page_reporting" in sysb(g, "features").split(), sysb(g, "features")
+    assert "free_page_reporting" in g.sysb("features").split(), g.sysb("features")
     c0 = backend_counters(g)
     assert c0.get("reporting_active") == 1, c0
     g.run(HOLD)
@@ -1483,10 +1455,6 @@ def t_free_page_reporting(g, kver):
             f"in {c1['reports'] - c0['reports']} reports")
 
 
-def vmstat(g, field):
-    return int(g.run(f"awk '$1 == \"{field}\" {{ print $2 }}' /proc/vmstat")[1].strip() or 0)
-
-
 # Compaction moves pages into free pages of partly used pageblocks only (a
 # wholly free pageblock is no migration target), and a fresh guest's free
 # memory is all whole blocks. So: balloon first (it gets the low pages, where
@@ -1507,38 +1475,38 @@ def huge_ballooned_mib(g):
 
 
 def t_compaction(g, kver):
-    if "migration" not in sysb(g, "features").split():
+    if "migration" not in g.sysb("features").split():
         return "SKIP: kernel without CONFIG_BALLOON_COMPACTION"
     # 4 KiB pages, all movable: the balloon takes no 2 MiB block meanwhile
     g.run("echo N > /sys/module/uniballoon/parameters/huge_blocks")
     try:
-        balloon_to(g, 200 * MiB)
+        g.balloon_to(200 * MiB)
     finally:
         g.run("echo Y > /sys/module/uniballoon/parameters/huge_blocks")
     assert huge_ballooned_mib(g) == 0, "huge_blocks=N, yet 2 MiB blocks were taken"
     g.run(HOLES)
     try:
         g.wait_for(lambda: "holes" in g.run("cat /tmp/holes.log")[1], 180, what="holes punched")
-        mig0, ours0 = vmstat(g, "balloon_migrate"), sysb_int(g, "stats/migrations")
+        mig0, ours0 = g.vmstat("balloon_migrate"), g.sysb_int("stats/migrations")
         runs = [0]
 
         def compact():
             runs[0] += 1
             g.run("echo 1 > /proc/sys/vm/compact_memory", timeout=120)
-            return vmstat(g, "balloon_migrate") > mig0
+            return g.vmstat("balloon_migrate") > mig0
         try:
             g.wait_for(compact, 120, interval=1, what="balloon_migrate to grow after compaction")
         except TimeoutError as e:
             raise TimeoutError(f"{e}\n" + g.run("grep -E 'compact|balloon' /proc/vmstat")[1]) from None
     finally:
         g.run("kill $(cat /tmp/holes.pid); while kill -0 $(cat /tmp/holes.pid) 2>/dev/null; do sleep 0.1; done")
-    mig, ours = vmstat(g, "balloon_migrate") - mig0, sysb_int(g, "stats/migrations") - ours0
+    mig, ours = g.vmstat("balloon_migrate") - mig0, g.sysb_int("stats/migrations") - ours0
     assert ours == mig, f"vmstat balloon_migrate +{mig}, stats/migrations +{ours}"
     # the balloon did not shrink on the way, and both sides still agree
-    assert sysb_int(g, "size") == 200 * MiB, sysb(g, "size")
-    assert actual(g) == GUEST_MB * MiB - 200 * MiB, f"host sees {actual(g)}"
-    assert sysb_int(g, "stats/host_errors") == 0, sysb(g, "stats/host_errors")
-    balloon_to(g, 0)
+    assert g.sysb_int("size") == 200 * MiB, g.sysb("size")
+    assert g.actual() == GUEST_MB * MiB - 200 * MiB, f"host sees {g.actual()}"
+    assert g.sysb_int("stats/host_errors") == 0, g.sysb("stats/host_errors")
+    g.balloon_to(0)
     return f"{mig} balloon pages migrated after {runs[0]} compaction run(s)"
 
 
@@ -1704,7 +1672,7 @@ def poison_case(kver, ko, balloon_opts, append):
     with Guest(kver, mem_mb=GUEST_MB, balloon_opts=balloon_opts, append=append,
                name=f"poison-{kver}") as g:
         load(g, ko)
-        return sysb(g, "features").split(), backend_counters(g), g.run("cat /sys/kernel/debug/balloon/backend")[1]
+        return g.sysb("features").split(), backend_counters(g), g.run("cat /sys/kernel/debug/balloon/backend")[1]
 
 
 def t_poison_no_host_support(kver, ko):

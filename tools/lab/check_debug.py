@@ -23,11 +23,9 @@ from pathlib import Path
 
 import lab
 from ktap import figure, note, test
-from lab import MiB, Guest
+from lab import GUEST_MB, MiB, SYSB, Guest
 
-SYSB = "/sys/kernel/balloon"
 MODEL = "/sys/kernel/debug/uniballoon_vmware_model"
-GUEST_MB = 1024
 STRESS_SECONDS = int(os.environ.get("LAB_STRESS_SECONDS", "600"))
 
 # What the checkers print. Lockdep and DEBUG_ATOMIC_SLEEP print "WARNING:" or "BUG:" lines
@@ -46,18 +44,6 @@ OOM_TRACE = re.compile(r"invoked oom-killer")
 # on), and nothing else, so a checker's report interleaved with it still counts.
 FAULT_DUMP = re.compile(r"FAULT_INJECTION: forcing a failure")
 FAULT_DUMP_LINES = 80
-
-
-def sysb(g, name):
-    return g.run(f"cat {SYSB}/{name}")[1].strip()
-
-
-def sysb_int(g, name):
-    return int(sysb(g, name))
-
-
-def vmstat(g, field):
-    return int(g.run(f"awk '$1 == \"{field}\" {{ print $2 }}' /proc/vmstat")[1].strip() or 0)
 
 
 def free_kb(g):
@@ -363,8 +349,8 @@ def sysfs_writers(s, seconds=SYSFS_WRITER_SECONDS):
     (target_source "user") or, after "host", host_target (target_source "host"). No valid
     value may be refused. The settings in force before are written back after."""
     g = s.g
-    features = sysb(g, "features").split()
-    before = {f: sysb(g, f) for f in SYSFS_SETTINGS[1:]}
+    features = g.sysb("features").split()
+    before = {f: g.sysb(f) for f in SYSFS_SETTINGS[1:]}
     g.run(SYSFS_WRITER)
     g.run("rm -f /tmp/sysw.*.log; "
           "(end=$((SECONDS + %d)); while (( SECONDS < end )); do "
@@ -393,7 +379,7 @@ def sysfs_writers(s, seconds=SYSFS_WRITER_SECONDS):
         w, f, n, v = line.split()
         last.setdefault(f, []).append(v)
         writes[f] = writes.get(f, 0) + int(n)
-    now = {f: sysb(g, f) for f in SYSFS_SETTINGS + ("target_source", "host_target")}
+    now = {f: g.sysb(f) for f in SYSFS_SETTINGS + ("target_source", "host_target")}
     status = g.run("cat /sys/kernel/debug/balloon/status")[1]
     assert not failed, "valid values refused:\n" + "\n".join(failed[:20])
     wrong = []
@@ -441,7 +427,7 @@ class Stress:
             self.faults.arm()
 
     def rmmod(self):
-        self.deflations += sysb_int(self.g, "stats/oom_deflations")
+        self.deflations += self.g.sysb_int("stats/oom_deflations")
         self.g.run("rmmod uniballoon", timeout=300)
 
     def override(self):
@@ -459,11 +445,11 @@ class Stress:
         self.host_allows_pages(mib)
         pause_load(g, True)      # while the load holds memory, the reserve keeps it empty
         g.run(f"echo {mib}M > {SYSB}/target")
-        g.wait_for(lambda: sysb_int(g, "size") >= 32 * MiB, 120,
+        g.wait_for(lambda: g.sysb_int("size") >= 32 * MiB, 120,
                    what="a balloon to unload")
-        size = sysb_int(g, "size")
+        size = g.sysb_int("size")
         self.rmmod()
-        assert vmstat(g, "balloon_inflate") == vmstat(g, "balloon_deflate"), \
+        assert g.vmstat("balloon_inflate") == g.vmstat("balloon_deflate"), \
             f"rmmod with {size >> 20} MiB left pages behind"
         self.insmod()
         self.after_insmod()
@@ -504,7 +490,7 @@ class VirtioStress(Stress):
     def unplug_replug(self):
         g = self.g
         g.qmp("device_del", id="balloon0")
-        g.wait_for(lambda: sysb(g, "backend") == "none", 120, what="backend gone after unplug")
+        g.wait_for(lambda: g.sysb("backend") == "none", 120, what="backend gone after unplug")
         # QEMU deletes the device only once the guest has ejected the slot, after the driver
         g.wait_for(lambda: all(p["name"] != "balloon0" for p in
                                g.qmp("qom-list", path="/machine/peripheral")), 120,
@@ -513,7 +499,7 @@ class VirtioStress(Stress):
             self.faults.disarm()
         g.qmp("device_add", driver="virtio-balloon-pci", id="balloon0",
               **{"deflate-on-oom": "on", "free-page-reporting": "on"})
-        g.wait_for(lambda: sysb(g, "backend") == "virtio", 120, what="backend back after replug")
+        g.wait_for(lambda: g.sysb("backend") == "virtio", 120, what="backend back after replug")
         if self.faults:
             self.faults.arm()
 
@@ -579,7 +565,7 @@ def t_stress(g, kver, ko, cls, name, insmod_args=""):
     total0, free0 = g.meminfo()["MemTotal"], free_kb(g)
     hog = g.meminfo()["MemAvailable"] // 1024 - 96
     mark = len(g.console())     # the console, unlike dmesg, never loses a line
-    kills0 = vmstat(g, "oom_kill")
+    kills0 = g.vmstat("oom_kill")
     s.insmod()
     s.after_insmod()
     start_load(g, hog)
@@ -610,7 +596,7 @@ def t_stress(g, kver, ko, cls, name, insmod_args=""):
     injected = ", ".join(f"{a} {n} ({logged[a]} logged)" for a, n in faults.injected.items())
     note(f"{kver}: debug stress {name}: failures injected: {injected}")    # also if it fails
     touched = g.run("grep -c touched /tmp/hog.log", check=False)[1].strip()
-    kills = vmstat(g, "oom_kill") - kills0
+    kills = g.vmstat("oom_kill") - kills0
     s.host_target(0)
     s.rmmod()
     deflations = s.deflations
@@ -621,7 +607,7 @@ def t_stress(g, kver, ko, cls, name, insmod_args=""):
     assert not ours, "kmemleak: " + "\n".join(ours[:3])
     assert kills == 0, f"{kills} OOM kills"
     assert deflations > 0, f"the load never made the balloon deflate on OOM ({done})"
-    assert vmstat(g, "balloon_inflate") == vmstat(g, "balloon_deflate")
+    assert g.vmstat("balloon_inflate") == g.vmstat("balloon_deflate")
     assert total == total0, f"MemTotal {total0} -> {total} kB"
     # Every page back: what the checkers' own bookkeeping (kmemleak, debug objects, stack
     # depot) kept from ten minutes of work stays within 32 MiB; one lost balloon batch
@@ -642,13 +628,13 @@ def t_freeze_restore(g, ko):
     g.run("rmmod uniballoon 2>/dev/null || true")     # if the stress test stopped early
     g.run(f"insmod {ko}")
     g.qmp("balloon", value=(GUEST_MB - 200) * MiB)
-    g.wait_for(lambda: sysb_int(g, "size") == 200 * MiB, 120, what="200 MiB ballooned")
+    g.wait_for(lambda: g.sysb_int("size") == 200 * MiB, 120, what="200 MiB ballooned")
     mark = len(g.console())
     g.run("echo devices > /sys/power/pm_test")
     g._send("echo freeze > /sys/power/state", 300)      # no answer comes back
     console = lambda: g.console()[mark:]  # noqa: E731
     g.wait_for(lambda: "PM: suspend exit" in console(), 300, what="suspend and resume")
-    g.wait_for(lambda: g.qmp("query-balloon")["actual"] == (GUEST_MB - 200) * MiB, 120,
+    g.wait_for(lambda: g.actual() == (GUEST_MB - 200) * MiB, 120,
                what="balloon back after restore")
     assert "all pages returned" in console() and "backend virtio active" in console(), console()[-3000:]
     bad = reports(console())

@@ -22,11 +22,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab  # noqa: E402
-from lab import MiB, Guest, GuestError, wait_for  # noqa: E402
+from lab import GUEST_MB, MiB, SYSB, Guest, GuestError, wait_for  # noqa: E402
 from ktap import figure, report, test  # noqa: E402
 
-SYSB = "/sys/kernel/balloon"
-GUEST_MB = 1024
 URI = "qemu:///system"
 STATS_PERIOD = 2        # seconds, `virsh dommemstat --period`
 TOLERANCE = 32 * MiB    # free/available/caches move on their own between two samples
@@ -164,10 +162,6 @@ class LibvirtGuest(Guest):
 
 # ---------------------------------------------------------------- tests
 
-def sysb_int(g, f):
-    return int(g.run(f"cat {SYSB}/{f}")[1])
-
-
 def memstat(g):
     """`virsh dommemstat` as {key: int} (KiB, fault counts, seconds)."""
     out = virsh("dommemstat", g.domain)
@@ -176,8 +170,8 @@ def memstat(g):
 
 def t_takes_device(g, ko):
     g.run(f"insmod {ko}")
-    assert g.run(f"cat {SYSB}/backend")[1].strip() == "virtio", g.run(f"cat {SYSB}/backend")[1]
-    assert sysb_int(g, "size") == 0
+    assert g.sysb("backend") == "virtio", g.sysb("backend")
+    assert g.sysb_int("size") == 0
     return g.run("basename $(readlink /sys/bus/virtio/drivers/uniballoon/virtio*)", check=False)[1].strip()
 
 
@@ -187,12 +181,12 @@ def t_setmem(g, mb):
     t0 = time.monotonic()
     virsh("setmem", g.domain, f"{mb}M", "--live")
     want = (GUEST_MB - mb) * MiB
-    g.wait_for(lambda: sysb_int(g, "size") == want, 120, interval=0.5,
+    g.wait_for(lambda: g.sysb_int("size") == want, 120, interval=0.5,
                what=f"{SYSB}/size == {want >> 20} MiB")
     took = time.monotonic() - t0
     g.wait_for(lambda: memstat(g).get("actual") == mb * 1024, 30, interval=0.5,
                what=f"dommemstat actual == {mb} MiB")
-    assert int(g.run(f"cat {SYSB}/host_target")[1]) == want
+    assert g.sysb_int("host_target") == want
     return f"{SYSB}/size {want >> 20} MiB after {took:.1f} s"
 
 
@@ -212,21 +206,17 @@ def t_stats_period(g):
     return f"last_update {t0} before --period, {memstat(g)['last_update']} after"
 
 
-def vmstat(g):
-    return {k: int(v) for k, v in (l.split() for l in g.run("cat /proc/vmstat")[1].splitlines())}
-
-
 def t_dommemstat(g):
     """dommemstat shows our stats queue's numbers: exact for MemTotal, within TOLERANCE
     of /proc/meminfo for free/available/caches, and the event counters between
     /proc/vmstat read before the sample and after it."""
-    before = vmstat(g)
+    before = g.vmstat()
     t0 = memstat(g).get("last_update", 0)
     # two updates after t0: the second one was sampled after `before` was read
     g.wait_for(lambda: memstat(g).get("last_update", 0) > t0 + STATS_PERIOD, 6 * STATS_PERIOD + 10,
                interval=0.5, what="two fresh dommemstat updates")
     s = memstat(g)
-    mi, after = g.meminfo(), vmstat(g)
+    mi, after = g.meminfo(), g.vmstat()
     keys = ("actual", "swap_in", "swap_out", "major_fault", "minor_fault", "unused", "available",
             "usable", "disk_caches", "hugetlb_pgalloc", "hugetlb_pgfail", "last_update")
     missing = [k for k in keys if k not in s]

@@ -32,16 +32,14 @@ from pathlib import Path
 
 import lab
 import readme_blocks
-from lab import MiB, Guest
+from lab import GUEST_MB, MiB, SYSB, Guest
 from ktap import figure, report, test
 
 PROJECT = lab.PROJECT
 PKG = PROJECT / "build" / "pkg"
-SYSB = "/sys/kernel/balloon"
 NAME = "uniballoon"
 DEB_NAME = "uniballoon-dkms"
 KSELFTEST_TARGET = "drivers/uniballoon"
-GUEST_MB = 1024
 VIRTIO_ALIAS = "virtio:d00000005v00001AF4"
 VMWARE_ALIAS = "dmi:bvnPhoenixTechnologiesLTD:svnVMware,Inc.:pnVMwareVirtualPlatform:"
 # Xen: a PV domain's cpu modalias carries feature 0110 (X86_FEATURE_XENPV);
@@ -689,17 +687,6 @@ def dkms_version_str():
 
 # ---------------------------------------------------------------- the guest
 
-def sysb(g, name):
-    return g.run(f"cat {SYSB}/{name}")[1].strip()
-
-
-def balloon_to(g, balloon_bytes, timeout=120):
-    g.qmp("balloon", value=GUEST_MB * MiB - balloon_bytes)
-    g.wait_for(lambda: g.qmp("query-balloon")["actual"] == GUEST_MB * MiB - balloon_bytes and
-               int(sysb(g, "size")) == balloon_bytes, timeout,
-               what=lambda: f"balloon of {balloon_bytes >> 20} MiB (size {sysb(g, 'size')})")
-
-
 def t_udev_settles(g, kver):
     t0 = time.monotonic()
     g.run("udevadm settle --timeout=150", timeout=170)
@@ -733,7 +720,7 @@ def t_boot_options(g):
 
 
 def t_took_device(g):
-    assert sysb(g, "backend") == "virtio", sysb(g, "backend")
+    assert g.sysb("backend") == "virtio", g.sysb("backend")
     drv = g.run("basename $(readlink /sys/bus/virtio/devices/virtio0/driver 2>/dev/null) 2>/dev/null; "
                 "for d in /sys/bus/virtio/devices/*; do [ $(cat $d/device) = 0x0005 ] && "
                 "basename $(readlink $d/driver); done", check=False)[1].split()
@@ -823,9 +810,9 @@ def t_balloon_and_tools(g, kver):
     outs = {}
     try:
         g.run(f"echo 64M > {SYSB}/inflate_rate")
-        balloon_to(g, 256 * MiB)
+        g.balloon_to(256 * MiB)
         g.run(f"echo 0 > {SYSB}/inflate_rate")
-        balloon_to(g, 0)
+        g.balloon_to(0)
         time.sleep(1.5)   # one more interval line from balloonrate
     finally:
         outs = _stop_tools(g, pids)
@@ -1086,7 +1073,7 @@ def t_readme_install(g, kver):
     for pkg in (f"linux-headers-{kver}", DEB_NAME):
         assert f"{pkg} is already the newest version" in res[0][1], res[0][1][-2000:]
     assert balloon_driver(g) == [NAME] and "virtio_balloon" not in loaded(g), (balloon_driver(g), loaded(g))
-    g.wait_for(lambda: sysb(g, "backend") == "virtio" and sysb(g, "size") == sysb(g, "host_target"), 30,
+    g.wait_for(lambda: g.sysb("backend") == "virtio" and g.sysb("size") == g.sysb("host_target"), 30,
                what="uniballoon at the host's target")
     return "apt: all already installed; modprobe lines: uniballoon took the device from virtio_balloon"
 
@@ -1102,28 +1089,28 @@ def writes(res):
 def assert_written(g, res):
     for f, v in writes(res).items():
         if v == "host":
-            assert sysb(g, "target_source") != "user", sysb(g, "target_source")
+            assert g.sysb("target_source") != "user", g.sysb("target_source")
         else:
-            assert int(sysb(g, f)) == parse_size(v), f"echo {v} > {f}: reads {sysb(g, f)}"
+            assert int(g.sysb(f)) == parse_size(v), f"echo {v} > {f}: reads {g.sysb(f)}"
 
 
 def t_readme_use(g):
     """Use's blocks, in /sys/kernel/balloon: each write reads back as written, outputs as
     the comments say; the settings are restored after."""
-    saved = {f: sysb(g, f) for f in RW}
-    feats = sysb(g, "features").split()
+    saved = {f: g.sysb(f) for f in RW}
+    feats = g.sysb("features").split()
     try:
         res = readme_run(g, "use-target", cwd=SYSB)
         line, out = res[1]
         assert out.split() == line.split("#")[1].strip().split(", "), (line, out)
         assert_written(g, res)
-        g.wait_for(lambda: sysb(g, "size") == sysb(g, "host_target"), 60, what="the balloon back at the host's target")
+        g.wait_for(lambda: g.sysb("size") == g.sysb("host_target"), 60, what="the balloon back at the host's target")
         for name in ("use-floor", "use-rates", "use-oom"):
             assert_written(g, readme_run(g, name, cwd=SYSB))
         (line, out), = readme_run(g, "use-reserve", cwd=SYSB)
         reserve = int(out)
         # "about 128 MiB in a 1 GiB guest with the defaults"; "It is 0 while oom_deflate is 0"
-        if sysb(g, "oom_deflate") == "1":
+        if g.sysb("oom_deflate") == "1":
             assert 96 * MiB <= reserve <= 160 * MiB, reserve
         else:
             assert reserve == 0, reserve
@@ -1153,7 +1140,7 @@ def t_readme_modprobe_conf(g):
     path = re.match(r"# (/etc/modprobe\.d/\S+):", text).group(1)
     assert path == "/etc/modprobe.d/uniballoon.conf", path
     opts = dict(o.split("=") for o in re.search(rf"^options {NAME} (.*)$", text, re.M).group(1).split())
-    feats = sysb(g, "features").split()
+    feats = g.sysb("features").split()
     g.run("mkdir -p /tmp/modprobe.d && cp -a /etc/modprobe.d/. /tmp/modprobe.d/ && "
           "mount --bind /tmp/modprobe.d /etc/modprobe.d")
     try:
@@ -1164,7 +1151,7 @@ def t_readme_modprobe_conf(g):
         for k, v in opts.items():
             want = str(int(v == "1" and "oom_deflate" in feats)) if k == "oom_deflate" else str(parse_size(v))
             param = g.run(f"cat /sys/module/{NAME}/parameters/{k}")[1].strip()
-            assert sysb(g, k) == param == want, f"{k}={v}: sysfs {sysb(g, k)}, parameter {param}, want {want}"
+            assert g.sysb(k) == param == want, f"{k}={v}: sysfs {g.sysb(k)}, parameter {param}, want {want}"
         bl = g.run(r"modprobe -c | grep -E '^blacklist (virtio|vmw)_balloon'")[1].split("\n")
         assert sorted(filter(None, bl)) == ["blacklist virtio_balloon", "blacklist vmw_balloon"], bl
     finally:
@@ -1172,7 +1159,7 @@ def t_readme_modprobe_conf(g):
         g.run("umount /etc/modprobe.d", check=False)
         g.run(f'modprobe -b "{VIRTIO_MODALIAS}"', check=False)
         uniballoon_back(g)
-    assert balloon_driver(g) == [NAME] and sysb(g, "floor") == "0", (balloon_driver(g), sysb(g, "floor"))
+    assert balloon_driver(g) == [NAME] and g.sysb("floor") == "0", (balloon_driver(g), g.sysb("floor"))
     return ", ".join(f"{k}={v}" for k, v in opts.items()) + " in force; the blacklist kept"
 
 
@@ -1182,14 +1169,14 @@ def t_readme_uninstall(g):
     alias gives virtio_balloon again."""
     if NAME not in loaded(g):
         g.run(f"modprobe {NAME}")
-    g.wait_for(lambda: sysb(g, "backend") == "virtio", 30, what="uniballoon bound")
-    balloon_to(g, 64 * MiB)
+    g.wait_for(lambda: g.sysb("backend") == "virtio", 30, what="uniballoon bound")
+    g.balloon_to(64 * MiB)
     try:
         ro_chroot(g)
         out = readme_run(g, "uninstall-deb", timeout=900, chroot=True, answer="Y\n")[-1][1]
         assert re.search(rf"^Removing {DEB_NAME} ", out, re.M), out[-3000:]
         assert NAME not in loaded(g), loaded(g)
-        assert g.qmp("query-balloon")["actual"] == GUEST_MB * MiB, g.qmp("query-balloon")
+        assert g.actual() == GUEST_MB * MiB, g.qmp("query-balloon")
         ch = lambda cmd: g.run(f"chroot {OV}/root /bin/bash -c {shlex.quote(cmd)}", check=False)  # noqa: E731
         status = ch(f"dpkg-query -W -f='${{Status}}' {DEB_NAME}")[1]
         assert "not-installed" in status or "no packages found" in status, status

@@ -14,19 +14,10 @@ import time
 import lab
 import xen
 from ktap import figure, note, test
-from lab import MiB
+from lab import MiB, SYSB
 
-SYSB = "/sys/kernel/balloon"
 KiB_PER_PAGE = 4
 PAGE = 4096
-
-
-def sysb(g, name):
-    return g.run(f"cat {SYSB}/{name}")[1].strip()
-
-
-def sysb_int(g, name):
-    return int(sysb(g, name))
 
 
 def xen_debugfs(g):
@@ -48,7 +39,7 @@ def memtotal_kb(g):
 
 def settled(g, want_size):
     """size has reached want_size (bytes) and the engine agrees it is the target."""
-    return sysb_int(g, "size") == want_size and sysb_int(g, "target") == want_size
+    return g.sysb_int("size") == want_size and g.sysb_int("target") == want_size
 
 
 def trace_sum(g, action):
@@ -66,13 +57,13 @@ def trace_sum(g, action):
 
 def t_load(g, ko):
     g.run(f"insmod {ko}")
-    assert sysb(g, "backend") == "xen", g.run("dmesg | tail -5")[1]
-    feats = sysb(g, "features").split()
+    assert g.sysb("backend") == "xen", g.run("dmesg | tail -5")[1]
+    feats = g.sysb("features").split()
     for w in ("target", "floor", "target_driven", "tell_host", "oom_deflate",
               "best_effort=floor,inflate_rate,deflate_rate,oom_deflate"):
         assert w in feats, feats
     assert "migration" not in feats, feats
-    assert sysb(g, "oom_deflate") == "0", "OOM deflation must be off until asked for"
+    assert g.sysb("oom_deflate") == "0", "OOM deflation must be off until asked for"
     return " ".join(feats)
 
 
@@ -85,8 +76,8 @@ def t_missing_key(g):
                             int(d["watch_missing_key"]) >= 1 else None)(xen_debugfs(g)),
                    30, what="our watch fired on the missing key")
     assert d["host_target_kb"] == "none", d
-    size = sysb_int(g, "size")
-    assert sysb_int(g, "host_target") == size and sysb_int(g, "target") == size
+    size = g.sysb_int("size")
+    assert g.sysb_int("host_target") == size and g.sysb_int("target") == size
     assert g.xl_mem_mb("Domain-0") == xen.DOM0_MB
     return f"balloon stays at {size // 1024} KiB (core's boot balloon)"
 
@@ -97,7 +88,7 @@ def t_missing_key(g):
 def t_dom0_mem_set(g, kver):
     """xl mem-set 0 448m: host_target, size, MemTotal and xl list follow; the
     inflate tracepoint sums to exactly the pages the balloon grew by."""
-    size0, mt0 = sysb_int(g, "size"), memtotal_kb(g)
+    size0, mt0 = g.sysb_int("size"), memtotal_kb(g)
     after0 = int(xen_debugfs(g)["events_after_frontend"])
     state = {}
 
@@ -109,7 +100,7 @@ def t_dom0_mem_set(g, kver):
         state["took"] = time.monotonic() - t0
     inflated, deflated, out = trace_sum(g, act)
     figure(kver, "xen dom0: xl mem-set 512m -> 448m reflected in size", f"{state['took']:.1f} s")
-    assert sysb_int(g, "host_target") == size0 + 64 * MiB
+    assert g.sysb_int("host_target") == size0 + 64 * MiB
     assert inflated == 64 * MiB // PAGE and deflated == 0, out
     mt = memtotal_kb(g)
     assert mt0 - mt == 64 * 1024, (mt0, mt)
@@ -131,10 +122,10 @@ def t_user_target(g, kver):
     total = int(xen_debugfs(g)["core_total_pages"])
     g.run(f"echo 128M > {SYSB}/target")
     g.wait_for(lambda: settled(g, 128 * MiB), 60, what="size 128 MiB")
-    assert sysb(g, "target_source") == "user"
+    assert g.sysb("target_source") == "user"
     want_mb = (total * PAGE - 128 * MiB) // MiB
     g.wait_for(lambda: g.xl_mem_mb("Domain-0") == want_mb, 30, what=f"xl list shows {want_mb} MiB")
-    host = sysb_int(g, "host_target")
+    host = g.sysb_int("host_target")
 
     def back():
         g.run(f"echo host > {SYSB}/target")
@@ -150,23 +141,23 @@ def t_floor(g, kver):
     (64 MiB more); dropping the floor lets the host's target through."""
     avail0 = g.meminfo()["MemAvailable"]
     floor_kb = avail0 - 24 * 1024
-    size0 = sysb_int(g, "size")
+    size0 = g.sysb_int("size")
     g.run(f"echo {floor_kb}K > {SYSB}/floor")
     try:
         g.xl("mem-set 0 384m")
-        g.wait_for(lambda: sysb(g, "target_source") == "floor" and
-                   sysb_int(g, "size") == sysb_int(g, "target"), 60, what="floor holds")
+        g.wait_for(lambda: g.sysb("target_source") == "floor" and
+                   g.sysb_int("size") == g.sysb_int("target"), 60, what="floor holds")
         avail_kb = g.meminfo()["MemAvailable"]
-        held = (sysb_int(g, "size") - size0) // MiB
+        held = (g.sysb_int("size") - size0) // MiB
         held_mb = g.xl_mem_mb("Domain-0")
         # best effort: at most one core batch (2 MiB) past it, plus the guest's own noise
         assert avail_kb >= floor_kb - 4 * 1024, (avail_kb, floor_kb)
         assert held_mb >= 384 + 24, held_mb
-        assert int(sysb(g, "stats/floor_holds")) >= 1
+        assert int(g.sysb("stats/floor_holds")) >= 1
     finally:
         g.run(f"echo 0 > {SYSB}/floor")
     g.wait_for(lambda: g.xl_mem_mb("Domain-0") == 384, 60, what="xl list at 384 MiB after floor 0")
-    assert sysb(g, "target_source") == "host"
+    assert g.sysb("target_source") == "host"
     # back to 448 MiB, where the next tests have room
     g.xl("mem-set 0 448m")
     g.wait_for(lambda: g.xl_mem_mb("Domain-0") == 448, 60, what="xl list back at 448 MiB")
@@ -199,10 +190,10 @@ def t_oom_notifier(g):
     made the likeliest victim) deflates the balloon by lowering the target, and the
     notifier reports 0 pages freed: the Xen driver gets them back later, and a report
     above 0 would make the kernel skip a kill for memory that is not there yet."""
-    size0 = sysb_int(g, "size")
+    size0 = g.sysb_int("size")
     assert size0 > 0, "the balloon is empty: nothing to deflate"
     calls0, reported0 = oom_notifier(g)
-    deflations0 = sysb_int(g, "stats/oom_deflations")
+    deflations0 = g.sysb_int("stats/oom_deflations")
     g.run(f"echo 1 > {SYSB}/oom_deflate")
     try:
         pid = g.run("sleep 600 >/dev/null 2>&1 & echo $!; echo 1000 > /proc/$!/oom_score_adj")[1].split()[0]
@@ -211,7 +202,7 @@ def t_oom_notifier(g):
                    f"Killed process {pid} " in g.run("dmesg")[1], 60,
                    what="the OOM notifier called and the victim killed")
         calls, reported = oom_notifier(g)
-        deflations = sysb_int(g, "stats/oom_deflations")
+        deflations = g.sysb_int("stats/oom_deflations")
         assert deflations > deflations0, f"no OOM deflation ({deflations0} -> {deflations})"
         assert reported == reported0, f"the notifier reported {reported - reported0} pages freed"
     finally:
@@ -220,8 +211,8 @@ def t_oom_notifier(g):
         g.run(f"echo {size0} > {SYSB}/target; echo host > {SYSB}/target")
     g.wait_for(lambda: settled(g, size0) and g.xl_mem_mb("Domain-0") == 448, 60,
                what=lambda: f"the balloon back at the host's target of {size0} bytes (size "
-                            f"{sysb(g, 'size')}, target {sysb(g, 'target')} from "
-                            f"{sysb(g, 'target_source')}, xl list {g.xl_mem_mb('Domain-0')} MiB; "
+                            f"{g.sysb('size')}, target {g.sysb('target')} from "
+                            f"{g.sysb('target_source')}, xl list {g.xl_mem_mb('Domain-0')} MiB; "
                             f"backend {xen_debugfs(g)}; core: {xen_core_state(g)})")
     return (f"{calls - calls0} notifier call(s), {deflations - deflations0} OOM deflation(s), "
             f"{reported - reported0} pages reported freed")

@@ -16,7 +16,7 @@ def say(text):
 
 
 def host_view(g):
-    actual = g.qmp("query-balloon")["actual"]
+    actual = g.actual()
     print(f"host  (QMP query-balloon): guest has {actual >> 20} MiB of {MEM} MiB")
 
 
@@ -45,7 +45,7 @@ def wait_settled(g, ask):
     def settled():
         now = size(g)
         seen.append(now)
-        agree = g.qmp("query-balloon")["actual"] == MEM * MiB - now
+        agree = g.actual() == MEM * MiB - now
         return agree and (now == ask or (len(seen) >= 3 and seen[-1] == seen[-3]))
     g.wait_for(settled, 120, interval=2, what=f"the balloon to settle at or below {ask >> 20} MiB")
     return seen[-1]
@@ -104,7 +104,7 @@ def main():
         g.run("rmmod uniballoon", timeout=120)
         host_view(g)
         print(g.run("grep MemTotal /proc/meminfo")[1].rstrip())
-        assert g.qmp("query-balloon")["actual"] == MEM * MiB
+        assert g.actual() == MEM * MiB
     say("demo finished")
 
 

@@ -35,6 +35,8 @@ BUILD_DIR = Path(os.environ.get("LAB_BUILD", PROJECT / "build" / "lab"))
 # `rep stosq` makes 8 times fewer stores. Real CPUs have no such cost.
 QEMU_CPU = "max,-erms"
 MiB = 1 << 20
+SYSB = "/sys/kernel/balloon"    # the module's sysfs directory in a guest
+GUEST_MB = 1024                 # the test guests' memory (Guest's mem_mb default)
 
 
 # First lines of /init in the lab's busybox-only initramfs guests (the
@@ -252,7 +254,7 @@ class _LineSocket:
 
 
 class Guest:
-    def __init__(self, kver, mem_mb=1024, smp=1, balloon_opts="", extra_qemu_args=(),
+    def __init__(self, kver, mem_mb=GUEST_MB, smp=1, balloon_opts="", extra_qemu_args=(),
                  name=None, append="", boot_timeout=120, initrd_prefix=None, ready_line=None,
                  udev=False, kernel=None):
         """initrd_prefix: an uncompressed cpio placed before the lab's initramfs (its files
@@ -469,6 +471,34 @@ class Guest:
         """/proc/meminfo of the guest as {field: kB}."""
         _, out = self.run("cat /proc/meminfo")
         return {k: int(v.split()[0]) for k, v in (l.split(":", 1) for l in out.splitlines())}
+
+    def sysb(self, name):
+        """The module's sysfs file SYSB/name, stripped (an error if it cannot be read)."""
+        return self.run(f"cat {SYSB}/{name}")[1].strip()
+
+    def sysb_int(self, name):
+        return int(self.sysb(name))
+
+    def vmstat(self, field=None):
+        """/proc/vmstat's field as an int (0 if the kernel has no such field); without a
+        field, all of /proc/vmstat as {field: int}."""
+        if field is None:
+            return {k: int(v) for k, v in (l.split() for l in self.run("cat /proc/vmstat")[1].splitlines())}
+        return int(self.run(f"awk '$1 == \"{field}\" {{ print $2 }}' /proc/vmstat")[1].strip() or 0)
+
+    def actual(self):
+        """The guest's memory as QEMU sees it: QMP query-balloon's actual, in bytes."""
+        return self.qmp("query-balloon")["actual"]
+
+    def balloon_to(self, balloon_bytes, timeout=120):
+        """The host asks for a balloon of balloon_bytes (QMP balloon); waits until both
+        sides agree (query-balloon and the module's size). Returns the seconds it took."""
+        t0 = time.monotonic()
+        want = self.mem_mb * MiB - balloon_bytes
+        self.qmp("balloon", value=want)
+        self.wait_for(lambda: self.actual() == want and self.sysb_int("size") == balloon_bytes, timeout,
+                      what=lambda: f"balloon of {balloon_bytes >> 20} MiB (size {self.sysb('size')})")
+        return time.monotonic() - t0
 
     # ---------------------------------------------------------------- QMP
     def _qmp_handshake(self):

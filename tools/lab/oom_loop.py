@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check import GUEST_MB, MiB, actual, fill_for_oom, hog_gets_memory, load, model_audit, \
-    model_set, stall_reports, sysb  # noqa: E402 (the suite's own helpers)
+from check import GUEST_MB, MiB, fill_for_oom, hog_gets_memory, load, model_audit, \
+    model_set, stall_reports  # noqa: E402 (the suite's own helpers)
 from lab import Guest, build_module, kernels  # noqa: E402
 
 
@@ -26,10 +26,10 @@ def one(kver, backend, ko, n):
         if backend == "virtio":
             load(g, ko)
             held = fill_for_oom(g, 800, lambda: g.qmp("balloon", value=GUEST_MB * MiB - 800 * MiB),
-                                lambda size: actual(g) == GUEST_MB * MiB - size)
+                                lambda size: g.actual() == GUEST_MB * MiB - size)
         else:
             g.run(f"insmod {ko} backend=vmware")
-            assert sysb(g, "backend") == "vmware"
+            assert g.sysb("backend") == "vmware"
             held = fill_for_oom(g, 800, lambda: model_set(g, "target", 800 * 256),
                                 lambda size: model_audit(g)["locked_frames"] == size // 4096)
         out, took = hog_gets_memory(g)
