@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import check  # noqa: E402 - its VMware helpers
+import check_vmware  # noqa: E402 - its VMware helpers
 from lab import Guest, build_module, kernels  # noqa: E402
 
 MIB = 512           # inflated per run; the guest has 1 GiB
-CAPSETS = check.CAPSETS + (("basic+batched+2m+doorbell", 0x3e),)
+CAPSETS = check_vmware.CAPSETS + (("basic+batched+2m+doorbell", 0x3e),)
 
 
 def main():
@@ -22,10 +22,10 @@ def main():
     for kver in kernels():
         ko = build_module(kver, test_build=True)
         with Guest(kver, mem_mb=1024, name=f"bench-vmware-{kver}") as g:
-            check.t_vm_load(g, ko)
+            check_vmware.t_vm_load(g, ko)
             for name, caps in CAPSETS:
-                check.vm_reset_to(g, caps)
-                rows.append((kver, name, *check.vm_round_trip(g, MIB, timeout=600)))
+                check_vmware.vm_reset_to(g, caps)
+                rows.append((kver, name, *check_vmware.vm_round_trip(g, MIB, timeout=600)))
     print(f"\nVMware backend, host model, {MIB} MiB inflated then deflated per run; "
           "commands: all of the inflation's, GET_TARGET polls included")
     print(f"{'kernel':<24} {'capabilities':<28} {'commands':>9} {'LOCK/GiB':>9} "

@@ -47,7 +47,7 @@ FAULT_DUMP_LINES = 80
 
 
 def free_kb(g):
-    """MemFree plus the per-CPU free lists, with the page cache dropped (as check.py)."""
+    """MemFree plus the per-CPU free lists, with the page cache dropped (as check_vmware.py)."""
     g.run("sync; echo 3 > /proc/sys/vm/drop_caches")
     pcp = g.run("awk '$1 == \"count:\" { n += $2 } END { print n + 0 }' /proc/zoneinfo")[1]
     return g.meminfo()["MemFree"] + int(pcp) * 4

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check import GUEST_MB, MiB, fill_for_oom, hog_gets_memory, load, model_audit, \
-    model_set, stall_reports  # noqa: E402 (the suite's own helpers)
-from lab import Guest, build_module, kernels  # noqa: E402
+from lab import GUEST_MB, MiB, Guest, build_module, kernels  # noqa: E402
+from check_virtio import fill_for_oom, hog_gets_memory, load, stall_reports  # noqa: E402 (the suites' own helpers)
+from check_vmware import model_audit, model_set  # noqa: E402
 
 
 def one(kver, backend, ko, n):
