@@ -24,8 +24,8 @@ from pathlib import Path
 import lab
 from ktap import figure, note, test
 from lab import GUEST_MB, MiB, SYSB, Guest
+from check_vmware import model_audit, model_set
 
-MODEL = "/sys/kernel/debug/uniballoon_vmware_model"
 STRESS_SECONDS = int(os.environ.get("LAB_STRESS_SECONDS", "600"))
 
 # What the checkers print. Lockdep and DEBUG_ATOMIC_SLEEP print "WARNING:" or "BUG:" lines
@@ -44,13 +44,6 @@ OOM_TRACE = re.compile(r"invoked oom-killer")
 # on), and nothing else, so a checker's report interleaved with it still counts.
 FAULT_DUMP = re.compile(r"FAULT_INJECTION: forcing a failure")
 FAULT_DUMP_LINES = 80
-
-
-def free_kb(g):
-    """MemFree plus the per-CPU free lists, with the page cache dropped (as check_vmware.py)."""
-    g.run("sync; echo 3 > /proc/sys/vm/drop_caches")
-    pcp = g.run("awk '$1 == \"count:\" { n += $2 } END { print n + 0 }' /proc/zoneinfo")[1]
-    return g.meminfo()["MemFree"] + int(pcp) * 4
 
 
 def reports(text):
@@ -513,7 +506,7 @@ class VmwareStress(Stress):
                 (self.rmmod_insmod_full, 1)]
 
     def model(self, knob, value):
-        self.g.run(f"echo {value} > {MODEL}/{knob}")
+        model_set(self.g, knob, value)
 
     def host_target(self, mib=None):
         mib = self.rng.randint(0, 700) if mib is None else mib
@@ -542,8 +535,7 @@ class VmwareStress(Stress):
         self.host_target(mib)
 
     def audit(self):
-        out = self.g.run(f"cat {MODEL}/audit")[1]
-        return {k: int(v, 0) for k, v in (l.split(": ") for l in out.splitlines())}
+        return model_audit(self.g)
 
     def rmmod(self):
         # Between the host's lock and the guest's bookkeeping (under the engine's
@@ -562,7 +554,7 @@ class VmwareStress(Stress):
 def t_stress(g, kver, ko, cls, name, insmod_args=""):
     s = cls(g, kver, ko, name, insmod_args)
     g.run("echo clear > /sys/kernel/debug/kmemleak")    # what boot left is not ours
-    total0, free0 = g.meminfo()["MemTotal"], free_kb(g)
+    total0, free0 = g.meminfo()["MemTotal"], g.free_after_drop()
     hog = g.meminfo()["MemAvailable"] // 1024 - 96
     mark = len(g.console())     # the console, unlike dmesg, never loses a line
     kills0 = g.vmstat("oom_kill")
@@ -600,7 +592,7 @@ def t_stress(g, kver, ko, cls, name, insmod_args=""):
     s.host_target(0)
     s.rmmod()
     deflations = s.deflations
-    total, free = g.meminfo()["MemTotal"], free_kb(g)
+    total, free = g.meminfo()["MemTotal"], g.free_after_drop()
     ours, others = kmemleak_ours(g)
     bad = reports(g.console()[mark:])
     assert not bad, "\n".join(bad[:20])

@@ -68,15 +68,6 @@ def no_page_lost(g):
     assert held * 4096 == g.sysb_int("size"), f"vmstat says {held} pages, size {g.sysb('size')}"
 
 
-def free_after_drop(g):
-    """Free memory in kB that two readings can compare: page cache dropped, and
-    the pages kept on the per-CPU free lists (which 6.12 grows after large
-    frees, outside MemFree) counted in."""
-    g.run("sync; echo 3 > /proc/sys/vm/drop_caches")
-    pcp = g.run("awk '$1 == \"count:\" { n += $2 } END { print n + 0 }' /proc/zoneinfo")[1]
-    return g.meminfo()["MemFree"] + int(pcp) * 4
-
-
 def vm_reset_to(g, caps):
     resets = g.sysb_int("stats/host_resets")
     model_set(g, "caps", caps)
@@ -266,7 +257,7 @@ def t_vm_busy(g):
 
 def t_vm_reset_mid_batch(g):
     vm_reset_to(g, 0x6)                  # 4 KiB batches of 512 entries
-    free0 = free_after_drop(g)
+    free0 = g.free_after_drop()
     resets = g.sysb_int("stats/host_resets")
     model_set(g, "reset_after", 3000)    # inside the 6th batch
     vm_balloon(g, 64)
@@ -275,7 +266,7 @@ def t_vm_reset_mid_batch(g):
     no_page_lost(g)
     vm_balloon(g, 0)
     no_page_lost(g)
-    free = free_after_drop(g)
+    free = g.free_after_drop()
     # a leaked page would be missing from MemFree; other memory may have been freed
     assert free > free0 - 16 * 1024, f"MemFree {free0} -> {free} kB"
     vm_reset_to(g, 0x2e)
@@ -476,12 +467,12 @@ def t_vm_compaction(g):
 
 def t_vm_rmmod(g):
     vm_balloon(g, 0)
-    free0 = free_after_drop(g)
+    free0 = g.free_after_drop()
     vm_balloon(g, 128)
     g.run("rmmod uniballoon", timeout=120)
     assert g.run("test -e /sys/kernel/debug/vmmemctl", check=False)[0] != 0, "vmmemctl left behind"
     assert g.vmstat("balloon_inflate") == g.vmstat("balloon_deflate")
-    free = free_after_drop(g)
+    free = g.free_after_drop()
     # a leaked page would be missing from MemFree; other memory may have been freed
     assert free > free0 - 16 * 1024, f"MemFree {free0} -> {free} kB"
 
