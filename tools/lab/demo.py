@@ -5,10 +5,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lab import MiB, Guest, build_module, kernels  # noqa: E402
+from lab import MiB, SYSB, Guest, build_module, kernels  # noqa: E402
 
 MEM = 1024
-B = "/sys/kernel/balloon"
 
 
 def say(text):
@@ -21,18 +20,14 @@ def host_view(g):
 
 
 def guest_view(g):
-    _, out = g.run(f"cd {B} && for f in backend size host_target target target_source; do "
+    _, out = g.run(f"cd {SYSB} && for f in backend size host_target target target_source; do "
                    "printf '%-14s %s\\n' $f \"$(cat $f)\"; done; grep -E 'MemTotal|MemAvailable' /proc/meminfo")
     print("guest (/sys/kernel/balloon):")
     print("  " + out.rstrip().replace("\n", "\n  "))
 
 
-def size(g):
-    return int(g.run(f"cat {B}/size")[1])
-
-
 def wait_size(g, want):
-    g.wait_for(lambda: size(g) == want, 120, what=f"size {want >> 20} MiB")
+    g.wait_for(lambda: g.sysb_int("size") == want, 120, what=f"size {want >> 20} MiB")
 
 
 def wait_settled(g, ask):
@@ -43,7 +38,7 @@ def wait_settled(g, ask):
     seen = []
 
     def settled():
-        now = size(g)
+        now = g.sysb_int("size")
         seen.append(now)
         agree = g.actual() == MEM * MiB - now
         return agree and (now == ask or (len(seen) >= 3 and seen[-1] == seen[-3]))
@@ -73,13 +68,13 @@ def main():
         host_view(g)
 
         say("guest: echo 512M > /sys/kernel/balloon/target (the guest gives more on its own)")
-        g.run(f"echo 512M > {B}/target")
+        g.run(f"echo 512M > {SYSB}/target")
         wait_size(g, 512 * MiB)
         guest_view(g)
         host_view(g)
 
         say("guest: echo host > /sys/kernel/balloon/target (the host is in charge again)")
-        g.run(f"echo host > {B}/target")
+        g.run(f"echo host > {SYSB}/target")
         wait_size(g, 256 * MiB)
         guest_view(g)
         host_view(g)
@@ -88,13 +83,13 @@ def main():
         g.qmp("balloon", value=256 * MiB)
         held = wait_settled(g, 768 * MiB)
         if held < 768 * MiB:
-            _, why = g.run(f"cat {B}/target_source; grep 'pressure reserve' /sys/kernel/debug/balloon/status")
+            _, why = g.run(f"cat {SYSB}/target_source; grep 'pressure reserve' /sys/kernel/debug/balloon/status")
             print(f"the balloon stopped at {held >> 20} MiB: " + "; ".join(why.split("\n")).strip("; "))
         _, out = g.run("python3 -c 'import mmap\nn = 600 << 20\nm = mmap.mmap(-1, n)\n"
                        "for i in range(0, n, 4096): m[i] = 1\nprint(\"got 600 MiB\")'", timeout=300)
         print(out.rstrip())
         assert "got 600 MiB" in out, out
-        _, deflations = g.run(f"cat {B}/stats/oom_deflations")
+        _, deflations = g.run(f"cat {SYSB}/stats/oom_deflations")
         print(f"oom_deflations: {deflations.strip()}")
         assert int(deflations) > 0
         guest_view(g)

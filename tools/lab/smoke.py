@@ -19,7 +19,7 @@ def balloon_to(g, mib, memtotal_kb, timeout=60):
     """Ask for `mib` MiB of guest memory; wait until QEMU and the guest agree. Returns seconds."""
     t0 = time.monotonic()
     g.qmp("balloon", value=mib * MiB)
-    g.wait_for(lambda: g.qmp("query-balloon")["actual"] == mib * MiB, timeout,
+    g.wait_for(lambda: g.actual() == mib * MiB, timeout,
                what=f"query-balloon actual == {mib} MiB")
     g.wait_for(lambda: g.meminfo()["MemTotal"] == memtotal_kb, timeout,
                what=f"guest MemTotal == {memtotal_kb} kB")

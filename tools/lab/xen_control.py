@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab  # noqa: E402
 import xen  # noqa: E402
 
-B = "/sys/kernel/balloon"
 KB = "/sys/devices/system/xen_memory/xen_memory0/target_kb"
 SLEEPER = "echo DOMU-UP; while :; do sleep 1; done"
 
@@ -32,7 +31,7 @@ def xl(g, args, tally):
 def dom0_to(g, mb, variant, tally):
     """Move dom0 to mb MiB, by our module's target or by the kernel's target_kb."""
     if variant == "module":
-        g.run(f"echo {512 - mb}M > {B}/target")
+        g.run(f"echo {512 - mb}M > {lab.SYSB}/target")
     else:
         g.run(f"echo {mb * 1024} > {KB}")
     for _ in range(60):
