@@ -17,6 +17,17 @@
 static bool ubv_test_mute;
 module_param_named(test_mute_host, ubv_test_mute, bool, 0644);
 
+/* Test builds: a longer wait for the host, in seconds (0: UBV_HOST_TIMEOUT). */
+static unsigned int ubv_test_timeout;
+module_param_named(test_host_timeout, ubv_test_timeout, uint, 0644);
+
+static unsigned long ubv_host_timeout(void)
+{
+	unsigned int secs = READ_ONCE(ubv_test_timeout);
+
+	return secs ? secs * HZ : UBV_HOST_TIMEOUT;
+}
+
 static void ubv_notify(struct virtqueue *vq)
 {
 	if (!READ_ONCE(ubv_test_mute))
@@ -40,6 +51,11 @@ static void ubv_test_unmute_vq(struct virtqueue *vq)
 static void ubv_notify(struct virtqueue *vq)
 {
 	virtqueue_kick(vq);
+}
+
+static unsigned long ubv_host_timeout(void)
+{
+	return UBV_HOST_TIMEOUT;
 }
 
 static void ubv_test_unmute(struct ub_virtio *vb)
@@ -133,7 +149,8 @@ static int ubv_wait_all(struct ub_virtio *vb, unsigned long timeout)
 /* A free request buffer; waits for the host when all are in flight. */
 static int ubv_next_buffer(struct ub_virtio *vb, __virtio32 **frames)
 {
-	int err = vb->reqs_used == UBV_MAX_REQS ? ubv_wait_all(vb, UBV_HOST_TIMEOUT) : 0;
+	int err = vb->reqs_used == UBV_MAX_REQS ?
+		  ubv_wait_all(vb, ubv_host_timeout()) : 0;
 
 	if (!err)
 		*frames = vb->reqs[vb->reqs_used]->frames;
@@ -153,7 +170,7 @@ static int ubv_queue_request(struct ub_virtio *vb, struct virtqueue *vq,
 	err = virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
 	if (err == -ENOSPC) {
 		/* a small ring: let the host catch up, then there is room */
-		err = ubv_wait_all(vb, UBV_HOST_TIMEOUT) ?:
+		err = ubv_wait_all(vb, ubv_host_timeout()) ?:
 		      virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
 	}
 	if (err)
@@ -220,7 +237,7 @@ static long ubv_send_pages(struct ub_virtio *vb, struct virtqueue *vq,
 static long ubv_tell_host(struct ub_virtio *vb, struct virtqueue *vq,
 			  struct ub_batch *batch)
 {
-	unsigned long timeout = batch->timeout ?: UBV_HOST_TIMEOUT;
+	unsigned long timeout = batch->timeout ?: ubv_host_timeout();
 	long sent;
 	int err;
 

@@ -10,6 +10,7 @@ guest runs the kselftests in selftests/ (KTAP), whose results are counted one by
 The VMware suite (check_vmware.py) reuses the OOM, stall and compaction helpers here.
 """
 import re
+import shlex
 import subprocess
 import time
 
@@ -309,6 +310,96 @@ def t_host_stops_answering(g, ko):
 MUTE = "/sys/module/uniballoon/parameters/test_mute_host"
 
 
+# In the guest: a process waits to take {hog} MiB; the host is muted, a deflation asked for
+# and its request sent (the worker now waits for the answer, test_host_timeout long), then
+# a sysfs write is timed and the process takes its memory, more than is free;
+# host_timeouts is read once it has it.
+OOM_IN_WAIT = r"""
+set -e
+n=/sys/kernel/debug/balloon/backend
+req() {{ sed -n 's/^deflate_requests: //p' $n; }}
+rm -f /tmp/hog.go /tmp/hog.log
+python3 -c 'import os, time
+while not os.path.exists("/tmp/hog.go"): time.sleep(0.02)
+b = b"\x01" * ({hog} << 20); print("held", flush=True); time.sleep(600)' > /tmp/hog.log 2>&1 &
+echo $! > /tmp/hog.pid
+r0=$(req)
+echo 1 > {mute}
+echo {target} > /sys/kernel/balloon/target
+end=$(( $(date +%s) + 30 ))
+while [ "$(req)" -le "$r0" ]; do [ $(date +%s) -lt $end ] || {{ echo no-request; exit 1; }}; done
+a=$(date +%s.%N)
+echo {write} > /sys/kernel/balloon/target
+b=$(date +%s.%N)
+touch /tmp/hog.go
+while ! grep -q held /tmp/hog.log; do
+    kill -0 $(cat /tmp/hog.pid) 2>/dev/null || {{ echo hog-died; cat /tmp/hog.log; exit 1; }}
+    [ $(date +%s) -lt $end ] || {{ echo hog-stuck; exit 1; }}
+    sleep 0.05
+done
+c=$(date +%s.%N)
+echo "write $(awk "BEGIN {{ print $b - $a }}") hog $(awk "BEGIN {{ print $c - $b }}")" \
+     "timeouts $(sed -n 's/^host_timeouts: //p' $n)"
+"""
+HOST_TIMEOUT = "/sys/module/uniballoon/parameters/test_host_timeout"
+
+
+def t_oom_while_host_stalls(g, ko):
+    """OOM while a deflation waits for a host that has stopped answering: the worker
+    holds only the exchange lock while it waits, so a sysfs write and the shrinker and
+    OOM notifier get the engine's lock at once, and they give pages the host has
+    answered for back untold (QEMU never asks to be told). A process that needs more
+    than is free gets it and nobody is killed, all before the wait ends (20 s here,
+    test_host_timeout). Before the fix the engine's lock was held across the wait:
+    even the backend's debugfs file, read to see the request sent, answered only
+    once the wait had ended (host_timeouts 0 -> 1), and the notifier, which gives
+    up on the lock after 1 s, could not have helped within it. A kept pattern is
+    unchanged, and every page comes back."""
+    load(g, ko)
+    try:
+        return oom_while_host_stalls(g)
+    except BaseException:
+        # the guest's next test loads the module again, with the host asking for nothing
+        g.run(f"echo 0 > {MUTE}; rmmod uniballoon", check=False, timeout=120)
+        g.qmp("balloon", value=GUEST_MB * MiB)
+        raise
+
+
+def oom_while_host_stalls(g):
+    assert "oom_deflate" in g.sysb("features").split(), g.sysb("features")
+    g.balloon_to(384 * MiB)
+    keep = (g.meminfo()["MemAvailable"] * 1024 - 48 * MiB) & ~4095
+    keeper = lab.PatternKeeper(g, keep).start()
+    timeouts = lambda: backend_counters(g)["host_timeouts"]  # noqa: E731
+    t0 = timeouts()
+    kills0, deflations0 = g.vmstat("oom_kill"), g.sysb_int("stats/oom_deflations")
+    g.run(f"echo 20 > {HOST_TIMEOUT}")
+    try:
+        out = g.run("bash -c " + shlex.quote(OOM_IN_WAIT.format(
+            mute=MUTE, target="128M", write="120M", hog=160)), timeout=120)[1]
+    finally:
+        g.run(f"echo 0 > {MUTE}; echo 0 > {HOST_TIMEOUT}; kill $(cat /tmp/hog.pid) || true")
+    m = re.search(r"write ([\d.]+) hog ([\d.]+) timeouts (\d+)", out)
+    assert m, out
+    write, hog, t1 = float(m.group(1)), float(m.group(2)), int(m.group(3))
+    kills = g.vmstat("oom_kill") - kills0
+    deflations = g.sysb_int("stats/oom_deflations") - deflations0
+    assert t1 == t0 and write < 1 and not kills and deflations, (
+        f"host_timeouts {t0} -> {t1} (the wait ended first if they differ), a write took {write:.2f} s, "
+        f"the process got 160 MiB in {hog:.2f} s, {kills} OOM kills, {deflations} emergency deflations\n"
+        + g.run("dmesg")[1][-3000:])
+    kept = keeper.check()
+    keeper.stop()
+    g.wait_for(lambda: g.sysb_int("size") <= 120 * MiB and g.actual() == GUEST_MB * MiB - g.sysb_int("size"),
+               60, what=lambda: f"the deflation done once the host answers (size {g.sysb('size')}, "
+               f"actual {g.actual()})")
+    g.qmp("balloon", value=GUEST_MB * MiB)
+    g.run("rmmod uniballoon", timeout=120)
+    assert "all pages returned" in g.run("dmesg")[1], g.run("dmesg")[1][-3000:]
+    return (f"a write took {write * 1000:.0f} ms and 160 MiB came back in {hog:.2f} s, "
+            f"within the host's wait; {deflations} emergency deflations, no kill; {kept}")
+
+
 def unanswered_pages(g):
     """Pages in inflate requests the host has not answered (debugfs status)."""
     status = g.run("cat /sys/kernel/debug/balloon/status")[1]
@@ -469,9 +560,11 @@ def guest_restore_fail(kver, ko):
     with Guest(kver, mem_mb=GUEST_MB, name=f"stale-{kver}") as g:
         test(f"{kver}: a host that stalls mid-inflation: no page it may still discard goes back "
              "to the guest (data unchanged)", t_stale_inflate_keeps_data, g, ko)
-    with Guest(kver, mem_mb=GUEST_MB, name=f"restore-{kver}") as g:
+    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="deflate-on-oom=on", name=f"restore-{kver}") as g:
         test(f"{kver}: a host that stops answering: exchanges time out, writers wait one timeout at most",
              t_host_stops_answering, g, ko)
+        test(f"{kver}: OOM while the host stalls: memory back within the host's wait, no OOM kill",
+             t_oom_while_host_stalls, g, ko)
         test(f"{kver}: a failed restore, then device removal: nothing touched twice",
              t_failed_restore, g, ko)
     with Guest(kver, mem_mb=GUEST_MB, balloon_opts="free-page-reporting=on",
