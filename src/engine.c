@@ -42,6 +42,46 @@ struct uniballoon ub = {
 	.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE,
 };
 
+void ub_exchange_lock(void)
+{
+	mutex_lock(&ub.exchange);
+}
+
+void ub_exchange_unlock(void)
+{
+	mutex_unlock(&ub.exchange);
+}
+
+bool ub_exchange_trylock(void)
+{
+	return mutex_trylock(&ub.exchange);
+}
+
+void ub_assert_exchange_locked(void)
+{
+	lockdep_assert_held(&ub.exchange);
+}
+
+void ub_lock(void)
+{
+	mutex_lock(&ub.lock);
+}
+
+void ub_unlock(void)
+{
+	mutex_unlock(&ub.lock);
+}
+
+bool ub_trylock(void)
+{
+	return mutex_trylock(&ub.lock);
+}
+
+void ub_assert_locked(void)
+{
+	lockdep_assert_held(&ub.lock);
+}
+
 static const char *const ub_block_names[] = {
 	[UB_BLOCK_NONE]		= "none",
 	[UB_BLOCK_HOST_SILENT]	= "host-silent",
@@ -66,7 +106,7 @@ const char *ub_block_name(enum ub_block why)
  */
 void ub_blocked_locked(enum ub_block why, unsigned long delay)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (why != UB_BLOCK_NONE || ub.blocked != UB_BLOCK_NONE)
 		trace_blocked(ub_block_names[why],
@@ -97,8 +137,8 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	unsigned long requested, delay;
 	enum ub_reason why;
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	if (!ub.ops || ub.paused)
 		return UB_IDLE;
@@ -133,11 +173,11 @@ static void ub_poll_fn(struct work_struct *work)
 	unsigned long target;
 	int err;
 
-	mutex_lock(&ub.exchange);
-	mutex_lock(&ub.lock);
+	ub_exchange_lock();
+	ub_lock();
 	if (!ub.ops || ub.paused) {
-		mutex_unlock(&ub.lock);
-		mutex_unlock(&ub.exchange);
+		ub_unlock();
+		ub_exchange_unlock();
 		return;
 	}
 	/* a page mover's protocol must be up to be asked */
@@ -152,8 +192,8 @@ static void ub_poll_fn(struct work_struct *work)
 		ub_host_target_locked(target, false);
 again:
 	queue_delayed_work(ub.wq, &ub.poll_work, ub.ops->poll_interval);
-	mutex_unlock(&ub.lock);
-	mutex_unlock(&ub.exchange);
+	ub_unlock();
+	ub_exchange_unlock();
 	ub_kick();
 }
 
@@ -162,11 +202,11 @@ static void ub_work_fn(struct work_struct *work)
 	struct ub_plan plan = {};
 	unsigned long delay;
 
-	mutex_lock(&ub.exchange);
-	mutex_lock(&ub.lock);
+	ub_exchange_lock();
+	ub_lock();
 	delay = ub_step_locked(&plan);
-	mutex_unlock(&ub.lock);
-	mutex_unlock(&ub.exchange);
+	ub_unlock();
+	ub_exchange_unlock();
 	if (plan.want)
 		delay = ub_inflate(plan.want, plan.order);
 	if (delay != UB_IDLE)
@@ -198,9 +238,9 @@ static int ub_attach(const struct ub_backend *ops,
 		return -EIO;
 #endif
 
-	mutex_lock(&ub.lock);
+	ub_lock();
 	if (ub.ops) {
-		mutex_unlock(&ub.lock);
+		ub_unlock();
 		return -EBUSY;
 	}
 	ub.ops = ops;
@@ -228,7 +268,7 @@ static int ub_attach(const struct ub_backend *ops,
 	 */
 	ub.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) &&
 			     (ub.oom_deflate_chosen ? ub.oom_deflate_wanted : !!pm);
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	if (ops->poll)
 		queue_delayed_work(ub.wq, &ub.poll_work, 0);
 	pr_info("backend %s active\n", ops->name);
@@ -257,9 +297,9 @@ int ub_attach_size(const struct ub_size_mover *sm, void *priv,
 /* Stop the worker for good: paused state is checked by every entry point. */
 static void ub_stop_worker(void)
 {
-	mutex_lock(&ub.lock);
+	ub_lock();
 	ub.paused = true;
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	cancel_delayed_work_sync(&ub.poll_work);
 	cancel_delayed_work_sync(&ub.work);
 }
@@ -274,12 +314,12 @@ void ub_detach(void)
 
 	ub_stop_worker();
 
-	mutex_lock(&ub.exchange);
-	mutex_lock(&ub.lock);
+	ub_exchange_lock();
+	ub_lock();
 	if (!ub.ops) {
 		/* never attached, or already detached (a failed restore) */
-		mutex_unlock(&ub.lock);
-		mutex_unlock(&ub.exchange);
+		ub_unlock();
+		ub_exchange_unlock();
 		return;
 	}
 	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
@@ -306,8 +346,8 @@ void ub_detach(void)
 	ub.sm = NULL;
 	ub.priv = NULL;
 	ub.features = 0;
-	mutex_unlock(&ub.lock);
-	mutex_unlock(&ub.exchange);
+	ub_unlock();
+	ub_exchange_unlock();
 }
 
 void ub_pause(void)
@@ -317,11 +357,11 @@ void ub_pause(void)
 
 void ub_resume(void)
 {
-	mutex_lock(&ub.lock);
+	ub_lock();
 	ub.paused = false;
 	if (ub.ops && ub.ops->poll)
 		queue_delayed_work(ub.wq, &ub.poll_work, 0);
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	ub_kick();
 }
 
@@ -334,9 +374,9 @@ void ub_poll_now(void)
 
 void ub_set_host_target(unsigned long pages)
 {
-	mutex_lock(&ub.lock);
+	ub_lock();
 	ub_host_target_locked(pages, true);
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	ub_kick();
 }
 
@@ -350,7 +390,7 @@ static int ub_user_request(bool override, u64 bytes)
 	enum ub_reason why;
 	int err = 0;
 
-	mutex_lock(&ub.lock);
+	ub_lock();
 	if (!ub.ops)
 		err = -ENODEV;
 	else if (override && bytes > ub_pages_to_bytes(ub_guest_pages()))
@@ -362,7 +402,7 @@ static int ub_user_request(bool override, u64 bytes)
 		ub_note_target_locked(old, override ? UB_REASON_USER :
 						      UB_REASON_HOST);
 	}
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	if (!err)
 		ub_kick();
 	return err;
@@ -382,9 +422,9 @@ int ub_set_floor(u64 bytes)
 {
 	if (bytes > ub_pages_to_bytes(ub_guest_pages()))
 		return -ERANGE;
-	mutex_lock(&ub.lock);
+	ub_lock();
 	ub.set.floor = bytes;
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	ub_kick();
 	return 0;
 }
@@ -395,12 +435,12 @@ int ub_set_rate(bool inflate, u64 rate)
 	/* below a page per second the balloon would never move */
 	if (rate && rate < PAGE_SIZE)
 		return -ERANGE;
-	mutex_lock(&ub.lock);
+	ub_lock();
 	if (inflate)
 		ub.set.inflate_rate = rate;
 	else
 		ub.set.deflate_rate = rate;
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	ub_kick();
 	return 0;
 }
@@ -409,7 +449,7 @@ int ub_set_oom_deflate(bool on)
 {
 	int err = 0;
 
-	mutex_lock(&ub.lock);
+	ub_lock();
 	if (on && ub.ops && !(ub.features & UB_FEAT_OOM_DEFLATE)) {
 		/* the host did not allow it (virtio: no DEFLATE_ON_OOM) */
 		err = -EPERM;
@@ -419,7 +459,7 @@ int ub_set_oom_deflate(bool on)
 		ub.oom_deflate_wanted = on;
 		ub.set.oom_deflate = on;
 	}
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	return err;
 }
 
@@ -427,9 +467,9 @@ int ub_set_oom_deflate_size(u64 size)
 {
 	if (size < PAGE_SIZE || size > ub_pages_to_bytes(ub_guest_pages()))
 		return -ERANGE;
-	mutex_lock(&ub.lock);
+	ub_lock();
 	ub.set.oom_deflate_size = size;
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	return 0;
 }
 
@@ -471,12 +511,12 @@ int ub_backend_debugfs_show(struct seq_file *m)
 	int ret = 0;
 
 	/* ub.lock keeps the backend attached; an exchange may be in flight */
-	mutex_lock(&ub.lock);
+	ub_lock();
 	if (ub.ops && ub.ops->debugfs_show)
 		ret = ub.ops->debugfs_show(ub.priv, m);
 	else
 		seq_puts(m, "no backend active\n");
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	return ret;
 }
 

@@ -97,6 +97,88 @@ struct uniballoon {
 extern struct uniballoon ub;
 
 /**
+ * ub_exchange_lock() - take the engine's exchange lock
+ *
+ * The exchange lock serialises the host protocol: one exchange at a time
+ * (struct uniballoon's @exchange says what it covers). It is taken before
+ * the engine's lock (ub_lock()), never after it.
+ *
+ * Context: Process context, without the engine's lock; may sleep (its
+ * holder may wait for a host up to the host's deadline).
+ */
+void ub_exchange_lock(void);
+
+/**
+ * ub_exchange_unlock() - release the engine's exchange lock
+ *
+ * Context: Caller holds the exchange lock (ub_exchange_lock() or
+ * ub_exchange_trylock()), and has released the engine's lock if it took
+ * it after this one.
+ */
+void ub_exchange_unlock(void);
+
+/**
+ * ub_exchange_trylock() - take the engine's exchange lock if it is free
+ *
+ * For callers that must not wait for a host: page migration, and OOM and
+ * pressure deflation where the lock's holder may be waiting for a host.
+ *
+ * Context: Process context, without the engine's lock; does not sleep.
+ * Return: true if the exchange lock is now held.
+ */
+bool ub_exchange_trylock(void);
+
+/**
+ * ub_assert_exchange_locked() - check that the caller holds the exchange lock
+ *
+ * Every function named *_locked that needs the exchange lock calls it,
+ * beside ub_assert_locked(): a lockdep warning where the rule is broken.
+ *
+ * Context: Any context; does nothing without lockdep.
+ */
+void ub_assert_exchange_locked(void);
+
+/**
+ * ub_lock() - take the engine's lock
+ *
+ * The lock protects the state of every engine file (struct uniballoon's
+ * @lock says what it covers); it is never held while a host is waited
+ * for. Taken after the exchange lock (ub_exchange_lock()) where both are
+ * needed.
+ *
+ * Context: Process context; may sleep (its holders do bookkeeping only).
+ */
+void ub_lock(void);
+
+/**
+ * ub_unlock() - release the engine's lock
+ *
+ * Context: Caller holds the lock (ub_lock() or ub_trylock()).
+ */
+void ub_unlock(void);
+
+/**
+ * ub_trylock() - take the engine's lock if it is free
+ *
+ * For callers that must not wait on it: page migration (the worker may be
+ * allocating, and allocation may compact) and OOM and pressure deflation.
+ *
+ * Context: Process context; does not sleep.
+ * Return: true if the lock is now held.
+ */
+bool ub_trylock(void);
+
+/**
+ * ub_assert_locked() - check that the caller holds the engine's lock
+ *
+ * Every function named *_locked calls it: a lockdep warning where the
+ * rule is broken.
+ *
+ * Context: Any context; does nothing without lockdep.
+ */
+void ub_assert_locked(void);
+
+/**
  * ub_count() - add to a counter
  * @stat: which one
  * @n: how much, in the counter's unit (bytes or events, enum ub_stat)

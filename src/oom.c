@@ -30,12 +30,13 @@
 #define UB_EMERGENCY_WAIT	HZ
 
 /*
- * Take @lock by @deadline (jiffies), or give up. Polled, not slept on, so
- * that the bound holds whatever the holder does.
+ * Take a lock with @trylock (ub_trylock() or ub_exchange_trylock()) by
+ * @deadline (jiffies), or give up. Polled, not slept on, so that the bound
+ * holds whatever the holder does.
  */
-static bool ub_mutex_by(struct mutex *lock, unsigned long deadline)
+static bool ub_mutex_by(bool (*trylock)(void), unsigned long deadline)
 {
-	while (!mutex_trylock(lock)) {
+	while (!trylock()) {
 		if (time_after(jiffies, deadline))
 			return false;
 		schedule_timeout_uninterruptible(1);
@@ -58,8 +59,8 @@ static bool ub_exchange_by(unsigned long deadline, bool may_sleep_on_lock)
 	if (!pm)
 		return false;
 	if (may_sleep_on_lock && !pm->settle)
-		return ub_mutex_by(&ub.exchange, deadline);
-	return mutex_trylock(&ub.exchange);
+		return ub_mutex_by(ub_exchange_trylock, deadline);
+	return ub_exchange_trylock();
 }
 
 /*
@@ -85,10 +86,10 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 
 	/* ub.exchange before ub.lock, as everywhere */
 	exchange = ub_exchange_by(deadline, may_sleep_on_lock);
-	if (may_sleep_on_lock ? !ub_mutex_by(&ub.lock, deadline) :
-				!mutex_trylock(&ub.lock)) {
+	if (may_sleep_on_lock ? !ub_mutex_by(ub_trylock, deadline) :
+				!ub_trylock()) {
 		if (exchange)
-			mutex_unlock(&ub.exchange);
+			ub_exchange_unlock();
 		return 0;
 	}
 	if (!ub.ops || ub.paused || !ub.set.oom_deflate ||
@@ -131,9 +132,9 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	if (ub.features & UB_FEAT_TARGET_DRIVEN)
 		freed = 0;
 out:
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	if (exchange)
-		mutex_unlock(&ub.exchange);
+		ub_exchange_unlock();
 	return freed;
 }
 

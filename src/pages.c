@@ -164,7 +164,7 @@ static unsigned long ub_rate_delay(ktime_t *next, u64 rate, u64 bytes,
 
 static void ub_report_size_locked(void)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (ub.pm->report_size)
 		ub.pm->report_size(ub.priv, ub.size);
@@ -185,12 +185,12 @@ static int ub_pages_exchange_locked(int (*op)(void *priv,
 {
 	int err;
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
-	mutex_unlock(&ub.lock);
+	ub_unlock();
 	err = op(ub.priv, batch);
-	mutex_lock(&ub.lock);
+	ub_lock();
 	return err;
 }
 
@@ -250,7 +250,7 @@ static unsigned long ub_small_pages(void)
  */
 static unsigned long ub_host_backoff_locked(void)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	pg.host_backoff = clamp(2 * pg.host_backoff, UB_RETRY_DELAY,
 				UB_HOST_BACKOFF_MAX);
@@ -269,7 +269,7 @@ static void ub_host_answered_locked(void)
 	unsigned int order = ub.pm->huge_order;
 	struct page *page, *next;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	pg.migrated_unanswered = NULL;
 	if (!pg.unanswered_count)
@@ -297,16 +297,16 @@ static bool ub_host_settled_locked(unsigned long timeout)
 {
 	int err;
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	if (!ub.pm->settle)
 		return true;
 	if (timeout) {
 		/* a wait for the host: as an exchange, without ub.lock */
-		mutex_unlock(&ub.lock);
+		ub_unlock();
 		err = ub.pm->settle(ub.priv, timeout);
-		mutex_lock(&ub.lock);
+		ub_lock();
 	} else {
 		err = ub.pm->settle(ub.priv, 0);
 	}
@@ -334,7 +334,7 @@ void ub_release_refused_locked(bool cycle_end)
 {
 	struct page *page, *next;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	list_for_each_entry_safe(page, next, &pg.refused, lru) {
 		list_del(&page->lru);
@@ -356,8 +356,8 @@ void ub_drop_all_locked(void)
 	struct page *page, *next;
 	LIST_HEAD(list);
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	ub_release_refused_locked(true);
 	while (ub_small_pages()) {
@@ -410,8 +410,8 @@ static void ub_restart_locked(void)
 {
 	int err;
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	err = ub.pm->restart ? ub.pm->restart(ub.priv) : 0;
 	pg.need_restart = !!err;
@@ -426,8 +426,8 @@ static void ub_restart_locked(void)
  */
 void ub_host_reset_locked(void)
 {
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	trace_backend(ub.ops->name, "reset", 0);
 	ub_count(UB_STAT_HOST_RESETS, 1);
@@ -445,7 +445,7 @@ void ub_host_reset_locked(void)
  */
 unsigned long ub_pages_attach_locked(void)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	/*
 	 * The balloon adjusts the managed page count itself (ub_page_leaves,
@@ -479,8 +479,8 @@ unsigned long ub_pages_attach_locked(void)
  */
 bool ub_pages_ready_locked(void)
 {
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	if (pg.need_reset)
 		ub_host_reset_locked();
@@ -502,7 +502,7 @@ static unsigned long ub_host_failed_locked(const char *event, int err)
 {
 	unsigned long delay;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (err == -ECONNRESET) {
 		ub_host_reset_locked();
@@ -615,8 +615,8 @@ static void ub_set_aside(struct page *page, unsigned int order)
 unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 				     unsigned long *delay)
 {
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	if (pg.reset_backoff && time_before(jiffies, pg.reset_until)) {
 		*delay = pg.reset_until - jiffies;
@@ -671,8 +671,8 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	ktime_t start;
 	int err;
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	if (ub.paused) {
 		ub_batch_free_tail(batch, 0);
@@ -790,8 +790,8 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 		n = min(want, ub_batch_pages(0));
 		cut = ub_fill_batch(batch, 0, n);
 	}
-	mutex_lock(&ub.exchange);
-	mutex_lock(&ub.lock);
+	ub_exchange_lock();
+	ub_lock();
 	if (batch->count) {
 		delay = ub_inflate_commit_locked(batch, n, cut, huge_failed);
 	} else {
@@ -799,8 +799,8 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
 		delay = UB_RETRY_DELAY;
 		ub_blocked_locked(UB_BLOCK_MEMORY, delay);
 	}
-	mutex_unlock(&ub.lock);
-	mutex_unlock(&ub.exchange);
+	ub_unlock();
+	ub_exchange_unlock();
 	return delay;
 }
 
@@ -818,7 +818,7 @@ static void ub_split_huge_locked(void)
 	struct page *page;
 	LIST_HEAD(list);
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	page = list_first_entry(&pg.huge, struct page, lru);
 	list_del(&page->lru);
@@ -838,7 +838,7 @@ static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 	struct page *page, *next;
 	LIST_HEAD(list);
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (!ub_small_pages() && pg.huge_count && want < (1UL << order) &&
 	    ub.pm->huge_splittable)
@@ -894,7 +894,7 @@ static unsigned long ub_deflate_done_locked(struct ub_batch *batch, int err,
 	unsigned int i, order = batch->order;
 	unsigned long released = 0;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	for (i = 0; i < batch->count; i++) {
 		struct page *page = batch->pages[i];
@@ -941,8 +941,8 @@ unsigned long ub_deflate_locked(unsigned long want, bool force,
 	ktime_t start;
 	int err;
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	/*
 	 * A host that owes answers is not sent more (its queue is stuck):
@@ -994,7 +994,7 @@ unsigned long ub_deflate_untold_locked(unsigned long want)
 {
 	struct ub_batch *batch = &pg.untold_batch;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (ub.features & UB_FEAT_TELL_HOST)
 		return 0;
@@ -1010,8 +1010,8 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 	ktime_t start = ktime_get();
 	unsigned long got, delay;
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.deflate_rate,
@@ -1044,8 +1044,8 @@ unsigned long ub_pages_drain_locked(void)
 {
 	unsigned long kept;
 
-	lockdep_assert_held(&ub.exchange);
-	lockdep_assert_held(&ub.lock);
+	ub_assert_exchange_locked();
+	ub_assert_locked();
 
 	ub_host_settled_locked(UB_DETACH_HOST_WAIT);
 again:
@@ -1053,9 +1053,9 @@ again:
 		if (ub_deflate_locked(ub.size, true, 0))
 			continue;
 		/* only pages in the middle of a migration are left */
-		mutex_unlock(&ub.lock);
+		ub_unlock();
 		schedule_timeout_uninterruptible(1);
-		mutex_lock(&ub.lock);
+		ub_lock();
 	}
 	if (pg.unanswered_count && ub_host_settled_locked(0))
 		goto again;
@@ -1115,10 +1115,10 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 	 * The worker may be allocating, and allocation may compact; an
 	 * exchange in flight may wait for a host that stalled.
 	 */
-	if (!mutex_trylock(&ub.exchange))
+	if (!ub_exchange_trylock())
 		return -EAGAIN;
-	if (!mutex_trylock(&ub.lock)) {
-		mutex_unlock(&ub.exchange);
+	if (!ub_trylock()) {
+		ub_exchange_unlock();
 		return -EAGAIN;
 	}
 	if (!ub.ops || ub.paused)
@@ -1155,8 +1155,8 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 		ub_kick();
 	}
 	ub_count(UB_STAT_MIGRATIONS, 1);
-	mutex_unlock(&ub.lock);
-	mutex_unlock(&ub.exchange);
+	ub_unlock();
+	ub_exchange_unlock();
 
 	/*
 	 * The balloon core puts @newpage on the list and lets @page go;
@@ -1165,8 +1165,8 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 	return ub_balloon_migrated(pages, newpage, page, taken ? 0 : -ENOENT);
 
 again:
-	mutex_unlock(&ub.lock);
-	mutex_unlock(&ub.exchange);
+	ub_unlock();
+	ub_exchange_unlock();
 	return -EAGAIN;
 }
 #endif

@@ -72,13 +72,13 @@ static unsigned long ub_decide(enum ub_reason *why, bool floor)
 /* The target before the floor. */
 unsigned long ub_requested_locked(enum ub_reason *why)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 	return ub_decide(why, false);
 }
 
 unsigned long ub_target_locked(enum ub_reason *why)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 	return ub_decide(why, true);
 }
 
@@ -88,7 +88,7 @@ void ub_note_target_locked(unsigned long old, enum ub_reason cause)
 	enum ub_reason why;
 	unsigned long now = ub_target_locked(&why);
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (now != old)
 		trace_target(ub_pages_to_bytes(old), ub_pages_to_bytes(now),
@@ -112,7 +112,7 @@ void ub_policy_snapshot(struct ub_snapshot *snap)
 
 bool ub_user_override_locked(void)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 	return pol.user_override;
 }
 
@@ -129,7 +129,7 @@ void ub_host_target_locked(unsigned long pages, bool request)
 	unsigned long old;
 	enum ub_reason why;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	old = ub_target_locked(&why);
 	if (changed) {
@@ -177,7 +177,7 @@ unsigned long ub_apply_floor_locked(unsigned long want)
 	unsigned long old;
 	enum ub_reason why;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (allow >= want) {
 		if (pol.floor_held) {
@@ -225,7 +225,7 @@ void ub_floor_release_locked(void)
 	unsigned long old;
 	enum ub_reason why;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (!pol.floor_held)
 		return;
@@ -238,14 +238,14 @@ void ub_floor_release_locked(void)
 /* Inflation met the pressure reserve: it holds the balloon as a floor. */
 void ub_reserve_met_locked(void)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 	pol.reserve_hit = true;
 }
 
 /* After an OOM deflation the balloon stays at @left until asked again. */
 void ub_oom_cap_locked(unsigned long left)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 	pol.oom_capped = true;
 	pol.oom_cap = left;
 }
@@ -253,7 +253,7 @@ void ub_oom_cap_locked(unsigned long left)
 /* The user sets (@override, @pages) or clears the override: a new request. */
 void ub_user_request_locked(bool override, unsigned long pages)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 	pol.user_override = override;
 	pol.user_target = override ? pages : 0;
 	pol.oom_capped = false;
@@ -268,7 +268,7 @@ void ub_user_request_locked(bool override, unsigned long pages)
  */
 void ub_policy_reset_locked(unsigned long host_target)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 	pol.host_target = host_target;
 	if (pol.user_override && pol.user_target > ub_guest_pages()) {
 		pr_warn("target override of %llu bytes dropped: more than the guest's memory\n",

@@ -30,7 +30,7 @@ static struct ub_target_state {
 /* A size mover attached: the balloon is what its driver holds now. */
 void ub_target_attach_locked(void)
 {
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	ub.size = ub.sm->get_size(ub.priv);
 	tgt.goal = ub.size;
@@ -50,7 +50,7 @@ static void ub_sync_size_locked(void)
 	u64 ns = ktime_to_ns(ktime_sub(seen, tgt.size_seen));
 	unsigned long delta;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	tgt.size_seen = seen;
 	if (now == ub.size)
@@ -80,7 +80,7 @@ static int ub_set_goal_locked(unsigned long goal)
 {
 	int err = ub.sm->set_size(ub.priv, goal);
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	if (err)
 		ub_backend_error("set_size", err);
@@ -101,7 +101,7 @@ unsigned long ub_target_step_locked(void)
 	unsigned long requested, goal, step, room, delay = UB_TARGET_STEP;
 	enum ub_reason why;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	ub_sync_size_locked();
 	requested = ub_requested_locked(&why);
@@ -159,7 +159,7 @@ unsigned long ub_target_shrink_locked(unsigned long want, unsigned long *left)
 {
 	unsigned long base;
 
-	lockdep_assert_held(&ub.lock);
+	ub_assert_locked();
 
 	ub_sync_size_locked();
 	*left = tgt.goal;
