@@ -114,6 +114,15 @@ void ub_blocked_locked(enum ub_block why, unsigned long delay)
 	WRITE_ONCE(ub.blocked, why);
 }
 
+/*
+ * The mover in charge writes the size under ub.lock; readers without the
+ * lock accept a value from before or after a change.
+ */
+unsigned long ub_size(void)
+{
+	return READ_ONCE(ub.size);
+}
+
 u64 ub_stat_read(enum ub_stat stat)
 {
 	return atomic64_read(&ub.stats[stat]);
@@ -148,8 +157,8 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 		return UB_RETRY_DELAY;
 
 	requested = ub_requested_locked(&why);
-	if (requested > ub.size) {
-		unsigned long want = ub_apply_floor_locked(requested - ub.size);
+	if (requested > ub_size()) {
+		unsigned long want = ub_apply_floor_locked(requested - ub_size());
 
 		if (!want) {
 			ub_blocked_locked(UB_BLOCK_FLOOR, UB_FLOOR_RECHECK);
@@ -160,8 +169,8 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	}
 	ub_floor_release_locked();
 	ub_release_refused_locked(true);
-	if (requested < ub.size)
-		return ub_deflate_step_locked(ub.size - requested);
+	if (requested < ub_size())
+		return ub_deflate_step_locked(ub_size() - requested);
 	if (ub.blocked != UB_BLOCK_NONE)
 		ub_blocked_locked(UB_BLOCK_NONE, UB_IDLE);
 	return UB_IDLE;
@@ -258,7 +267,7 @@ static int ub_attach(const struct ub_backend *ops,
 	}
 	ub.features = features;
 	/* once, with the size known: it bounds a kept override */
-	ub_policy_reset_locked(ub.size);
+	ub_policy_reset_locked(ub_size());
 	/*
 	 * The user's choice (sysfs or module parameter) outlives the device,
 	 * so that a restore or a replug does not undo it; it applies where
@@ -495,7 +504,7 @@ void ub_snapshot(struct ub_snapshot *snap)
 
 	snap->backend = ops ? ops->name : "none";
 	snap->features = READ_ONCE(ub.features);
-	snap->size = READ_ONCE(ub.size);
+	snap->size = ub_size();
 	snap->blocked = READ_ONCE(ub.blocked);
 	ub_policy_snapshot(snap);
 	snap->isolated = 0;

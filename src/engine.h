@@ -179,6 +179,19 @@ bool ub_trylock(void);
 void ub_assert_locked(void);
 
 /**
+ * ub_size() - the balloon's size
+ *
+ * A page mover's taken pages, those of unanswered requests included; a
+ * size mover's size its driver reached; 0 with no backend. The mover in
+ * charge (pages.c or target.c) changes it, under the engine's lock.
+ *
+ * Context: Any context; takes no lock. Without the lock the value may be
+ * from before or after a change.
+ * Return: pages.
+ */
+unsigned long ub_size(void);
+
+/**
  * ub_count() - add to a counter
  * @stat: which one
  * @n: how much, in the counter's unit (bytes or events, enum ub_stat)

@@ -99,7 +99,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	/* pages the host refused this cycle are the guest's: free them first */
 	ub_release_refused_locked(false);
 	old = ub_target_locked(&why);
-	want = min(want, ub.size);
+	want = min(want, ub_size());
 	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
 		/* the hypervisor's driver takes the pages back from the host */
 		freed = ub_target_shrink_locked(want, &left);
@@ -120,7 +120,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 		if (!got)
 			break;
 		freed += got;
-		left = ub.size;
+		left = ub_size();
 	}
 	if (freed) {
 		ub_oom_cap_locked(left);
@@ -165,7 +165,7 @@ static unsigned long ub_pressure_deficit(void)
 static unsigned long ub_pressure_count(void)
 {
 	unsigned long deficit = ub_pressure_deficit();
-	unsigned long size = READ_ONCE(ub.size);
+	unsigned long size = ub_size();
 
 	if (!READ_ONCE(ub.set.oom_deflate) ||
 	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE) || !deficit)

@@ -41,7 +41,7 @@ const char *ub_reason_name(enum ub_reason reason)
 /* Memory the guest would have with an empty balloon. */
 unsigned long ub_guest_pages(void)
 {
-	return totalram_pages() + (ub_adjusts_managed() ? READ_ONCE(ub.size) : 0);
+	return totalram_pages() + (ub_adjusts_managed() ? ub_size() : 0);
 }
 
 /*
@@ -151,7 +151,7 @@ void ub_host_target_locked(unsigned long pages, bool request)
  * so measuring it against 0 would stop the balloon short while the
  * allocator still has pages. The allocator's own failure stops inflation
  * then, as in the in-tree drivers. ULONG_MAX is at least any want, so
- * ub_apply_floor_locked() never holds, and never adds it to ub.size.
+ * ub_apply_floor_locked() never holds, and never adds it to the size.
  */
 static unsigned long ub_floor_allowance(void)
 {
@@ -192,11 +192,11 @@ unsigned long ub_apply_floor_locked(unsigned long want)
 	if (!pol.floor_held) {
 		old = ub_target_locked(&why);
 		pol.floor_held = true;
-		pol.floor_cap = ub.size + allow;
+		pol.floor_cap = ub_size() + allow;
 		ub_count(UB_STAT_FLOOR_HOLDS, 1);
 		ub_note_target_locked(old, UB_REASON_FLOOR);
 	}
-	pol.floor_cap = ub.size + allow;
+	pol.floor_cap = ub_size() + allow;
 	return allow;
 }
 
