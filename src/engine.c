@@ -176,6 +176,17 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	return UB_IDLE;
 }
 
+/*
+ * The attached backend is a page mover (pages.c), not a size mover: only
+ * a size mover's attach sets UB_FEAT_TARGET_DRIVEN. With a backend
+ * attached.
+ */
+static bool ub_moves_pages_locked(void)
+{
+	ub_assert_locked();
+	return !(ub.features & UB_FEAT_TARGET_DRIVEN);
+}
+
 /* Hosts that do not signal: ask for the target every poll_interval. */
 static void ub_poll_fn(struct work_struct *work)
 {
@@ -190,10 +201,10 @@ static void ub_poll_fn(struct work_struct *work)
 		return;
 	}
 	/* a page mover's protocol must be up to be asked */
-	if (ub.pm && !ub_pages_ready_locked())
+	if (ub_moves_pages_locked() && !ub_pages_ready_locked())
 		goto again;
 	err = ub.ops->poll(ub.priv, &target);
-	if (err == -ECONNRESET && ub.pm)
+	if (err == -ECONNRESET && ub_moves_pages_locked())
 		ub_host_reset_locked();
 	else if (err)
 		ub_backend_error("poll", err);
@@ -253,14 +264,13 @@ static int ub_attach(const struct ub_backend *ops,
 		return -EBUSY;
 	}
 	ub.ops = ops;
-	ub.pm = pm;
 	ub.sm = sm;
 	ub.priv = priv;
 	ub.paused = false;
 	ub.size = 0;
 	ub.blocked = UB_BLOCK_NONE;
 	if (pm)
-		features |= ub_pages_attach_locked();
+		features |= ub_pages_attach_locked(pm, priv);
 	if (sm) {
 		features |= UB_FEAT_TARGET_DRIVEN;
 		ub_target_attach_locked();
@@ -350,8 +360,9 @@ void ub_detach(void)
 		pr_info("backend %s detached, %s\n", ub.ops->name,
 			ub.features & UB_FEAT_TARGET_DRIVEN ?
 			"its driver keeps the balloon" : "all pages returned");
+	if (!(ub.features & UB_FEAT_TARGET_DRIVEN))
+		ub_pages_detach_locked();
 	ub.ops = NULL;
-	ub.pm = NULL;
 	ub.sm = NULL;
 	ub.priv = NULL;
 	ub.features = 0;
@@ -499,7 +510,6 @@ void ub_get_settings(struct ub_settings *set)
 
 void ub_snapshot(struct ub_snapshot *snap)
 {
-	const struct ub_page_mover *pm = READ_ONCE(ub.pm);
 	const struct ub_backend *ops = READ_ONCE(ub.ops);
 
 	snap->backend = ops ? ops->name : "none";
@@ -507,12 +517,7 @@ void ub_snapshot(struct ub_snapshot *snap)
 	snap->size = ub_size();
 	snap->blocked = READ_ONCE(ub.blocked);
 	ub_policy_snapshot(snap);
-	snap->isolated = 0;
-	snap->huge_pages = 0;
-	snap->unanswered = 0;
-	if (pm)
-		ub_pages_snapshot(snap);
-	snap->huge_order = pm ? pm->huge_order : 0;
+	ub_pages_snapshot(snap);
 }
 
 int ub_backend_debugfs_show(struct seq_file *m)

@@ -48,11 +48,10 @@
  *	held while pages are allocated (the worker fills its batch first) or
  *	while a host is waited for, so deflation, OOM and writers wait for
  *	it at most for bookkeeping. Readers of sysfs and debugfs do not take
- *	it: they read @ops, @pm, @features, @size, @blocked and @set once
+ *	it: they read @ops, @features, @size, @blocked and @set once
  *	each with READ_ONCE() and accept a mix of values from before and
  *	after a change.
  * @ops: the attached backend, either kind; NULL if none
- * @pm: @ops as a page mover, if it moves pages; else NULL
  * @sm: @ops as a size mover, if it sets a size; else NULL
  * @priv: the backend's argument to each of its operations
  * @features: UB_FEAT_* of the attached backend, 0 if none
@@ -76,7 +75,6 @@ struct uniballoon {
 	struct mutex exchange;
 	struct mutex lock;
 	const struct ub_backend *ops;
-	const struct ub_page_mover *pm;
 	const struct ub_size_mover *sm;
 	void *priv;
 	unsigned long features;
@@ -430,15 +428,44 @@ unsigned long ub_reserve_room(void);
 
 /**
  * ub_pages_attach_locked() - a page mover attached: an empty balloon
+ * @pm: the backend's operations, which pages.c calls until
+ *	ub_pages_detach_locked()
+ * @priv: the backend's argument to each of them
  *
  * Sets up the page lists and forgets the pages a previous detach had to
  * keep; the protocol is taken to be just started.
  *
- * Context: Caller holds ub.lock, with ub.pm set.
+ * Context: Caller holds ub.lock.
  * Return: the features the balloon adds: UB_FEAT_MIGRATION where balloon
  * pages can migrate (CONFIG_BALLOON_MIGRATION), else 0.
  */
-unsigned long ub_pages_attach_locked(void);
+unsigned long ub_pages_attach_locked(const struct ub_page_mover *pm,
+				     void *priv);
+
+/**
+ * ub_pages_detach_locked() - the page mover is gone
+ *
+ * Forgets @pm and @priv: pages.c calls none of the backend's operations
+ * again, and ub_pages_snapshot() shows no page mover. The balloon must be
+ * empty (ub_pages_drain_locked()).
+ *
+ * Context: Caller holds ub.exchange and ub.lock.
+ */
+void ub_pages_detach_locked(void);
+
+/**
+ * ub_pages_peek() - whether a page mover is attached, read without a lock
+ * @settles: set to whether its exchanges may wait for the host (it has
+ *	settle()); false with no page mover
+ *
+ * For OOM and pressure deflation, which choose how to take ub.exchange
+ * before they hold a lock: the mover is read once, and may change before
+ * the caller takes the locks and checks again.
+ *
+ * Context: Any context; takes no lock, does not sleep.
+ * Return: true if a page mover is attached.
+ */
+bool ub_pages_peek(bool *settles);
 
 /**
  * ub_pages_ready_locked() - make the protocol ready for an exchange
@@ -454,8 +481,8 @@ bool ub_pages_ready_locked(void);
 
 /**
  * ub_pages_snapshot() - the page mover's part of a snapshot, without ub.lock
- * @snap: its isolated, huge_pages and unanswered are filled in, with
- *	counts that may race a change
+ * @snap: its isolated, huge_pages, unanswered and huge_order are filled
+ *	in, with counts that may race a change; all 0 with no page mover
  *
  * Context: Any context; takes no lock, does not sleep.
  */
@@ -529,8 +556,8 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
  * host exchange and ub.lock for the lists (dropped while the host is
  * waited for). Pages the target no longer wants by then (an OOM
  * deflation, a lower target, a pause) are freed before the host sees them.
- * Only the worker calls it: it owns the inflation batch, and ub.ops cannot
- * change while it runs.
+ * Only the worker calls it: it owns the inflation batch, and the backend
+ * cannot change while it runs.
  *
  * Context: The worker, without ub.exchange or ub.lock; takes both; sleeps.
  * Return: jiffies until the worker's next step (0: at once), or UB_IDLE if

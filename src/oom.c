@@ -54,11 +54,11 @@ static bool ub_mutex_by(bool (*trylock)(void), unsigned long deadline)
  */
 static bool ub_exchange_by(unsigned long deadline, bool may_sleep_on_lock)
 {
-	const struct ub_page_mover *pm = READ_ONCE(ub.pm);
+	bool settles;
 
-	if (!pm)
+	if (!ub_pages_peek(&settles))
 		return false;
-	if (may_sleep_on_lock && !pm->settle)
+	if (may_sleep_on_lock && !settles)
 		return ub_mutex_by(ub_exchange_trylock, deadline);
 	return ub_exchange_trylock();
 }
@@ -111,7 +111,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	 * exchange is in flight) nothing waits for the host: the pages go
 	 * back untold where it need not hear first, else none.
 	 */
-	while (freed < want && ub.pm) {
+	while (freed < want && !(ub.features & UB_FEAT_TARGET_DRIVEN)) {
 		unsigned long got = exchange ?
 			ub_deflate_locked(want - freed, false,
 					  UB_EMERGENCY_WAIT) :

@@ -40,6 +40,12 @@
  * take them racily.
  */
 static struct ub_page_state {
+	/*
+	 * The attached page mover and its argument, from attach to detach
+	 * (NULL otherwise); ub_pages_snapshot() reads pm without the lock.
+	 */
+	const struct ub_page_mover *pm;
+	void *priv;
 	struct balloon_dev_info pages;	/* 4 KiB pages, movable */
 	/* pages of the backend's huge_order (not movable), and how many */
 	struct list_head huge;
@@ -166,8 +172,8 @@ static void ub_report_size_locked(void)
 {
 	ub_assert_locked();
 
-	if (ub.pm->report_size)
-		ub.pm->report_size(ub.priv, ub.size);
+	if (pg.pm->report_size)
+		pg.pm->report_size(pg.priv, ub.size);
 }
 
 /*
@@ -189,7 +195,7 @@ static int ub_pages_exchange_locked(int (*op)(void *priv,
 	ub_assert_locked();
 
 	ub_unlock();
-	err = op(ub.priv, batch);
+	err = op(pg.priv, batch);
 	ub_lock();
 	return err;
 }
@@ -227,18 +233,18 @@ static void ub_batch_add(struct ub_batch *batch, struct page *page)
 /* Pages of @order in one batch: the mover's limit, and its limit in bytes. */
 static unsigned long ub_batch_pages(unsigned int order)
 {
-	unsigned long bytes = ub.pm->huge_batch_bytes ?: UB_BATCH_MAX_BYTES;
+	unsigned long bytes = pg.pm->huge_batch_bytes ?: UB_BATCH_MAX_BYTES;
 
 	if (!order)
-		return ub.pm->batch_max;
+		return pg.pm->batch_max;
 	return clamp_t(unsigned long, bytes >> (PAGE_SHIFT + order), 1,
-		       ub.pm->batch_max);
+		       pg.pm->batch_max);
 }
 
 /* Pages the balloon holds in order-0 pages (on the balloon_dev_info list). */
 static unsigned long ub_small_pages(void)
 {
-	return ub.size - (pg.huge_count << ub.pm->huge_order) -
+	return ub.size - (pg.huge_count << pg.pm->huge_order) -
 	       pg.unanswered_count - pg.exchanging;
 }
 
@@ -266,7 +272,7 @@ static unsigned long ub_host_backoff_locked(void)
  */
 static void ub_host_answered_locked(void)
 {
-	unsigned int order = ub.pm->huge_order;
+	unsigned int order = pg.pm->huge_order;
 	struct page *page, *next;
 
 	ub_assert_locked();
@@ -300,15 +306,15 @@ static bool ub_host_settled_locked(unsigned long timeout)
 	ub_assert_exchange_locked();
 	ub_assert_locked();
 
-	if (!ub.pm->settle)
+	if (!pg.pm->settle)
 		return true;
 	if (timeout) {
 		/* a wait for the host: as an exchange, without ub.lock */
 		ub_unlock();
-		err = ub.pm->settle(ub.priv, timeout);
+		err = pg.pm->settle(pg.priv, timeout);
 		ub_lock();
 	} else {
-		err = ub.pm->settle(ub.priv, 0);
+		err = pg.pm->settle(pg.priv, 0);
 	}
 	if (err)
 		return false;
@@ -352,7 +358,7 @@ void ub_release_refused_locked(bool cycle_end)
  */
 void ub_drop_all_locked(void)
 {
-	unsigned int order = ub.pm->huge_order;
+	unsigned int order = pg.pm->huge_order;
 	struct page *page, *next;
 	LIST_HEAD(list);
 
@@ -413,7 +419,7 @@ static void ub_restart_locked(void)
 	ub_assert_exchange_locked();
 	ub_assert_locked();
 
-	err = ub.pm->restart ? ub.pm->restart(ub.priv) : 0;
+	err = pg.pm->restart ? pg.pm->restart(pg.priv) : 0;
 	pg.need_restart = !!err;
 	if (err)
 		ub_backend_error("restart", err);
@@ -429,7 +435,7 @@ void ub_host_reset_locked(void)
 	ub_assert_exchange_locked();
 	ub_assert_locked();
 
-	trace_backend(ub.ops->name, "reset", 0);
+	trace_backend(pg.pm->base.name, "reset", 0);
 	ub_count(UB_STAT_HOST_RESETS, 1);
 	pg.need_reset = false;
 	pg.reset_backoff = clamp(2 * pg.reset_backoff, UB_RETRY_DELAY,
@@ -443,9 +449,13 @@ void ub_host_reset_locked(void)
  * A page mover attached: an empty balloon, a protocol just started.
  * Returns the features the balloon adds (migration, where compaction is).
  */
-unsigned long ub_pages_attach_locked(void)
+unsigned long ub_pages_attach_locked(const struct ub_page_mover *pm,
+				     void *priv)
 {
 	ub_assert_locked();
+
+	WRITE_ONCE(pg.pm, pm);
+	pg.priv = priv;
 
 	/*
 	 * The balloon adjusts the managed page count itself (ub_page_leaves,
@@ -489,12 +499,44 @@ bool ub_pages_ready_locked(void)
 	return !pg.need_restart;
 }
 
+/* The backend is gone: none of its operations is called again. */
+void ub_pages_detach_locked(void)
+{
+	ub_assert_exchange_locked();
+	ub_assert_locked();
+
+	WRITE_ONCE(pg.pm, NULL);
+	pg.priv = NULL;
+}
+
 /* For readers that do not take the lock: counts that may race a change. */
 void ub_pages_snapshot(struct ub_snapshot *snap)
 {
+	const struct ub_page_mover *pm = READ_ONCE(pg.pm);
+
+	snap->isolated = 0;
+	snap->huge_pages = 0;
+	snap->unanswered = 0;
+	snap->huge_order = 0;
+	if (!pm)
+		return;
 	snap->isolated = READ_ONCE(pg.pages.isolated_pages);
 	snap->huge_pages = READ_ONCE(pg.huge_count);
 	snap->unanswered = READ_ONCE(pg.unanswered_count);
+	snap->huge_order = pm->huge_order;
+}
+
+/*
+ * For OOM and pressure deflation, before they take a lock: whether a page
+ * mover is attached, and whether its exchanges may wait for the host. The
+ * mover is read once, racily; the caller checks again under the locks.
+ */
+bool ub_pages_peek(bool *settles)
+{
+	const struct ub_page_mover *pm = READ_ONCE(pg.pm);
+
+	*settles = pm && pm->settle;
+	return pm;
 }
 
 /* A failed exchange: a reset is handled now, anything else retried later. */
@@ -634,10 +676,10 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 		ub_blocked_locked(UB_BLOCK_HOST_SILENT, *delay);
 		return 0;
 	}
-	*order = ub.pm->huge_order;
+	*order = pg.pm->huge_order;
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.inflate_rate,
-				   ub.pm->batch_max << *order));
+				   pg.pm->batch_max << *order));
 	want = min(want, ub_reserve_room());
 	if (!want) {
 		/* held there as by a floor until MemAvailable rises */
@@ -648,7 +690,7 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 	}
 	if (!READ_ONCE(ub_huge_blocks) || pg.huge_off ||
 	    want < (1UL << *order) ||
-	    (ub.pm->huge_ready && !ub.pm->huge_ready(ub.priv)))
+	    (pg.pm->huge_ready && !pg.pm->huge_ready(pg.priv)))
 		*order = 0;
 	return want;
 }
@@ -687,7 +729,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		return 0;
 
 	start = ktime_get();
-	err = ub_pages_exchange_locked(ub.pm->inflate, batch);
+	err = ub_pages_exchange_locked(pg.pm->inflate, batch);
 	if (batch->has_target)
 		ub_host_target_locked(batch->target, false);
 	if (err && err != -ETIMEDOUT) {
@@ -751,7 +793,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		blocked = UB_BLOCK_RATE;
 	delay = max(delay, rate_delay);
 	if (batch->stop)
-		delay = max(delay, ub.ops->poll_interval ?: UB_RETRY_DELAY);
+		delay = max(delay, pg.pm->base.poll_interval ?: UB_RETRY_DELAY);
 	/* short of pages, wait; refused, back off */
 	if (batch->count < n && !cut) {
 		delay = max(delay, UB_RETRY_DELAY);
@@ -772,7 +814,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 /*
  * One inflation batch, from the worker only: the pages are allocated with
  * no lock held, then ub.exchange is taken for the host exchange and
- * ub.lock for the lists. The worker owns pg.inflate_batch; ub.ops cannot
+ * ub.lock for the lists. The worker owns pg.inflate_batch; pg.pm cannot
  * change while it runs (ub_detach stops the worker before it lets the
  * backend go).
  */
@@ -814,7 +856,7 @@ unsigned long ub_inflate(unsigned long want, unsigned int order)
  */
 static void ub_split_huge_locked(void)
 {
-	unsigned int order = ub.pm->huge_order, i;
+	unsigned int order = pg.pm->huge_order, i;
 	struct page *page;
 	LIST_HEAD(list);
 
@@ -834,14 +876,14 @@ static void ub_split_huge_locked(void)
 /* Take up to @want pages (order-0 first) off the balloon into @batch. */
 static void ub_take_pages_locked(struct ub_batch *batch, unsigned long want)
 {
-	unsigned int order = ub.pm->huge_order;
+	unsigned int order = pg.pm->huge_order;
 	struct page *page, *next;
 	LIST_HEAD(list);
 
 	ub_assert_locked();
 
 	if (!ub_small_pages() && pg.huge_count && want < (1UL << order) &&
-	    ub.pm->huge_splittable)
+	    pg.pm->huge_splittable)
 		ub_split_huge_locked();
 	if (ub_small_pages() || !pg.huge_count) {
 		ub_batch_init(batch, 0);
@@ -961,7 +1003,7 @@ unsigned long ub_deflate_locked(unsigned long want, bool force,
 	start = ktime_get();
 	if (settled) {
 		pg.exchanging = (unsigned long)batch->count << batch->order;
-		err = ub_pages_exchange_locked(ub.pm->deflate, batch);
+		err = ub_pages_exchange_locked(pg.pm->deflate, batch);
 		pg.exchanging = 0;
 	} else {
 		err = -ETIMEDOUT;
@@ -1015,7 +1057,7 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 
 	want = min_t(unsigned long, want,
 		     ub_rate_batch(ub.set.deflate_rate,
-				   ub.pm->batch_max << ub.pm->huge_order));
+				   pg.pm->batch_max << pg.pm->huge_order));
 	got = ub_deflate_locked(want, false, 0);
 	if (!got && pg.pages.isolated_pages)
 		return UB_ISOLATED_RETRY;
@@ -1077,7 +1119,7 @@ static int ub_migrate_exchange(struct page *page, bool take)
 
 	ub_batch_init(batch, 0);
 	ub_batch_add(batch, page);
-	err = ub_pages_exchange_locked(take ? ub.pm->inflate : ub.pm->deflate,
+	err = ub_pages_exchange_locked(take ? pg.pm->inflate : pg.pm->deflate,
 				       batch);
 	if (err == -ETIMEDOUT && take) {
 		/*
@@ -1126,7 +1168,7 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 	/* nothing moves while the host owes answers */
 	if (!ub_host_settled_locked(0))
 		goto again;
-	if (ub.pm->migrate_release_first) {
+	if (pg.pm->migrate_release_first) {
 		if (ub_migrate_exchange(page, false))
 			goto again;
 		taken = !ub_migrate_exchange(newpage, true);
