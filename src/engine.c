@@ -129,6 +129,17 @@ u64 ub_stat_read(enum ub_stat stat)
 }
 
 /*
+ * The attached backend is a page mover (pages.c), not a size mover: only
+ * a size mover's attach sets UB_FEAT_TARGET_DRIVEN. With a backend
+ * attached.
+ */
+static bool ub_moves_pages_locked(void)
+{
+	ub_assert_locked();
+	return !(ub.features & UB_FEAT_TARGET_DRIVEN);
+}
+
+/*
  * What the worker does after a step: inflate @want pages of @order (taken
  * with ub.lock dropped), or nothing if @want is 0.
  */
@@ -151,7 +162,7 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 
 	if (!ub.ops || ub.paused)
 		return UB_IDLE;
-	if (ub.sm)
+	if (!ub_moves_pages_locked())
 		return ub_target_step_locked();
 	if (!ub_pages_ready_locked())
 		return UB_RETRY_DELAY;
@@ -174,17 +185,6 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	if (ub.blocked != UB_BLOCK_NONE)
 		ub_blocked_locked(UB_BLOCK_NONE, UB_IDLE);
 	return UB_IDLE;
-}
-
-/*
- * The attached backend is a page mover (pages.c), not a size mover: only
- * a size mover's attach sets UB_FEAT_TARGET_DRIVEN. With a backend
- * attached.
- */
-static bool ub_moves_pages_locked(void)
-{
-	ub_assert_locked();
-	return !(ub.features & UB_FEAT_TARGET_DRIVEN);
 }
 
 /* Hosts that do not signal: ask for the target every poll_interval. */
@@ -264,7 +264,6 @@ static int ub_attach(const struct ub_backend *ops,
 		return -EBUSY;
 	}
 	ub.ops = ops;
-	ub.sm = sm;
 	ub.priv = priv;
 	ub.paused = false;
 	ub.size = 0;
@@ -273,7 +272,7 @@ static int ub_attach(const struct ub_backend *ops,
 		features |= ub_pages_attach_locked(pm, priv);
 	if (sm) {
 		features |= UB_FEAT_TARGET_DRIVEN;
-		ub_target_attach_locked();
+		ub_target_attach_locked(sm, priv);
 	}
 	ub.features = features;
 	/* once, with the size known: it bounds a kept override */
@@ -360,10 +359,11 @@ void ub_detach(void)
 		pr_info("backend %s detached, %s\n", ub.ops->name,
 			ub.features & UB_FEAT_TARGET_DRIVEN ?
 			"its driver keeps the balloon" : "all pages returned");
-	if (!(ub.features & UB_FEAT_TARGET_DRIVEN))
+	if (ub.features & UB_FEAT_TARGET_DRIVEN)
+		ub_target_detach_locked();
+	else
 		ub_pages_detach_locked();
 	ub.ops = NULL;
-	ub.sm = NULL;
 	ub.priv = NULL;
 	ub.features = 0;
 	ub_unlock();

@@ -52,7 +52,6 @@
  *	each with READ_ONCE() and accept a mix of values from before and
  *	after a change.
  * @ops: the attached backend, either kind; NULL if none
- * @sm: @ops as a size mover, if it sets a size; else NULL
  * @priv: the backend's argument to each of its operations
  * @features: UB_FEAT_* of the attached backend, 0 if none
  * @paused: the worker and the poll stop (ub_pause(), and for good in
@@ -75,7 +74,6 @@ struct uniballoon {
 	struct mutex exchange;
 	struct mutex lock;
 	const struct ub_backend *ops;
-	const struct ub_size_mover *sm;
 	void *priv;
 	unsigned long features;
 	bool paused;
@@ -633,13 +631,26 @@ unsigned long ub_pages_drain_locked(void);
 
 /**
  * ub_target_attach_locked() - a size mover attached
+ * @sm: the backend's operations, which target.c calls until
+ *	ub_target_detach_locked()
+ * @priv: the backend's argument to each of them
  *
  * The balloon is what its driver holds now (@get_size), and that is the
  * size last handed over.
  *
- * Context: Caller holds ub.lock, with ub.sm set; may sleep.
+ * Context: Caller holds ub.lock; may sleep.
  */
-void ub_target_attach_locked(void);
+void ub_target_attach_locked(const struct ub_size_mover *sm, void *priv);
+
+/**
+ * ub_target_detach_locked() - the size mover is gone
+ *
+ * Forgets @sm and @priv: target.c calls none of the backend's operations
+ * again.
+ *
+ * Context: Caller holds ub.lock.
+ */
+void ub_target_detach_locked(void);
 
 /**
  * ub_target_step_locked() - the worker's step for a size mover

@@ -20,22 +20,36 @@
 /* ...and only once a second if it has not moved for this long. */
 #define UB_TARGET_SETTLE	(2 * HZ)
 
-/* The size handed over and how it moves; under ub.lock. */
+/* The size mover, the size handed over and how it moves; under ub.lock. */
 static struct ub_target_state {
+	const struct ub_size_mover *sm;	/* from attach to detach, else NULL */
+	void *priv;			/* the backend's argument */
 	unsigned long goal;		/* pages: the last size handed over */
 	unsigned long size_moved;	/* jiffies: when the size last changed */
 	ktime_t size_seen;		/* when the size was last looked at */
 } tgt;
 
 /* A size mover attached: the balloon is what its driver holds now. */
-void ub_target_attach_locked(void)
+void ub_target_attach_locked(const struct ub_size_mover *sm, void *priv)
 {
 	ub_assert_locked();
 
-	ub.size = ub.sm->get_size(ub.priv);
+	tgt.sm = sm;
+	tgt.priv = priv;
+
+	ub.size = tgt.sm->get_size(tgt.priv);
 	tgt.goal = ub.size;
 	tgt.size_moved = jiffies;
 	tgt.size_seen = ktime_get();
+}
+
+/* The backend is gone: none of its operations is called again. */
+void ub_target_detach_locked(void)
+{
+	ub_assert_locked();
+
+	tgt.sm = NULL;
+	tgt.priv = NULL;
 }
 
 /*
@@ -45,7 +59,7 @@ void ub_target_attach_locked(void)
  */
 static void ub_sync_size_locked(void)
 {
-	unsigned long now = ub.sm->get_size(ub.priv);
+	unsigned long now = tgt.sm->get_size(tgt.priv);
 	ktime_t seen = ktime_get();
 	u64 ns = ktime_to_ns(ktime_sub(seen, tgt.size_seen));
 	unsigned long delta;
@@ -78,7 +92,7 @@ static unsigned long ub_target_rate_step(u64 rate)
 
 static int ub_set_goal_locked(unsigned long goal)
 {
-	int err = ub.sm->set_size(ub.priv, goal);
+	int err = tgt.sm->set_size(tgt.priv, goal);
 
 	ub_assert_locked();
 
