@@ -31,6 +31,9 @@ const char *const ub_stat_names[UB_STAT_NR] = {
 	[UB_STAT_HOST_RESETS]		= "host_resets",
 };
 
+/* ub_size() with no backend attached */
+static const unsigned long ub_no_size;
+
 /*
  * The lock and the defaults are there before ub_init() runs: module
  * parameters go through the same setters as the sysfs files (sysfs.c), and
@@ -39,6 +42,7 @@ const char *const ub_stat_names[UB_STAT_NR] = {
 struct uniballoon ub = {
 	.exchange = __MUTEX_INITIALIZER(ub.exchange),
 	.lock = __MUTEX_INITIALIZER(ub.lock),
+	.size = &ub_no_size,
 	.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE,
 };
 
@@ -115,12 +119,18 @@ void ub_blocked_locked(enum ub_block why, unsigned long delay)
 }
 
 /*
- * The mover in charge writes the size under ub.lock; readers without the
+ * The mover in charge writes its size under ub.lock; readers without the
  * lock accept a value from before or after a change.
  */
 unsigned long ub_size(void)
 {
-	return READ_ONCE(ub.size);
+	return READ_ONCE(*READ_ONCE(ub.size));
+}
+
+void ub_size_owner_locked(const unsigned long *size)
+{
+	ub_assert_locked();
+	WRITE_ONCE(ub.size, size);
 }
 
 u64 ub_stat_read(enum ub_stat stat)
@@ -266,7 +276,6 @@ static int ub_attach(const struct ub_backend *ops,
 	ub.ops = ops;
 	ub.priv = priv;
 	ub.paused = false;
-	ub.size = 0;
 	ub.blocked = UB_BLOCK_NONE;
 	if (pm)
 		features |= ub_pages_attach_locked(pm, priv);
@@ -344,7 +353,7 @@ void ub_detach(void)
 		/* the driver keeps its pages: the backend hands it back */
 		if (ub.ops->shutdown)
 			ub.ops->shutdown(ub.priv);
-		ub.size = 0;
+		ub_target_detach_locked();
 	} else {
 		ub_release_refused_locked(true);
 		/* some hosts drop every page themselves when told we leave */
@@ -359,10 +368,9 @@ void ub_detach(void)
 		pr_info("backend %s detached, %s\n", ub.ops->name,
 			ub.features & UB_FEAT_TARGET_DRIVEN ?
 			"its driver keeps the balloon" : "all pages returned");
-	if (ub.features & UB_FEAT_TARGET_DRIVEN)
-		ub_target_detach_locked();
-	else
+	if (!(ub.features & UB_FEAT_TARGET_DRIVEN))
 		ub_pages_detach_locked();
+	WRITE_ONCE(ub.size, &ub_no_size);
 	ub.ops = NULL;
 	ub.priv = NULL;
 	ub.features = 0;

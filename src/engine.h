@@ -56,8 +56,8 @@
  * @features: UB_FEAT_* of the attached backend, 0 if none
  * @paused: the worker and the poll stop (ub_pause(), and for good in
  *	ub_detach()); OOM deflation and migration leave the balloon alone
- * @size: pages the balloon holds: a page mover's taken pages, those of
- *	unanswered requests included; a size mover's size its driver reached
+ * @size: the size of the attached mover (ub_size()), which that mover
+ *	owns and writes (ub_size_owner_locked()); a constant 0 with none
  * @blocked: the worker's last step (ub_blocked_locked()), for readers
  * @set: the settings; set.oom_deflate is what is in force, which also
  *	depends on the host (ub_attach())
@@ -77,7 +77,7 @@ struct uniballoon {
 	void *priv;
 	unsigned long features;
 	bool paused;
-	unsigned long size;
+	const unsigned long *size;
 	enum ub_block blocked;
 
 	struct ub_settings set;
@@ -186,6 +186,18 @@ void ub_assert_locked(void);
  * Return: pages.
  */
 unsigned long ub_size(void);
+
+/**
+ * ub_size_owner_locked() - a mover attached: where its size is kept
+ * @size: the mover's own size, which it writes under ub.lock
+ *
+ * ub_size() reads it from now until the backend detaches. The page mover
+ * (ub_pages_attach_locked()) and the size mover
+ * (ub_target_attach_locked()) call it when they attach.
+ *
+ * Context: Caller holds ub.lock.
+ */
+void ub_size_owner_locked(const unsigned long *size);
 
 /**
  * ub_count() - add to a counter
@@ -393,7 +405,7 @@ void ub_user_request_locked(bool override, unsigned long pages);
  * No OOM cap, floor hold or reserve hold. The user's override stays: it is
  * the user's, not the device's, and a restore after sleep or a replugged
  * device should not undo it; it goes (with a warning) only if it is now
- * more than the guest's memory. Call once ub.size is known.
+ * more than the guest's memory. Call once the size is known (ub_size()).
  *
  * Context: Caller holds ub.lock.
  */
@@ -617,7 +629,7 @@ unsigned long ub_deflate_step_locked(unsigned long want);
  *
  * The host is told while it answers; it has 10 s in all to answer the
  * requests it owes. The pages of those it never answers stay allocated for
- * good, since it may still discard them, and leave ub.size. Drops and
+ * good, since it may still discard them, and leave the size. Drops and
  * retakes ub.lock while it waits for the host and for pages in the middle
  * of a migration.
  *
@@ -645,8 +657,9 @@ void ub_target_attach_locked(const struct ub_size_mover *sm, void *priv);
 /**
  * ub_target_detach_locked() - the size mover is gone
  *
- * Forgets @sm and @priv: target.c calls none of the backend's operations
- * again.
+ * Its driver keeps the balloon (the backend's @shutdown handed it back):
+ * the size is 0 from now on. Forgets @sm and @priv: target.c calls none of
+ * the backend's operations again.
  *
  * Context: Caller holds ub.lock.
  */

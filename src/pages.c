@@ -46,6 +46,11 @@ static struct ub_page_state {
 	 */
 	const struct ub_page_mover *pm;
 	void *priv;
+	/*
+	 * Pages the balloon holds: taken pages, those of unanswered requests
+	 * included. Read through ub_size() (engine.c) without the lock.
+	 */
+	unsigned long size;
 	struct balloon_dev_info pages;	/* 4 KiB pages, movable */
 	/* pages of the backend's huge_order (not movable), and how many */
 	struct list_head huge;
@@ -58,7 +63,7 @@ static struct ub_page_state {
 	/*
 	 * Pages in inflate requests the host has not answered (an exchange
 	 * timed out): it may still discard them whenever it gets to them.
-	 * They count in ub.size and stay off the lists deflation takes from
+	 * They count in pg.size and stay off the lists deflation takes from
 	 * until the host has answered (ub_host_answered_locked).
 	 */
 	struct list_head unanswered;		/* order 0 */
@@ -71,7 +76,7 @@ static struct ub_page_state {
 	struct page *migrated_unanswered;
 	/*
 	 * Pages (order 0) of the deflation batch in an exchange: off the
-	 * lists but still in ub.size while ub.lock is dropped for it.
+	 * lists but still in pg.size while the engine lock is dropped for it.
 	 */
 	unsigned long exchanging;
 	/*
@@ -173,7 +178,7 @@ static void ub_report_size_locked(void)
 	ub_assert_locked();
 
 	if (pg.pm->report_size)
-		pg.pm->report_size(pg.priv, ub.size);
+		pg.pm->report_size(pg.priv, pg.size);
 }
 
 /*
@@ -244,7 +249,7 @@ static unsigned long ub_batch_pages(unsigned int order)
 /* Pages the balloon holds in order-0 pages (on the balloon_dev_info list). */
 static unsigned long ub_small_pages(void)
 {
-	return ub.size - (pg.huge_count << pg.pm->huge_order) -
+	return pg.size - (pg.huge_count << pg.pm->huge_order) -
 	       pg.unanswered_count - pg.exchanging;
 }
 
@@ -382,7 +387,7 @@ void ub_drop_all_locked(void)
 			ub_page_returns(page, 0);
 			put_page(page);
 		}
-		ub.size -= got;
+		pg.size -= got;
 		cond_resched();
 	}
 	list_for_each_entry_safe(page, next, &pg.huge, lru) {
@@ -393,7 +398,7 @@ void ub_drop_all_locked(void)
 		__free_pages(page, order);
 		cond_resched();
 	}
-	ub.size -= pg.huge_count << order;
+	pg.size -= pg.huge_count << order;
 	pg.huge_count = 0;
 	/* a host that has forgotten every page will discard none of them */
 	list_for_each_entry_safe(page, next, &pg.unanswered, lru) {
@@ -406,7 +411,7 @@ void ub_drop_all_locked(void)
 		ub_page_returns(page, order);
 		__free_pages(page, order);
 	}
-	ub.size -= pg.unanswered_count;
+	pg.size -= pg.unanswered_count;
 	pg.unanswered_count = 0;
 	pg.migrated_unanswered = NULL;
 	ub_report_size_locked();
@@ -456,6 +461,8 @@ unsigned long ub_pages_attach_locked(const struct ub_page_mover *pm,
 
 	WRITE_ONCE(pg.pm, pm);
 	pg.priv = priv;
+	pg.size = 0;
+	ub_size_owner_locked(&pg.size);
 
 	/*
 	 * The balloon adjusts the managed page count itself (ub_page_leaves,
@@ -722,7 +729,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	}
 	pg.huge_off |= huge_failed;
 	requested = ub_requested_locked(&why);
-	room = requested > ub.size ? (requested - ub.size) >> order : 0;
+	room = requested > pg.size ? (requested - pg.size) >> order : 0;
 	if (batch->count > room)
 		ub_batch_free_tail(batch, room);
 	if (!batch->count)
@@ -776,7 +783,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 		ub_release_refused_locked(false);
 	/* the host took none of them: back off */
 	refusing = !err && !accepted;
-	ub.size += (unsigned long)accepted << order;
+	pg.size += (unsigned long)accepted << order;
 	if (accepted)
 		pg.reset_backoff = 0;
 	if (accepted && !err && !refusing)
@@ -958,7 +965,7 @@ static unsigned long ub_deflate_done_locked(struct ub_batch *batch, int err,
 		released++;
 	}
 	released <<= order;
-	ub.size -= released;
+	pg.size -= released;
 	ub_report_size_locked();
 	ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(released));
 	trace_deflate(released >> order, order,
@@ -1091,8 +1098,8 @@ unsigned long ub_pages_drain_locked(void)
 
 	ub_host_settled_locked(UB_DETACH_HOST_WAIT);
 again:
-	while (ub.size > pg.unanswered_count) {
-		if (ub_deflate_locked(ub.size, true, 0))
+	while (pg.size > pg.unanswered_count) {
+		if (ub_deflate_locked(pg.size, true, 0))
 			continue;
 		/* only pages in the middle of a migration are left */
 		ub_unlock();
@@ -1106,7 +1113,7 @@ again:
 	INIT_LIST_HEAD(&pg.unanswered);
 	INIT_LIST_HEAD(&pg.unanswered_huge);
 	pg.unanswered_count = 0;
-	ub.size -= kept;
+	pg.size -= kept;
 	return kept;
 }
 
@@ -1191,7 +1198,7 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 		}
 	} else {
 		ub_page_returns(page, 0);
-		ub.size--;
+		pg.size--;
 		ub_report_size_locked();
 		ub_count(UB_STAT_DEFLATED, PAGE_SIZE);
 		ub_kick();

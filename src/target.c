@@ -24,6 +24,7 @@
 static struct ub_target_state {
 	const struct ub_size_mover *sm;	/* from attach to detach, else NULL */
 	void *priv;			/* the backend's argument */
+	unsigned long size;		/* pages: the size the driver reached */
 	unsigned long goal;		/* pages: the last size handed over */
 	unsigned long size_moved;	/* jiffies: when the size last changed */
 	ktime_t size_seen;		/* when the size was last looked at */
@@ -36,18 +37,22 @@ void ub_target_attach_locked(const struct ub_size_mover *sm, void *priv)
 
 	tgt.sm = sm;
 	tgt.priv = priv;
-
-	ub.size = tgt.sm->get_size(tgt.priv);
-	tgt.goal = ub.size;
+	tgt.size = tgt.sm->get_size(tgt.priv);
+	ub_size_owner_locked(&tgt.size);
+	tgt.goal = tgt.size;
 	tgt.size_moved = jiffies;
 	tgt.size_seen = ktime_get();
 }
 
-/* The backend is gone: none of its operations is called again. */
+/*
+ * The backend is gone, and its driver keeps the balloon: ours is empty,
+ * and none of the backend's operations is called again.
+ */
 void ub_target_detach_locked(void)
 {
 	ub_assert_locked();
 
+	tgt.size = 0;
 	tgt.sm = NULL;
 	tgt.priv = NULL;
 }
@@ -67,19 +72,19 @@ static void ub_sync_size_locked(void)
 	ub_assert_locked();
 
 	tgt.size_seen = seen;
-	if (now == ub.size)
+	if (now == tgt.size)
 		return;
 	tgt.size_moved = jiffies;
-	if (now > ub.size) {
-		delta = now - ub.size;
+	if (now > tgt.size) {
+		delta = now - tgt.size;
 		ub_count(UB_STAT_INFLATED, ub_pages_to_bytes(delta));
 		trace_inflate(min_t(unsigned long, delta, U32_MAX), 0, ns);
 	} else {
-		delta = ub.size - now;
+		delta = tgt.size - now;
 		ub_count(UB_STAT_DEFLATED, ub_pages_to_bytes(delta));
 		trace_deflate(min_t(unsigned long, delta, U32_MAX), 0, ns);
 	}
-	ub.size = now;
+	tgt.size = now;
 }
 
 /* The most a rate allows per target step, in pages; ULONG_MAX if unlimited. */
@@ -119,9 +124,9 @@ unsigned long ub_target_step_locked(void)
 
 	ub_sync_size_locked();
 	requested = ub_requested_locked(&why);
-	goal = ub.size;
-	if (requested > ub.size) {
-		unsigned long want = ub_apply_floor_locked(requested - ub.size);
+	goal = tgt.size;
+	if (requested > tgt.size) {
+		unsigned long want = ub_apply_floor_locked(requested - tgt.size);
 
 		step = ub_target_rate_step(ub.set.inflate_rate);
 		room = ub_reserve_room();
@@ -138,13 +143,13 @@ unsigned long ub_target_step_locked(void)
 	} else {
 		ub_floor_release_locked();
 		step = ub_target_rate_step(ub.set.deflate_rate);
-		if (ub.size - requested > step)
+		if (tgt.size - requested > step)
 			ub_count(UB_STAT_RATE_DELAYS, 1);
-		goal -= min(ub.size - requested, step);
+		goal -= min(tgt.size - requested, step);
 	}
 	if (ub_set_goal_locked(goal))
 		return UB_RETRY_DELAY;
-	if (goal == ub.size && delay == UB_TARGET_STEP)
+	if (goal == tgt.size && delay == UB_TARGET_STEP)
 		return UB_IDLE;
 	/* the driver retries slowly when Xen has no memory: so do we */
 	if (time_after(jiffies, tgt.size_moved + UB_TARGET_SETTLE))
@@ -158,7 +163,7 @@ unsigned long ub_target_step_locked(void)
  */
 bool ub_target_cut_pending(void)
 {
-	return READ_ONCE(tgt.goal) < READ_ONCE(ub.size);
+	return READ_ONCE(tgt.goal) < READ_ONCE(tgt.size);
 }
 
 /*
@@ -177,9 +182,9 @@ unsigned long ub_target_shrink_locked(unsigned long want, unsigned long *left)
 
 	ub_sync_size_locked();
 	*left = tgt.goal;
-	if (tgt.goal < ub.size)
+	if (tgt.goal < tgt.size)
 		return 0;
-	base = ub.size;
+	base = tgt.size;
 	want = min(want, base);
 	if (!want || ub_set_goal_locked(base - want))
 		want = 0;
