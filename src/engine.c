@@ -133,6 +133,43 @@ void ub_size_owner_locked(const unsigned long *size)
 	WRITE_ONCE(ub.size, size);
 }
 
+void ub_count(enum ub_stat stat, u64 n)
+{
+	atomic64_add(n, &ub.stats[stat]);
+}
+
+/* A backend's or the engine's failed exchange: counted and traced. */
+void ub_backend_error(const char *event, int err)
+{
+	const struct ub_backend *ops = READ_ONCE(ub.ops);
+
+	ub_count(UB_STAT_HOST_ERRORS, 1);
+	trace_backend(ops ? ops->name : "none", event, err);
+}
+
+unsigned long ub_features(void)
+{
+	return READ_ONCE(ub.features);
+}
+
+bool ub_adjusts_managed(void)
+{
+	return !(ub.features & UB_FEAT_OOM_DEFLATE) ||
+	       (ub.features & UB_FEAT_TARGET_DRIVEN);
+}
+
+bool ub_paused_locked(void)
+{
+	ub_assert_locked();
+	return ub.paused;
+}
+
+bool ub_active_locked(void)
+{
+	ub_assert_locked();
+	return ub.ops && !ub.paused;
+}
+
 u64 ub_stat_read(enum ub_stat stat)
 {
 	return atomic64_read(&ub.stats[stat]);
@@ -391,6 +428,12 @@ void ub_resume(void)
 		queue_delayed_work(ub.wq, &ub.poll_work, 0);
 	ub_unlock();
 	ub_kick();
+}
+
+void ub_kick(void)
+{
+	if (ub.wq)
+		mod_delayed_work(ub.wq, &ub.work, 0);
 }
 
 /* A backend learned that the host's target changed: poll now. */

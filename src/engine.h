@@ -206,10 +206,7 @@ void ub_size_owner_locked(const unsigned long *size);
  *
  * Context: Any context; atomic, takes no lock.
  */
-static inline void ub_count(enum ub_stat stat, u64 n)
-{
-	atomic64_add(n, &ub.stats[stat]);
-}
+void ub_count(enum ub_stat stat, u64 n);
 
 /**
  * ub_kick() - something changed that the worker should act on
@@ -219,11 +216,7 @@ static inline void ub_count(enum ub_stat stat, u64 n)
  *
  * Context: Any context; takes no lock (callers may hold ub.lock).
  */
-static inline void ub_kick(void)
-{
-	if (ub.wq)
-		mod_delayed_work(ub.wq, &ub.work, 0);
-}
+void ub_kick(void);
 
 /**
  * ub_blocked_locked() - record why the worker's step left the balloon
@@ -250,11 +243,36 @@ void ub_blocked_locked(enum ub_block why, unsigned long delay);
  * Context: Any context; reads ub.features without ub.lock.
  * Return: true if the balloon's pages are out of the managed page count.
  */
-static inline bool ub_adjusts_managed(void)
-{
-	return !(ub.features & UB_FEAT_OOM_DEFLATE) ||
-	       (ub.features & UB_FEAT_TARGET_DRIVEN);
-}
+bool ub_adjusts_managed(void);
+
+/**
+ * ub_features() - what the attached backend supports
+ *
+ * Context: Any context; takes no lock. Without the engine's lock the value
+ * may be from before or after an attach or a detach.
+ * Return: UB_FEAT_* of the attached backend, 0 if none.
+ */
+unsigned long ub_features(void);
+
+/**
+ * ub_paused_locked() - whether the worker and the poll are stopped
+ *
+ * ub_pause() stops them until ub_resume(), ub_detach() for good.
+ *
+ * Context: Caller holds ub.lock.
+ * Return: true while paused.
+ */
+bool ub_paused_locked(void);
+
+/**
+ * ub_active_locked() - whether a backend is attached and not paused
+ *
+ * OOM deflation and page migration leave the balloon alone otherwise.
+ *
+ * Context: Caller holds ub.lock.
+ * Return: true if the balloon may move now.
+ */
+bool ub_active_locked(void);
 
 /**
  * ub_pages_to_bytes() - convert a page count to bytes

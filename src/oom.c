@@ -81,6 +81,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 {
 	unsigned long deadline = jiffies + UB_EMERGENCY_WAIT;
 	unsigned long freed = 0, left = 0, old;
+	struct ub_settings set;
 	enum ub_reason why;
 	bool exchange;
 
@@ -92,15 +93,16 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 			ub_exchange_unlock();
 		return 0;
 	}
-	if (!ub.ops || ub.paused || !ub.set.oom_deflate ||
-	    !(ub.features & UB_FEAT_OOM_DEFLATE))
+	ub_get_settings(&set);
+	if (!ub_active_locked() || !set.oom_deflate ||
+	    !(ub_features() & UB_FEAT_OOM_DEFLATE))
 		goto out;
 
 	/* pages the host refused this cycle are the guest's: free them first */
 	ub_release_refused_locked(false);
 	old = ub_target_locked(&why);
 	want = min(want, ub_size());
-	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
+	if (ub_features() & UB_FEAT_TARGET_DRIVEN) {
 		/* the hypervisor's driver takes the pages back from the host */
 		freed = ub_target_shrink_locked(want, &left);
 	}
@@ -111,7 +113,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	 * exchange is in flight) nothing waits for the host: the pages go
 	 * back untold where it need not hear first, else none.
 	 */
-	while (freed < want && !(ub.features & UB_FEAT_TARGET_DRIVEN)) {
+	while (freed < want && !(ub_features() & UB_FEAT_TARGET_DRIVEN)) {
 		unsigned long got = exchange ?
 			ub_deflate_locked(want - freed, false,
 					  UB_EMERGENCY_WAIT) :
@@ -129,7 +131,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 		trace_oom_deflate(freed, ub_pages_to_bytes(left));
 		ub_note_target_locked(old, UB_REASON_OOM);
 	}
-	if (ub.features & UB_FEAT_TARGET_DRIVEN)
+	if (ub_features() & UB_FEAT_TARGET_DRIVEN)
 		freed = 0;
 out:
 	ub_unlock();
@@ -141,8 +143,10 @@ out:
 /* The OOM killer is about to pick a victim: release oom_deflate_size. */
 static unsigned long ub_oom_deflate(void)
 {
-	return ub_emergency_deflate(READ_ONCE(ub.set.oom_deflate_size) >>
-				    PAGE_SHIFT, true);
+	struct ub_settings set;
+
+	ub_get_settings(&set);
+	return ub_emergency_deflate(set.oom_deflate_size >> PAGE_SHIFT, true);
 }
 
 /* Pages to release to get back above the threshold with room, or 0. */
@@ -166,16 +170,17 @@ static unsigned long ub_pressure_count(void)
 {
 	unsigned long deficit = ub_pressure_deficit();
 	unsigned long size = ub_size();
+	struct ub_settings set;
 
-	if (!READ_ONCE(ub.set.oom_deflate) ||
-	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE) || !deficit)
+	ub_get_settings(&set);
+	if (!set.oom_deflate ||
+	    !(ub_features() & UB_FEAT_OOM_DEFLATE) || !deficit)
 		return 0;
-	if (!(READ_ONCE(ub.features) & UB_FEAT_TARGET_DRIVEN))
+	if (!(ub_features() & UB_FEAT_TARGET_DRIVEN))
 		return size;
 	if (ub_target_cut_pending())
 		return 0;
-	return min(size, max(deficit, READ_ONCE(ub.set.oom_deflate_size) >>
-				      PAGE_SHIFT));
+	return min(size, max(deficit, set.oom_deflate_size >> PAGE_SHIFT));
 }
 
 /*
@@ -186,8 +191,12 @@ static unsigned long ub_pressure_count(void)
  */
 static unsigned long ub_pressure_deflate(unsigned long nr)
 {
-	unsigned long chunk = READ_ONCE(ub.set.oom_deflate_size) >> PAGE_SHIFT;
-	unsigned long deficit = ub_pressure_deficit();
+	unsigned long chunk, deficit;
+	struct ub_settings set;
+
+	ub_get_settings(&set);
+	chunk = set.oom_deflate_size >> PAGE_SHIFT;
+	deficit = ub_pressure_deficit();
 
 	if (!deficit)
 		return 0;

@@ -664,6 +664,8 @@ static void ub_set_aside(struct page *page, unsigned int order)
 unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 				     unsigned long *delay)
 {
+	struct ub_settings set;
+
 	ub_assert_exchange_locked();
 	ub_assert_locked();
 
@@ -684,8 +686,9 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
 		return 0;
 	}
 	*order = pg.pm->huge_order;
+	ub_get_settings(&set);
 	want = min_t(unsigned long, want,
-		     ub_rate_batch(ub.set.inflate_rate,
+		     ub_rate_batch(set.inflate_rate,
 				   pg.pm->batch_max << *order));
 	want = min(want, ub_reserve_room());
 	if (!want) {
@@ -715,6 +718,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	unsigned int order = batch->order, i, accepted = 0;
 	unsigned long requested, room, delay, rate_delay;
 	enum ub_block blocked = UB_BLOCK_NONE;
+	struct ub_settings set;
 	bool refusing;
 	enum ub_reason why;
 	ktime_t start;
@@ -723,7 +727,7 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	ub_assert_exchange_locked();
 	ub_assert_locked();
 
-	if (ub.paused) {
+	if (ub_paused_locked()) {
 		ub_batch_free_tail(batch, 0);
 		return UB_IDLE;
 	}
@@ -793,7 +797,8 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 	trace_inflate(accepted, order,
 		      ktime_to_ns(ktime_sub(ktime_get(), start)));
 
-	rate_delay = ub_rate_delay(&pg.inflate_next, ub.set.inflate_rate,
+	ub_get_settings(&set);
+	rate_delay = ub_rate_delay(&pg.inflate_next, set.inflate_rate,
 				   ub_pages_to_bytes(batch->count << order),
 				   start);
 	if (rate_delay > delay && blocked == UB_BLOCK_NONE)
@@ -1000,7 +1005,7 @@ unsigned long ub_deflate_locked(unsigned long want, bool force,
 	 * requests are not on the lists taken from.
 	 */
 	settled = ub_host_settled_locked(0);
-	if (!settled && !force && (ub.features & UB_FEAT_TELL_HOST))
+	if (!settled && !force && (ub_features() & UB_FEAT_TELL_HOST))
 		return 0;
 	ub_take_pages_locked(batch, want);
 	if (!batch->count)
@@ -1023,7 +1028,7 @@ unsigned long ub_deflate_locked(unsigned long want, bool force,
 		if (settled)
 			ub_backend_error("deflate", err);
 		/* The host must hear first: keep the pages. */
-		keep_all = !force && (ub.features & UB_FEAT_TELL_HOST);
+		keep_all = !force && (ub_features() & UB_FEAT_TELL_HOST);
 	}
 	released = ub_deflate_done_locked(batch, err, force, keep_all, start);
 	if (err == -ECONNRESET)
@@ -1045,7 +1050,7 @@ unsigned long ub_deflate_untold_locked(unsigned long want)
 
 	ub_assert_locked();
 
-	if (ub.features & UB_FEAT_TELL_HOST)
+	if (ub_features() & UB_FEAT_TELL_HOST)
 		return 0;
 	ub_take_pages_locked(batch, want);
 	if (!batch->count)
@@ -1058,12 +1063,14 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 {
 	ktime_t start = ktime_get();
 	unsigned long got, delay;
+	struct ub_settings set;
 
 	ub_assert_exchange_locked();
 	ub_assert_locked();
 
+	ub_get_settings(&set);
 	want = min_t(unsigned long, want,
-		     ub_rate_batch(ub.set.deflate_rate,
+		     ub_rate_batch(set.deflate_rate,
 				   pg.pm->batch_max << pg.pm->huge_order));
 	got = ub_deflate_locked(want, false, 0);
 	if (!got && pg.pages.isolated_pages)
@@ -1077,7 +1084,9 @@ unsigned long ub_deflate_step_locked(unsigned long want)
 				  delay);
 		return delay;
 	}
-	delay = ub_rate_delay(&pg.deflate_next, ub.set.deflate_rate,
+	/* the rate may have changed while the exchange ran without the lock */
+	ub_get_settings(&set);
+	delay = ub_rate_delay(&pg.deflate_next, set.deflate_rate,
 			      ub_pages_to_bytes(got), start);
 	ub_blocked_locked(delay ? UB_BLOCK_RATE : UB_BLOCK_NONE, delay);
 	return delay;
@@ -1170,7 +1179,7 @@ static int ub_migratepage(struct balloon_dev_info *pages,
 		ub_exchange_unlock();
 		return -EAGAIN;
 	}
-	if (!ub.ops || ub.paused)
+	if (!ub_active_locked())
 		goto again;
 	/* nothing moves while the host owes answers */
 	if (!ub_host_settled_locked(0))

@@ -155,8 +155,12 @@ void ub_host_target_locked(unsigned long pages, bool request)
  */
 static unsigned long ub_floor_allowance(void)
 {
+	struct ub_settings set;
+	unsigned long floor;
 	long avail;
-	unsigned long floor = ub.set.floor >> PAGE_SHIFT;
+
+	ub_get_settings(&set);
+	floor = set.floor >> PAGE_SHIFT;
 
 	if (pol.reserve_hit)
 		floor = max(floor, ub_pressure_reserve());
@@ -293,9 +297,12 @@ void ub_policy_reset_locked(unsigned long host_target)
  */
 unsigned long ub_pressure_threshold(void)
 {
-	u64 bytes = max(READ_ONCE(ub.set.floor),
-			READ_ONCE(ub.set.oom_deflate_size));
-	u64 curve = 1024 * int_sqrt64(ub_pages_to_bytes(ub_guest_pages()));
+	struct ub_settings set;
+	u64 bytes, curve;
+
+	ub_get_settings(&set);
+	bytes = max(set.floor, set.oom_deflate_size);
+	curve = 1024 * int_sqrt64(ub_pages_to_bytes(ub_guest_pages()));
 
 	return max(bytes, curve) >> PAGE_SHIFT;
 }
@@ -309,8 +316,10 @@ unsigned long ub_pressure_threshold(void)
  */
 unsigned long ub_pressure_reserve(void)
 {
-	if (!READ_ONCE(ub.set.oom_deflate) ||
-	    !(READ_ONCE(ub.features) & UB_FEAT_OOM_DEFLATE))
+	struct ub_settings set;
+
+	ub_get_settings(&set);
+	if (!set.oom_deflate || !(ub_features() & UB_FEAT_OOM_DEFLATE))
 		return 0;
 	return 4 * ub_pressure_threshold();
 }

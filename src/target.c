@@ -118,17 +118,19 @@ static int ub_set_goal_locked(unsigned long goal)
 unsigned long ub_target_step_locked(void)
 {
 	unsigned long requested, goal, step, room, delay = UB_TARGET_STEP;
+	struct ub_settings set;
 	enum ub_reason why;
 
 	ub_assert_locked();
 
+	ub_get_settings(&set);
 	ub_sync_size_locked();
 	requested = ub_requested_locked(&why);
 	goal = tgt.size;
 	if (requested > tgt.size) {
 		unsigned long want = ub_apply_floor_locked(requested - tgt.size);
 
-		step = ub_target_rate_step(ub.set.inflate_rate);
+		step = ub_target_rate_step(set.inflate_rate);
 		room = ub_reserve_room();
 		/* the driver's pages count against the reserve as ours do */
 		if (want > room) {
@@ -142,7 +144,7 @@ unsigned long ub_target_step_locked(void)
 		goal += min(want, step);
 	} else {
 		ub_floor_release_locked();
-		step = ub_target_rate_step(ub.set.deflate_rate);
+		step = ub_target_rate_step(set.deflate_rate);
 		if (tgt.size - requested > step)
 			ub_count(UB_STAT_RATE_DELAYS, 1);
 		goal -= min(tgt.size - requested, step);

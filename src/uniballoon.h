@@ -298,7 +298,7 @@ enum ub_stat {
 /* The file names under /sys/kernel/balloon/stats/, by enum ub_stat. */
 extern const char *const ub_stat_names[UB_STAT_NR];
 
-/* engine.c and trace.c: the interface backends use */
+/* engine.c: the interface backends use */
 
 /**
  * ub_attach_pages() - attach a page mover
