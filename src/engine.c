@@ -31,6 +31,66 @@ const char *const ub_stat_names[UB_STAT_NR] = {
 	[UB_STAT_HOST_RESETS]		= "host_resets",
 };
 
+/**
+ * struct uniballoon - the engine's state: the backend, the size, the settings
+ * @exchange: protects the host protocol: one exchange at a time. Every
+ *	call into a page mover's protocol (@inflate, @deflate, @settle,
+ *	@restart, @huge_ready, @poll, @shutdown) is made with it held; taken
+ *	before @lock. An exchange that may wait for the host
+ *	holds only @exchange while it waits (@lock dropped, see
+ *	ub_pages_exchange_locked() in pages.c), and @exchange is never
+ *	waited for where a host may be waited for under it (OOM and
+ *	pressure deflation, migration only try it).
+ * @lock: protects every engine file's state and the fields below; never
+ *	held while pages are allocated (the worker fills its batch first) or
+ *	while a host is waited for, so deflation, OOM and writers wait for
+ *	it at most for bookkeeping. Readers of sysfs and debugfs do not take
+ *	it: they read @ops, @features, @size, @blocked and @set once
+ *	each with READ_ONCE() and accept a mix of values from before and
+ *	after a change.
+ * @ops: the attached backend, either kind; NULL if none
+ * @priv: the backend's argument to each of its operations
+ * @features: UB_FEAT_* of the attached backend, 0 if none
+ * @paused: the worker and the poll stop (ub_pause(), and for good in
+ *	ub_detach()); OOM deflation and migration leave the balloon alone
+ * @size: the size of the attached mover (ub_size()), which that mover
+ *	owns and writes (ub_size_owner_locked()); a constant 0 with none
+ * @blocked: the worker's last step (ub_blocked_locked()), for readers
+ * @set: the settings; set.oom_deflate is what is in force, which also
+ *	depends on the host (ub_attach())
+ * @oom_deflate_chosen: the user has set oom_deflate (sysfs or module
+ *	parameter); the choice outlives the backend
+ * @oom_deflate_wanted: with @oom_deflate_chosen, what the user chose
+ * @wq: the engine's freezable workqueue; NULL before ub_engine_init() and
+ *	after ub_engine_exit()
+ * @work: the worker: one step towards the target (ub_kick())
+ * @poll_work: asks a polled host for its target (ub_poll_now())
+ * @stats: the counters, by enum ub_stat (ub_count(), ub_stat_read())
+ *
+ * One instance, engine, private to this file: the other engine files reach
+ * it only through the functions engine.h declares (ub_exchange_lock(),
+ * ub_lock(), ub_size(), ub_features(), ub_count(), ...).
+ */
+struct uniballoon {
+	struct mutex exchange;
+	struct mutex lock;
+	const struct ub_backend *ops;
+	void *priv;
+	unsigned long features;
+	bool paused;
+	const unsigned long *size;
+	enum ub_block blocked;
+
+	struct ub_settings set;
+	bool oom_deflate_chosen;
+	bool oom_deflate_wanted;
+
+	struct workqueue_struct *wq;
+	struct delayed_work work;
+	struct delayed_work poll_work;
+	atomic64_t stats[UB_STAT_NR];
+};
+
 /* ub_size() with no backend attached */
 static const unsigned long ub_no_size;
 
@@ -39,51 +99,51 @@ static const unsigned long ub_no_size;
  * parameters go through the same setters as the sysfs files (sysfs.c), and
  * the kernel applies them before the module's init.
  */
-struct uniballoon ub = {
-	.exchange = __MUTEX_INITIALIZER(ub.exchange),
-	.lock = __MUTEX_INITIALIZER(ub.lock),
+static struct uniballoon engine = {
+	.exchange = __MUTEX_INITIALIZER(engine.exchange),
+	.lock = __MUTEX_INITIALIZER(engine.lock),
 	.size = &ub_no_size,
 	.set.oom_deflate_size = UB_DEFAULT_OOM_DEFLATE_SIZE,
 };
 
 void ub_exchange_lock(void)
 {
-	mutex_lock(&ub.exchange);
+	mutex_lock(&engine.exchange);
 }
 
 void ub_exchange_unlock(void)
 {
-	mutex_unlock(&ub.exchange);
+	mutex_unlock(&engine.exchange);
 }
 
 bool ub_exchange_trylock(void)
 {
-	return mutex_trylock(&ub.exchange);
+	return mutex_trylock(&engine.exchange);
 }
 
 void ub_assert_exchange_locked(void)
 {
-	lockdep_assert_held(&ub.exchange);
+	lockdep_assert_held(&engine.exchange);
 }
 
 void ub_lock(void)
 {
-	mutex_lock(&ub.lock);
+	mutex_lock(&engine.lock);
 }
 
 void ub_unlock(void)
 {
-	mutex_unlock(&ub.lock);
+	mutex_unlock(&engine.lock);
 }
 
 bool ub_trylock(void)
 {
-	return mutex_trylock(&ub.lock);
+	return mutex_trylock(&engine.lock);
 }
 
 void ub_assert_locked(void)
 {
-	lockdep_assert_held(&ub.lock);
+	lockdep_assert_held(&engine.lock);
 }
 
 static const char *const ub_block_names[] = {
@@ -112,36 +172,36 @@ void ub_blocked_locked(enum ub_block why, unsigned long delay)
 {
 	ub_assert_locked();
 
-	if (why != UB_BLOCK_NONE || ub.blocked != UB_BLOCK_NONE)
+	if (why != UB_BLOCK_NONE || engine.blocked != UB_BLOCK_NONE)
 		trace_blocked(ub_block_names[why],
 			      delay == UB_IDLE ? 0 : jiffies_to_msecs(delay));
-	WRITE_ONCE(ub.blocked, why);
+	WRITE_ONCE(engine.blocked, why);
 }
 
 /*
- * The mover in charge writes its size under ub.lock; readers without the
+ * The mover in charge writes its size under engine.lock; readers without the
  * lock accept a value from before or after a change.
  */
 unsigned long ub_size(void)
 {
-	return READ_ONCE(*READ_ONCE(ub.size));
+	return READ_ONCE(*READ_ONCE(engine.size));
 }
 
 void ub_size_owner_locked(const unsigned long *size)
 {
 	ub_assert_locked();
-	WRITE_ONCE(ub.size, size);
+	WRITE_ONCE(engine.size, size);
 }
 
 void ub_count(enum ub_stat stat, u64 n)
 {
-	atomic64_add(n, &ub.stats[stat]);
+	atomic64_add(n, &engine.stats[stat]);
 }
 
 /* A backend's or the engine's failed exchange: counted and traced. */
 void ub_backend_error(const char *event, int err)
 {
-	const struct ub_backend *ops = READ_ONCE(ub.ops);
+	const struct ub_backend *ops = READ_ONCE(engine.ops);
 
 	ub_count(UB_STAT_HOST_ERRORS, 1);
 	trace_backend(ops ? ops->name : "none", event, err);
@@ -149,30 +209,30 @@ void ub_backend_error(const char *event, int err)
 
 unsigned long ub_features(void)
 {
-	return READ_ONCE(ub.features);
+	return READ_ONCE(engine.features);
 }
 
 bool ub_adjusts_managed(void)
 {
-	return !(ub.features & UB_FEAT_OOM_DEFLATE) ||
-	       (ub.features & UB_FEAT_TARGET_DRIVEN);
+	return !(engine.features & UB_FEAT_OOM_DEFLATE) ||
+	       (engine.features & UB_FEAT_TARGET_DRIVEN);
 }
 
 bool ub_paused_locked(void)
 {
 	ub_assert_locked();
-	return ub.paused;
+	return engine.paused;
 }
 
 bool ub_active_locked(void)
 {
 	ub_assert_locked();
-	return ub.ops && !ub.paused;
+	return engine.ops && !engine.paused;
 }
 
 u64 ub_stat_read(enum ub_stat stat)
 {
-	return atomic64_read(&ub.stats[stat]);
+	return atomic64_read(&engine.stats[stat]);
 }
 
 /*
@@ -183,12 +243,12 @@ u64 ub_stat_read(enum ub_stat stat)
 static bool ub_moves_pages_locked(void)
 {
 	ub_assert_locked();
-	return !(ub.features & UB_FEAT_TARGET_DRIVEN);
+	return !(engine.features & UB_FEAT_TARGET_DRIVEN);
 }
 
 /*
  * What the worker does after a step: inflate @want pages of @order (taken
- * with ub.lock dropped), or nothing if @want is 0.
+ * with engine.lock dropped), or nothing if @want is 0.
  */
 struct ub_plan {
 	unsigned long want;
@@ -207,7 +267,7 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	ub_assert_exchange_locked();
 	ub_assert_locked();
 
-	if (!ub.ops || ub.paused)
+	if (!engine.ops || engine.paused)
 		return UB_IDLE;
 	if (!ub_moves_pages_locked())
 		return ub_target_step_locked();
@@ -229,7 +289,7 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	ub_release_refused_locked(true);
 	if (requested < ub_size())
 		return ub_deflate_step_locked(ub_size() - requested);
-	if (ub.blocked != UB_BLOCK_NONE)
+	if (engine.blocked != UB_BLOCK_NONE)
 		ub_blocked_locked(UB_BLOCK_NONE, UB_IDLE);
 	return UB_IDLE;
 }
@@ -242,7 +302,7 @@ static void ub_poll_fn(struct work_struct *work)
 
 	ub_exchange_lock();
 	ub_lock();
-	if (!ub.ops || ub.paused) {
+	if (!engine.ops || engine.paused) {
 		ub_unlock();
 		ub_exchange_unlock();
 		return;
@@ -250,7 +310,7 @@ static void ub_poll_fn(struct work_struct *work)
 	/* a page mover's protocol must be up to be asked */
 	if (ub_moves_pages_locked() && !ub_pages_ready_locked())
 		goto again;
-	err = ub.ops->poll(ub.priv, &target);
+	err = engine.ops->poll(engine.priv, &target);
 	if (err == -ECONNRESET && ub_moves_pages_locked())
 		ub_host_reset_locked();
 	else if (err)
@@ -258,7 +318,7 @@ static void ub_poll_fn(struct work_struct *work)
 	else
 		ub_host_target_locked(target, false);
 again:
-	queue_delayed_work(ub.wq, &ub.poll_work, ub.ops->poll_interval);
+	queue_delayed_work(engine.wq, &engine.poll_work, engine.ops->poll_interval);
 	ub_unlock();
 	ub_exchange_unlock();
 	ub_kick();
@@ -277,7 +337,7 @@ static void ub_work_fn(struct work_struct *work)
 	if (plan.want)
 		delay = ub_inflate(plan.want, plan.order);
 	if (delay != UB_IDLE)
-		queue_delayed_work(ub.wq, &ub.work, delay);
+		queue_delayed_work(engine.wq, &engine.work, delay);
 }
 
 #ifdef UB_TEST_BUILD
@@ -306,21 +366,21 @@ static int ub_attach(const struct ub_backend *ops,
 #endif
 
 	ub_lock();
-	if (ub.ops) {
+	if (engine.ops) {
 		ub_unlock();
 		return -EBUSY;
 	}
-	ub.ops = ops;
-	ub.priv = priv;
-	ub.paused = false;
-	ub.blocked = UB_BLOCK_NONE;
+	engine.ops = ops;
+	engine.priv = priv;
+	engine.paused = false;
+	engine.blocked = UB_BLOCK_NONE;
 	if (pm)
 		features |= ub_pages_attach_locked(pm, priv);
 	if (sm) {
 		features |= UB_FEAT_TARGET_DRIVEN;
 		ub_target_attach_locked(sm, priv);
 	}
-	ub.features = features;
+	engine.features = features;
 	/* once, with the size known: it bounds a kept override */
 	ub_policy_reset_locked(ub_size());
 	/*
@@ -330,11 +390,11 @@ static int ub_attach(const struct ub_backend *ops,
 	 * where a hypervisor driver owns the balloon, since OOM deflation
 	 * then means overriding the host's target.
 	 */
-	ub.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) &&
-			     (ub.oom_deflate_chosen ? ub.oom_deflate_wanted : !!pm);
+	engine.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) &&
+			     (engine.oom_deflate_chosen ? engine.oom_deflate_wanted : !!pm);
 	ub_unlock();
 	if (ops->poll)
-		queue_delayed_work(ub.wq, &ub.poll_work, 0);
+		queue_delayed_work(engine.wq, &engine.poll_work, 0);
 	pr_info("backend %s active\n", ops->name);
 	return 0;
 }
@@ -362,10 +422,10 @@ int ub_attach_size(const struct ub_size_mover *sm, void *priv,
 static void ub_stop_worker(void)
 {
 	ub_lock();
-	ub.paused = true;
+	engine.paused = true;
 	ub_unlock();
-	cancel_delayed_work_sync(&ub.poll_work);
-	cancel_delayed_work_sync(&ub.work);
+	cancel_delayed_work_sync(&engine.poll_work);
+	cancel_delayed_work_sync(&engine.work);
 }
 
 /*
@@ -380,37 +440,37 @@ void ub_detach(void)
 
 	ub_exchange_lock();
 	ub_lock();
-	if (!ub.ops) {
+	if (!engine.ops) {
 		/* never attached, or already detached (a failed restore) */
 		ub_unlock();
 		ub_exchange_unlock();
 		return;
 	}
-	if (ub.features & UB_FEAT_TARGET_DRIVEN) {
+	if (engine.features & UB_FEAT_TARGET_DRIVEN) {
 		/* the driver keeps its pages: the backend hands it back */
-		if (ub.ops->shutdown)
-			ub.ops->shutdown(ub.priv);
+		if (engine.ops->shutdown)
+			engine.ops->shutdown(engine.priv);
 		ub_target_detach_locked();
 	} else {
 		ub_release_refused_locked(true);
 		/* some hosts drop every page themselves when told we leave */
-		if (ub.ops->shutdown && !ub.ops->shutdown(ub.priv))
+		if (engine.ops->shutdown && !engine.ops->shutdown(engine.priv))
 			ub_drop_all_locked();
 		kept = ub_pages_drain_locked();
 	}
 	if (kept)
 		pr_warn("backend %s detached, %lu pages (%lu KiB) kept allocated for good: the host never answered the requests that hold them\n",
-			ub.ops->name, kept, kept << (PAGE_SHIFT - 10));
+			engine.ops->name, kept, kept << (PAGE_SHIFT - 10));
 	else
-		pr_info("backend %s detached, %s\n", ub.ops->name,
-			ub.features & UB_FEAT_TARGET_DRIVEN ?
+		pr_info("backend %s detached, %s\n", engine.ops->name,
+			engine.features & UB_FEAT_TARGET_DRIVEN ?
 			"its driver keeps the balloon" : "all pages returned");
-	if (!(ub.features & UB_FEAT_TARGET_DRIVEN))
+	if (!(engine.features & UB_FEAT_TARGET_DRIVEN))
 		ub_pages_detach_locked();
-	WRITE_ONCE(ub.size, &ub_no_size);
-	ub.ops = NULL;
-	ub.priv = NULL;
-	ub.features = 0;
+	WRITE_ONCE(engine.size, &ub_no_size);
+	engine.ops = NULL;
+	engine.priv = NULL;
+	engine.features = 0;
 	ub_unlock();
 	ub_exchange_unlock();
 }
@@ -423,24 +483,24 @@ void ub_pause(void)
 void ub_resume(void)
 {
 	ub_lock();
-	ub.paused = false;
-	if (ub.ops && ub.ops->poll)
-		queue_delayed_work(ub.wq, &ub.poll_work, 0);
+	engine.paused = false;
+	if (engine.ops && engine.ops->poll)
+		queue_delayed_work(engine.wq, &engine.poll_work, 0);
 	ub_unlock();
 	ub_kick();
 }
 
 void ub_kick(void)
 {
-	if (ub.wq)
-		mod_delayed_work(ub.wq, &ub.work, 0);
+	if (engine.wq)
+		mod_delayed_work(engine.wq, &engine.work, 0);
 }
 
 /* A backend learned that the host's target changed: poll now. */
 void ub_poll_now(void)
 {
-	if (ub.wq)
-		mod_delayed_work(ub.wq, &ub.poll_work, 0);
+	if (engine.wq)
+		mod_delayed_work(engine.wq, &engine.poll_work, 0);
 }
 
 void ub_set_host_target(unsigned long pages)
@@ -462,7 +522,7 @@ static int ub_user_request(bool override, u64 bytes)
 	int err = 0;
 
 	ub_lock();
-	if (!ub.ops)
+	if (!engine.ops)
 		err = -ENODEV;
 	else if (override && bytes > ub_pages_to_bytes(ub_guest_pages()))
 		err = -ERANGE;
@@ -494,7 +554,7 @@ int ub_set_floor(u64 bytes)
 	if (bytes > ub_pages_to_bytes(ub_guest_pages()))
 		return -ERANGE;
 	ub_lock();
-	ub.set.floor = bytes;
+	engine.set.floor = bytes;
 	ub_unlock();
 	ub_kick();
 	return 0;
@@ -508,9 +568,9 @@ int ub_set_rate(bool inflate, u64 rate)
 		return -ERANGE;
 	ub_lock();
 	if (inflate)
-		ub.set.inflate_rate = rate;
+		engine.set.inflate_rate = rate;
 	else
-		ub.set.deflate_rate = rate;
+		engine.set.deflate_rate = rate;
 	ub_unlock();
 	ub_kick();
 	return 0;
@@ -521,14 +581,14 @@ int ub_set_oom_deflate(bool on)
 	int err = 0;
 
 	ub_lock();
-	if (on && ub.ops && !(ub.features & UB_FEAT_OOM_DEFLATE)) {
+	if (on && engine.ops && !(engine.features & UB_FEAT_OOM_DEFLATE)) {
 		/* the host did not allow it (virtio: no DEFLATE_ON_OOM) */
 		err = -EPERM;
 	} else {
 		/* with no backend yet, the choice waits for one (ub_attach) */
-		ub.oom_deflate_chosen = true;
-		ub.oom_deflate_wanted = on;
-		ub.set.oom_deflate = on;
+		engine.oom_deflate_chosen = true;
+		engine.oom_deflate_wanted = on;
+		engine.set.oom_deflate = on;
 	}
 	ub_unlock();
 	return err;
@@ -539,34 +599,34 @@ int ub_set_oom_deflate_size(u64 size)
 	if (size < PAGE_SIZE || size > ub_pages_to_bytes(ub_guest_pages()))
 		return -ERANGE;
 	ub_lock();
-	ub.set.oom_deflate_size = size;
+	engine.set.oom_deflate_size = size;
 	ub_unlock();
 	return 0;
 }
 
 /*
- * Readers of sysfs and debugfs never wait for ub.lock: monitoring must
+ * Readers of sysfs and debugfs never wait for engine.lock: monitoring must
  * answer whatever the engine is doing. Each field is read once, without the lock; a read that
  * races with a change may show some fields from before it and some from
  * after.
  */
 void ub_get_settings(struct ub_settings *set)
 {
-	set->floor = READ_ONCE(ub.set.floor);
-	set->inflate_rate = READ_ONCE(ub.set.inflate_rate);
-	set->deflate_rate = READ_ONCE(ub.set.deflate_rate);
-	set->oom_deflate_size = READ_ONCE(ub.set.oom_deflate_size);
-	set->oom_deflate = READ_ONCE(ub.set.oom_deflate);
+	set->floor = READ_ONCE(engine.set.floor);
+	set->inflate_rate = READ_ONCE(engine.set.inflate_rate);
+	set->deflate_rate = READ_ONCE(engine.set.deflate_rate);
+	set->oom_deflate_size = READ_ONCE(engine.set.oom_deflate_size);
+	set->oom_deflate = READ_ONCE(engine.set.oom_deflate);
 }
 
 void ub_snapshot(struct ub_snapshot *snap)
 {
-	const struct ub_backend *ops = READ_ONCE(ub.ops);
+	const struct ub_backend *ops = READ_ONCE(engine.ops);
 
 	snap->backend = ops ? ops->name : "none";
-	snap->features = READ_ONCE(ub.features);
+	snap->features = READ_ONCE(engine.features);
 	snap->size = ub_size();
-	snap->blocked = READ_ONCE(ub.blocked);
+	snap->blocked = READ_ONCE(engine.blocked);
 	ub_policy_snapshot(snap);
 	ub_pages_snapshot(snap);
 }
@@ -575,10 +635,10 @@ int ub_backend_debugfs_show(struct seq_file *m)
 {
 	int ret = 0;
 
-	/* ub.lock keeps the backend attached; an exchange may be in flight */
+	/* engine.lock keeps the backend attached; an exchange may be running */
 	ub_lock();
-	if (ub.ops && ub.ops->debugfs_show)
-		ret = ub.ops->debugfs_show(ub.priv, m);
+	if (engine.ops && engine.ops->debugfs_show)
+		ret = engine.ops->debugfs_show(engine.priv, m);
 	else
 		seq_puts(m, "no backend active\n");
 	ub_unlock();
@@ -589,18 +649,18 @@ int ub_engine_init(void)
 {
 	int i;
 
-	INIT_DELAYED_WORK(&ub.work, ub_work_fn);
-	INIT_DELAYED_WORK(&ub.poll_work, ub_poll_fn);
+	INIT_DELAYED_WORK(&engine.work, ub_work_fn);
+	INIT_DELAYED_WORK(&engine.poll_work, ub_poll_fn);
 	for (i = 0; i < UB_STAT_NR; i++)
-		atomic64_set(&ub.stats[i], 0);
+		atomic64_set(&engine.stats[i], 0);
 	/* freezable: no protocol traffic while the guest suspends */
-	ub.wq = alloc_workqueue("uniballoon",
+	engine.wq = alloc_workqueue("uniballoon",
 				WQ_FREEZABLE | WQ_MEM_RECLAIM | WQ_PERCPU, 1);
-	return ub.wq ? 0 : -ENOMEM;
+	return engine.wq ? 0 : -ENOMEM;
 }
 
 void ub_engine_exit(void)
 {
-	destroy_workqueue(ub.wq);
-	ub.wq = NULL;
+	destroy_workqueue(engine.wq);
+	engine.wq = NULL;
 }

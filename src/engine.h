@@ -3,7 +3,7 @@
  * Inside the engine. Each file owns its state and keeps it static:
  *
  *   engine.c  the worker, attach and detach, the settings (struct uniballoon
- *             below: the backend, the size, the settings, the lock)
+ *             engine: the backend, the settings, the lock)
  *   policy.c  the target in force: host request, override, OOM cap, floor,
  *             pressure threshold and reserve, the guest's memory
  *   pages.c   a page mover's balloon: its page lists and host exchanges
@@ -12,8 +12,9 @@
  *
  * Calls go one way: engine.c and oom.c call pages.c, target.c and policy.c;
  * pages.c and target.c call policy.c; policy.c calls no other engine file.
- * The state below is engine.c's; the others read it, and the mover in
- * charge (pages.c or target.c) updates the size, all under ub.lock.
+ * engine.c's state is its own: the others reach it through the functions
+ * below (ub_lock(), ub_size(), ub_features(), ...). The mover in charge
+ * (pages.c or target.c) owns the size, which ub_size() reads.
  */
 #ifndef UB_ENGINE_H
 #define UB_ENGINE_H
@@ -35,69 +36,11 @@
 #define UB_IDLE			ULONG_MAX
 
 /**
- * struct uniballoon - the engine's state: the backend, the size, the settings
- * @exchange: protects the host protocol: one exchange at a time. Every
- *	call into a page mover's protocol (@inflate, @deflate, @settle,
- *	@restart, @huge_ready, @poll, @shutdown) is made with it held; taken
- *	before @lock. An exchange that may wait for the host
- *	holds only @exchange while it waits (@lock dropped, see
- *	ub_pages_exchange_locked() in pages.c), and @exchange is never
- *	waited for where a host may be waited for under it (OOM and
- *	pressure deflation, migration only try it).
- * @lock: protects every engine file's state and the fields below; never
- *	held while pages are allocated (the worker fills its batch first) or
- *	while a host is waited for, so deflation, OOM and writers wait for
- *	it at most for bookkeeping. Readers of sysfs and debugfs do not take
- *	it: they read @ops, @features, @size, @blocked and @set once
- *	each with READ_ONCE() and accept a mix of values from before and
- *	after a change.
- * @ops: the attached backend, either kind; NULL if none
- * @priv: the backend's argument to each of its operations
- * @features: UB_FEAT_* of the attached backend, 0 if none
- * @paused: the worker and the poll stop (ub_pause(), and for good in
- *	ub_detach()); OOM deflation and migration leave the balloon alone
- * @size: the size of the attached mover (ub_size()), which that mover
- *	owns and writes (ub_size_owner_locked()); a constant 0 with none
- * @blocked: the worker's last step (ub_blocked_locked()), for readers
- * @set: the settings; set.oom_deflate is what is in force, which also
- *	depends on the host (ub_attach())
- * @oom_deflate_chosen: the user has set oom_deflate (sysfs or module
- *	parameter); the choice outlives the backend
- * @oom_deflate_wanted: with @oom_deflate_chosen, what the user chose
- * @wq: the engine's freezable workqueue; NULL before ub_engine_init() and
- *	after ub_engine_exit()
- * @work: the worker: one step towards the target (ub_kick())
- * @poll_work: asks a polled host for its target (ub_poll_now())
- * @stats: the counters, by enum ub_stat (ub_count(), ub_stat_read())
- */
-struct uniballoon {
-	struct mutex exchange;
-	struct mutex lock;
-	const struct ub_backend *ops;
-	void *priv;
-	unsigned long features;
-	bool paused;
-	const unsigned long *size;
-	enum ub_block blocked;
-
-	struct ub_settings set;
-	bool oom_deflate_chosen;
-	bool oom_deflate_wanted;
-
-	struct workqueue_struct *wq;
-	struct delayed_work work;
-	struct delayed_work poll_work;
-	atomic64_t stats[UB_STAT_NR];
-};
-
-extern struct uniballoon ub;
-
-/**
  * ub_exchange_lock() - take the engine's exchange lock
  *
  * The exchange lock serialises the host protocol: one exchange at a time
- * (struct uniballoon's @exchange says what it covers). It is taken before
- * the engine's lock (ub_lock()), never after it.
+ * (struct uniballoon's @exchange, in engine.c, says what it covers). It is
+ * taken before the engine's lock (ub_lock()), never after it.
  *
  * Context: Process context, without the engine's lock; may sleep (its
  * holder may wait for a host up to the host's deadline).
@@ -189,13 +132,13 @@ unsigned long ub_size(void);
 
 /**
  * ub_size_owner_locked() - a mover attached: where its size is kept
- * @size: the mover's own size, which it writes under ub.lock
+ * @size: the mover's own size, which it writes under engine.lock
  *
  * ub_size() reads it from now until the backend detaches. The page mover
  * (ub_pages_attach_locked()) and the size mover
  * (ub_target_attach_locked()) call it when they attach.
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  */
 void ub_size_owner_locked(const unsigned long *size);
 
@@ -214,7 +157,7 @@ void ub_count(enum ub_stat stat, u64 n);
  * Runs the worker's next step now instead of after its delay. Does nothing
  * before ub_engine_init() and after ub_engine_exit().
  *
- * Context: Any context; takes no lock (callers may hold ub.lock).
+ * Context: Any context; takes no lock (callers may hold engine.lock).
  */
 void ub_kick(void);
 
@@ -223,11 +166,11 @@ void ub_kick(void);
  * @why: what holds it back; UB_BLOCK_NONE: it moves, or is at its target
  * @delay: jiffies until the next try, or UB_IDLE
  *
- * Sets ub.blocked for readers and traces balloon:blocked, except for a
+ * Sets engine.blocked for readers and traces balloon:blocked, except for a
  * step that stays at none: each retry that waits is traced, and the return
  * to none.
  *
- * Context: Caller holds ub.lock; does not sleep.
+ * Context: Caller holds engine.lock; does not sleep.
  */
 void ub_blocked_locked(enum ub_block why, unsigned long delay);
 
@@ -240,7 +183,7 @@ void ub_blocked_locked(enum ub_block why, unsigned long delay);
  * balloon would release. A hypervisor's own driver (Xen) always takes its
  * pages out.
  *
- * Context: Any context; reads ub.features without ub.lock.
+ * Context: Any context; reads the features without engine.lock.
  * Return: true if the balloon's pages are out of the managed page count.
  */
 bool ub_adjusts_managed(void);
@@ -259,7 +202,7 @@ unsigned long ub_features(void);
  *
  * ub_pause() stops them until ub_resume(), ub_detach() for good.
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  * Return: true while paused.
  */
 bool ub_paused_locked(void);
@@ -269,7 +212,7 @@ bool ub_paused_locked(void);
  *
  * OOM deflation and page migration leave the balloon alone otherwise.
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  * Return: true if the balloon may move now.
  */
 bool ub_active_locked(void);
@@ -295,7 +238,7 @@ static inline u64 ub_pages_to_bytes(unsigned long pages)
  * The user's override if set, else the host's target; then capped by an
  * OOM deflation's cap.
  *
- * Context: Caller holds ub.lock; does not sleep.
+ * Context: Caller holds engine.lock; does not sleep.
  * Return: pages.
  */
 unsigned long ub_requested_locked(enum ub_reason *why);
@@ -306,13 +249,13 @@ unsigned long ub_requested_locked(enum ub_reason *why);
  *
  * ub_requested_locked(), then capped where the floor holds the balloon.
  *
- * Context: Caller holds ub.lock; does not sleep.
+ * Context: Caller holds engine.lock; does not sleep.
  * Return: pages.
  */
 unsigned long ub_target_locked(enum ub_reason *why);
 
 /**
- * ub_policy_snapshot() - the policy's part of a snapshot, without ub.lock
+ * ub_policy_snapshot() - the policy's part of a snapshot, without engine.lock
  * @snap: its host_target, target, target_source, user_override,
  *	oom_capped, floor_held and reserve_hit are filled in
  *
@@ -325,7 +268,7 @@ void ub_policy_snapshot(struct ub_snapshot *snap);
 /**
  * ub_user_override_locked() - whether the user's target is set
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  * Return: true while the user's override is in force.
  */
 bool ub_user_override_locked(void);
@@ -335,7 +278,7 @@ bool ub_user_override_locked(void);
  * @old: the target in force before a change of state, in pages
  * @cause: what changed, for the balloon:target tracepoint
  *
- * Context: Caller holds ub.lock; does not sleep.
+ * Context: Caller holds engine.lock; does not sleep.
  */
 void ub_note_target_locked(unsigned long old, enum ub_reason cause);
 
@@ -352,7 +295,7 @@ void ub_note_target_locked(unsigned long old, enum ub_reason cause);
  * target ends it only when it changes, or the balloon would refill a
  * second after OOM. The caller kicks the worker.
  *
- * Context: Caller holds ub.lock; does not sleep.
+ * Context: Caller holds engine.lock; does not sleep.
  */
 void ub_host_target_locked(unsigned long pages, bool request);
 
@@ -367,7 +310,7 @@ void ub_host_target_locked(unsigned long pages, bool request);
  * MemAvailable above the floor is less than @want, and ends when it is
  * enough again; meanwhile the cap follows MemAvailable quietly.
  *
- * Context: Caller holds ub.lock; does not sleep.
+ * Context: Caller holds engine.lock; does not sleep.
  * Return: pages inflation may take now, at most @want.
  */
 unsigned long ub_apply_floor_locked(unsigned long want);
@@ -378,7 +321,7 @@ unsigned long ub_apply_floor_locked(unsigned long want);
  * For a step at or above the requested size: the floor and the pressure
  * reserve stop holding it, and the target in force is traced if it moves.
  *
- * Context: Caller holds ub.lock; does not sleep.
+ * Context: Caller holds engine.lock; does not sleep.
  */
 void ub_floor_release_locked(void);
 
@@ -389,7 +332,7 @@ void ub_floor_release_locked(void);
  * until the floor allows a whole step again or a floor hold is released
  * (ub_floor_release_locked()).
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  */
 void ub_reserve_met_locked(void);
 
@@ -400,7 +343,7 @@ void ub_reserve_met_locked(void);
  * The target in force stays at most @left until the host or the user asks
  * again (ub_host_target_locked(), ub_user_request_locked()).
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  */
 void ub_oom_cap_locked(unsigned long left);
 
@@ -412,7 +355,7 @@ void ub_oom_cap_locked(unsigned long left);
  * A new request: it also lifts an OOM cap. The caller counts and traces
  * the change.
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  */
 void ub_user_request_locked(bool override, unsigned long pages);
 
@@ -425,7 +368,7 @@ void ub_user_request_locked(bool override, unsigned long pages);
  * device should not undo it; it goes (with a warning) only if it is now
  * more than the guest's memory. Call once the size is known (ub_size()).
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  */
 void ub_policy_reset_locked(unsigned long host_target);
 
@@ -434,7 +377,7 @@ void ub_policy_reset_locked(unsigned long host_target);
  *
  * The floor, one oom_deflate_size, or 1024 * sqrt(guest bytes), whichever
  * is largest: 32 MiB for a 1 GiB guest, 256 MiB for 64 GiB. Read without
- * ub.lock.
+ * engine.lock.
  *
  * Context: Any context; takes no lock.
  * Return: pages.
@@ -463,7 +406,7 @@ unsigned long ub_reserve_room(void);
  * Sets up the page lists and forgets the pages a previous detach had to
  * keep; the protocol is taken to be just started.
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  * Return: the features the balloon adds: UB_FEAT_MIGRATION where balloon
  * pages can migrate (CONFIG_BALLOON_MIGRATION), else 0.
  */
@@ -477,7 +420,7 @@ unsigned long ub_pages_attach_locked(const struct ub_page_mover *pm,
  * again, and ub_pages_snapshot() shows no page mover. The balloon must be
  * empty (ub_pages_drain_locked()).
  *
- * Context: Caller holds ub.exchange and ub.lock.
+ * Context: Caller holds engine.exchange and engine.lock.
  */
 void ub_pages_detach_locked(void);
 
@@ -486,7 +429,7 @@ void ub_pages_detach_locked(void);
  * @settles: set to whether its exchanges may wait for the host (it has
  *	settle()); false with no page mover
  *
- * For OOM and pressure deflation, which choose how to take ub.exchange
+ * For OOM and pressure deflation, which choose how to take engine.exchange
  * before they hold a lock: the mover is read once, and may change before
  * the caller takes the locks and checks again.
  *
@@ -501,14 +444,14 @@ bool ub_pages_peek(bool *settles);
  * Acts on a host reset that a migration saw (ub_host_reset_locked()) and
  * restarts the protocol if an earlier restart failed.
  *
- * Context: Caller holds ub.exchange and ub.lock; may sleep (host
+ * Context: Caller holds engine.exchange and engine.lock; may sleep (host
  * exchanges).
  * Return: true if the protocol is up.
  */
 bool ub_pages_ready_locked(void);
 
 /**
- * ub_pages_snapshot() - the page mover's part of a snapshot, without ub.lock
+ * ub_pages_snapshot() - the page mover's part of a snapshot, without engine.lock
  * @snap: its isolated, huge_pages, unanswered and huge_order are filled
  *	in, with counts that may race a change; all 0 with no page mover
  *
@@ -525,7 +468,7 @@ void ub_pages_snapshot(struct ub_snapshot *snap);
  * deflation, so that a host that refuses everything does not drain the
  * guest. They were never the balloon's: its size does not change.
  *
- * Context: Caller holds ub.lock; does not sleep.
+ * Context: Caller holds engine.lock; does not sleep.
  */
 void ub_release_refused_locked(bool cycle_end);
 
@@ -535,9 +478,9 @@ void ub_release_refused_locked(bool cycle_end);
  * For a host that has forgotten every page (a reset, or a shutdown that
  * says so): the balloon is empty afterwards and its size reported. Pages
  * in the middle of a migration are waited for: their migration fails on
- * ub.exchange and puts them back.
+ * engine.exchange and puts them back.
  *
- * Context: Caller holds ub.exchange and ub.lock; sleeps.
+ * Context: Caller holds engine.exchange and engine.lock; sleeps.
  */
 void ub_drop_all_locked(void);
 
@@ -550,7 +493,7 @@ void ub_drop_all_locked(void);
  * answers every request with a reset does not keep a vCPU allocating and
  * freeing.
  *
- * Context: Caller holds ub.exchange and ub.lock; sleeps.
+ * Context: Caller holds engine.exchange and engine.lock; sleeps.
  */
 void ub_host_reset_locked(void);
 
@@ -566,8 +509,8 @@ void ub_host_reset_locked(void);
  * @want is cut to the inflate rate's batch, the backend's batch and the
  * room above the reserve.
  *
- * Context: Caller holds ub.exchange and ub.lock; may sleep (asks the host
- * whether it has answered).
+ * Context: Caller holds engine.exchange and engine.lock; may sleep (asks
+ * the host whether it has answered).
  * Return: pages (order 0) for ub_inflate(), or 0 with *@delay set.
  */
 unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
@@ -580,14 +523,15 @@ unsigned long ub_inflate_plan_locked(unsigned long want, unsigned int *order,
  *	without reclaim
  *
  * The pages are allocated with no lock held (reclaim may run; a batch that
- * has to reclaim is cut after 200 ms), then ub.exchange is taken for the
- * host exchange and ub.lock for the lists (dropped while the host is
+ * has to reclaim is cut after 200 ms), then engine.exchange is taken for the
+ * host exchange and engine.lock for the lists (dropped while the host is
  * waited for). Pages the target no longer wants by then (an OOM
  * deflation, a lower target, a pause) are freed before the host sees them.
  * Only the worker calls it: it owns the inflation batch, and the backend
  * cannot change while it runs.
  *
- * Context: The worker, without ub.exchange or ub.lock; takes both; sleeps.
+ * Context: The worker, without engine.exchange or engine.lock; takes both;
+ * sleeps.
  * Return: jiffies until the worker's next step (0: at once), or UB_IDLE if
  * the balloon is paused.
  */
@@ -607,8 +551,8 @@ unsigned long ub_inflate(unsigned long want, unsigned int order);
  * (UB_FEAT_TELL_HOST) but failed to answer or still owes answers; after a
  * reset they all go back.
  *
- * Context: Caller holds ub.exchange and ub.lock; drops ub.lock during the
- * host exchange; may sleep.
+ * Context: Caller holds engine.exchange and engine.lock; drops engine.lock
+ * during the host exchange; may sleep.
  * Return: pages (order 0) released.
  */
 unsigned long ub_deflate_locked(unsigned long want, bool force,
@@ -618,13 +562,13 @@ unsigned long ub_deflate_locked(unsigned long want, bool force,
  * ub_deflate_untold_locked() - give pages back without telling the host
  * @want: pages (order 0), as for ub_deflate_locked()
  *
- * For OOM and pressure deflation while another exchange holds ub.exchange
- * (perhaps waiting for a host that stalled): one batch from the lists,
- * whose pages the host has all answered for, goes back to the guest and
- * the new size is reported. Nothing goes back where the host must hear
- * first (UB_FEAT_TELL_HOST).
+ * For OOM and pressure deflation while another exchange holds
+ * engine.exchange (perhaps waiting for a host that stalled): one batch
+ * from the lists, whose pages the host has all answered for, goes back to
+ * the guest and the new size is reported. Nothing goes back where the host
+ * must hear first (UB_FEAT_TELL_HOST).
  *
- * Context: Caller holds ub.lock; does not wait for the host.
+ * Context: Caller holds engine.lock; does not wait for the host.
  * Return: pages (order 0) released.
  */
 unsigned long ub_deflate_untold_locked(unsigned long want);
@@ -634,10 +578,10 @@ unsigned long ub_deflate_untold_locked(unsigned long want);
  * @want: pages (order 0) above the target
  *
  * One batch of ub_deflate_locked(), cut to the deflate rate's batch.
- * Records in ub.blocked why nothing went back, if so.
+ * Records in engine.blocked why nothing went back, if so.
  *
- * Context: The worker; caller holds ub.exchange and ub.lock (dropped during
- * the exchange); may sleep.
+ * Context: The worker; caller holds engine.exchange and engine.lock
+ * (dropped during the exchange); may sleep.
  * Return: jiffies until the worker's next step (0: at once).
  */
 unsigned long ub_deflate_step_locked(unsigned long want);
@@ -648,11 +592,11 @@ unsigned long ub_deflate_step_locked(unsigned long want);
  * The host is told while it answers; it has 10 s in all to answer the
  * requests it owes. The pages of those it never answers stay allocated for
  * good, since it may still discard them, and leave the size. Drops and
- * retakes ub.lock while it waits for the host and for pages in the middle
- * of a migration.
+ * retakes engine.lock while it waits for the host and for pages in the
+ * middle of a migration.
  *
- * Context: Caller holds ub.exchange and ub.lock, with the worker stopped;
- * sleeps.
+ * Context: Caller holds engine.exchange and engine.lock, with the worker
+ * stopped; sleeps.
  * Return: pages (order 0) left allocated for good.
  */
 unsigned long ub_pages_drain_locked(void);
@@ -668,7 +612,7 @@ unsigned long ub_pages_drain_locked(void);
  * The balloon is what its driver holds now (@get_size), and that is the
  * size last handed over.
  *
- * Context: Caller holds ub.lock; may sleep.
+ * Context: Caller holds engine.lock; may sleep.
  */
 void ub_target_attach_locked(const struct ub_size_mover *sm, void *priv);
 
@@ -679,7 +623,7 @@ void ub_target_attach_locked(const struct ub_size_mover *sm, void *priv);
  * the size is 0 from now on. Forgets @sm and @priv: target.c calls none of
  * the backend's operations again.
  *
- * Context: Caller holds ub.lock.
+ * Context: Caller holds engine.lock.
  */
 void ub_target_detach_locked(void);
 
@@ -692,7 +636,7 @@ void ub_target_detach_locked(void);
  * allow. It is handed over every step, so a target someone else set in
  * the driver is overridden.
  *
- * Context: The worker; caller holds ub.lock; may sleep.
+ * Context: The worker; caller holds engine.lock; may sleep.
  * Return: jiffies until the next step, or UB_IDLE once the size is reached.
  */
 unsigned long ub_target_step_locked(void);
@@ -707,7 +651,7 @@ unsigned long ub_target_step_locked(void);
  * is still coming back it cuts nothing more, or calls in a row would add
  * up their cuts from a size that lags the driver.
  *
- * Context: Caller holds ub.lock; may sleep.
+ * Context: Caller holds engine.lock; may sleep.
  * Return: pages promised (not yet back in the guest); 0 if none.
  */
 unsigned long ub_target_shrink_locked(unsigned long want, unsigned long *left);
@@ -715,7 +659,7 @@ unsigned long ub_target_shrink_locked(unsigned long want, unsigned long *left);
 /**
  * ub_target_cut_pending() - whether the driver still owes a cut's pages
  *
- * For the shrinker's count, without ub.lock: it may race a step.
+ * For the shrinker's count, without engine.lock: it may race a step.
  *
  * Context: Any context; takes no lock.
  * Return: true while the size handed over is below the size reached.

@@ -45,7 +45,7 @@ static bool ub_mutex_by(bool (*trylock)(void), unsigned long deadline)
 }
 
 /*
- * ub.exchange for an emergency, or false. It is waited for (by @deadline)
+ * engine.exchange for an emergency, or false. It is waited for (by @deadline)
  * only where its holder cannot be waiting for a host: a page mover whose
  * exchanges never time out (no settle(): VMware's commands return with
  * the host's answer), and only where the caller may sleep on a lock.
@@ -67,7 +67,7 @@ static bool ub_exchange_by(unsigned long deadline, bool may_sleep_on_lock)
  * Emergency deflation, for the OOM notifier and for reclaim pressure: give
  * back up to @want pages and keep the balloon from refilling until the host
  * or the user asks again, waiting UB_EMERGENCY_WAIT at most for the locks
- * (never for ub.exchange where its holder may wait for a host) and for
+ * (never for engine.exchange where its holder may wait for a host) and for
  * each exchange. @may_sleep_on_lock is false in reclaim, where the locks
  * are only tried: reclaim runs often, and its caller may hold what a
  * lock's holder needs. Returns the pages the guest has back now: a
@@ -85,7 +85,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	enum ub_reason why;
 	bool exchange;
 
-	/* ub.exchange before ub.lock, as everywhere */
+	/* engine.exchange before engine.lock, as everywhere */
 	exchange = ub_exchange_by(deadline, may_sleep_on_lock);
 	if (may_sleep_on_lock ? !ub_mutex_by(ub_trylock, deadline) :
 				!ub_trylock()) {
@@ -109,7 +109,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	/*
 	 * Each exchange waits UB_EMERGENCY_WAIT at most; after one times
 	 * out the host owes an answer and the rest go back untold, with no
-	 * wait: in all, one bound per call. Without ub.exchange (another
+	 * wait: in all, one bound per call. Without engine.exchange (another
 	 * exchange is in flight) nothing waits for the host: the pages go
 	 * back untold where it need not hear first, else none.
 	 */

@@ -35,7 +35,7 @@
 #define UB_DETACH_HOST_WAIT	(10 * HZ)
 
 /*
- * The page mover's balloon; under ub.lock, except that the batches are
+ * The page mover's balloon; under engine.lock, except that the batches are
  * their users' (below) and readers of the counts in ub_pages_snapshot()
  * take them racily.
  */
@@ -92,11 +92,11 @@ static struct ub_page_state {
 	unsigned long reset_until;	/* no inflation before this */
 	ktime_t inflate_next;		/* rate limit: earliest next batch */
 	ktime_t deflate_next;
-	/* deflation and migration exchanges: under ub.exchange */
+	/* deflation and migration exchanges: under engine.exchange */
 	struct ub_batch batch;
-	/* OOM and pressure deflation without an exchange: under ub.lock */
+	/* OOM and pressure deflation without an exchange: under engine.lock */
 	struct ub_batch untold_batch;
-	/* the worker's, filled unlocked, then under ub.exchange */
+	/* the worker's, filled unlocked, then under engine.exchange */
 	struct ub_batch inflate_batch;
 } pg = {
 	.huge = LIST_HEAD_INIT(pg.huge),
@@ -182,12 +182,12 @@ static void ub_report_size_locked(void)
 }
 
 /*
- * One inflate or deflate exchange: ub.lock is dropped while the host is
- * waited for, and only ub.exchange is held, so that OOM and pressure
+ * One inflate or deflate exchange: engine.lock is dropped while the host is
+ * waited for, and only engine.exchange is held, so that OOM and pressure
  * deflation, sysfs writers and the poll never wait for a host that
  * stalls. The batch's pages are the caller's (on no list), and nothing
- * else can reset, restart or detach meanwhile (each needs ub.exchange);
- * anything else under ub.lock (the size, the lists, the target) may
+ * else can reset, restart or detach meanwhile (each needs engine.exchange);
+ * anything else under engine.lock (the size, the lists, the target) may
  * change, and the caller reads it again afterwards.
  */
 static int ub_pages_exchange_locked(int (*op)(void *priv,
@@ -314,7 +314,7 @@ static bool ub_host_settled_locked(unsigned long timeout)
 	if (!pg.pm->settle)
 		return true;
 	if (timeout) {
-		/* a wait for the host: as an exchange, without ub.lock */
+		/* a wait for the host: as an exchange, without engine.lock */
 		ub_unlock();
 		err = pg.pm->settle(pg.priv, timeout);
 		ub_lock();
@@ -598,7 +598,7 @@ static struct page *ub_alloc_small(bool *reclaim)
 
 /*
  * Fill @batch with up to @n pages of @order; true if cut short by the time
- * limit. Runs in the worker without ub.lock: allocation may reclaim, and
+ * limit. Runs in the worker without engine.lock: allocation may reclaim, and
  * nothing else (deflation, OOM, readers) should wait for it.
  */
 static bool ub_fill_batch(struct ub_batch *batch, unsigned int order,
@@ -825,8 +825,8 @@ static unsigned long ub_inflate_commit_locked(struct ub_batch *batch,
 
 /*
  * One inflation batch, from the worker only: the pages are allocated with
- * no lock held, then ub.exchange is taken for the host exchange and
- * ub.lock for the lists. The worker owns pg.inflate_batch; pg.pm cannot
+ * no lock held, then engine.exchange is taken for the host exchange and
+ * engine.lock for the lists. The worker owns pg.inflate_batch; pg.pm cannot
  * change while it runs (ub_detach stops the worker before it lets the
  * backend go).
  */
@@ -983,7 +983,7 @@ static unsigned long ub_deflate_done_locked(struct ub_batch *batch, int err,
  * the host would not release stay in the balloon. With @force (the device
  * is going away) pages are released even if the host could not be told.
  * @timeout bounds the wait for the host's answer (0: the backend's own).
- * ub.lock is dropped during the exchange. Returns the number of pages
+ * engine.lock is dropped during the exchange. Returns the number of pages
  * released.
  */
 unsigned long ub_deflate_locked(unsigned long want, bool force,
@@ -1038,7 +1038,7 @@ unsigned long ub_deflate_locked(unsigned long want, bool force,
 
 /*
  * Give up to @want pages back without telling the host, for OOM and
- * pressure deflation while an exchange is in flight (ub.exchange busy, its
+ * pressure deflation while an exchange is in flight (engine.exchange busy, its
  * holder perhaps waiting for a host that stalled). Only where the host
  * need not hear first: the pages on the lists are all answered for, and
  * the size the host reads (report_size) says they left. Returns the number

@@ -4,7 +4,7 @@
  * the user's override, the cap after an OOM deflation, the floor and the
  * pressure reserve are decided here and written nowhere else; the worker
  * (engine.c), the page mover (pages.c) and OOM deflation (oom.c) ask and
- * report through the functions below, all under ub.lock.
+ * report through the functions below, all under engine.lock.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -14,7 +14,7 @@
 #include "engine.h"
 #include "ub_trace.h"
 
-/* What decides the target in force; under ub.lock, read racily by ub_policy_snapshot(). */
+/* What decides the target in force; under engine.lock, read racily by ub_policy_snapshot(). */
 static struct ub_policy {
 	unsigned long host_target;	/* pages the host asks for */
 	unsigned long user_target;	/* pages; valid if user_override */
@@ -46,7 +46,7 @@ unsigned long ub_guest_pages(void)
 
 /*
  * The target in force: the user's or the host's, capped after OOM, then
- * (@floor) by the floor. Callers hold ub.lock, except ub_policy_snapshot().
+ * (@floor) by the floor. Callers hold engine.lock, except ub_policy_snapshot().
  */
 static unsigned long ub_decide(enum ub_reason *why, bool floor)
 {

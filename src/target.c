@@ -4,7 +4,7 @@
  * the pages; we hand it the next size in force, a rate step at a time and
  * within the floor, and account for the size it reaches. The worker
  * (engine.c) calls a step; OOM deflation (oom.c) lowers the size at once.
- * All under ub.lock.
+ * All under engine.lock.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -20,7 +20,7 @@
 /* ...and only once a second if it has not moved for this long. */
 #define UB_TARGET_SETTLE	(2 * HZ)
 
-/* The size mover, the size handed over and how it moves; under ub.lock. */
+/* The size mover, the size handed over and how it moves; under engine.lock. */
 static struct ub_target_state {
 	const struct ub_size_mover *sm;	/* from attach to detach, else NULL */
 	void *priv;			/* the backend's argument */

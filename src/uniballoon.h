@@ -11,8 +11,8 @@
  * the host asks for.
  *
  * Sizes are in pages (PAGE_SIZE, order 0) unless their comment says bytes;
- * times are in jiffies. ub.exchange and ub.lock are the engine's mutexes
- * (engine.h).
+ * times are in jiffies. engine.exchange and engine.lock are the engine's
+ * mutexes (engine.c; ub_exchange_lock() and ub_lock() in engine.h).
  */
 #ifndef UNIBALLOON_H
 #define UNIBALLOON_H
@@ -148,16 +148,17 @@ struct ub_batch {
  *	return -ECONNRESET: the host has dropped every page, and the engine
  *	frees them without telling it and calls @restart. Called from the
  *	engine's poll work (first right after attach and resume, then every
- *	@poll_interval, or at once after ub_poll_now()) with ub.exchange
- *	and ub.lock held, for a page mover only while its protocol is up;
+ *	@poll_interval, or at once after ub_poll_now()) with engine.exchange
+ *	and engine.lock held, for a page mover only while its protocol is up;
  *	may sleep.
- * @shutdown: at detach, with ub.exchange and ub.lock held; may sleep. A
- *	page mover returns 0 if the host has forgotten every page itself:
- *	the engine then frees them without telling it; otherwise it gives
- *	them back one exchange at a time. A size mover hands the balloon back to its driver; its
- *	return value is ignored. NULL: nothing to do.
+ * @shutdown: at detach, with engine.exchange and engine.lock held; may
+ *	sleep. A page mover returns 0 if the host has forgotten every page
+ *	itself: the engine then frees them without telling it; otherwise it
+ *	gives them back one exchange at a time. A size mover hands the
+ *	balloon back to its driver; its return value is ignored. NULL:
+ *	nothing to do.
  * @debugfs_show: print raw protocol detail for
- *	/sys/kernel/debug/balloon/backend, with ub.lock held but perhaps
+ *	/sys/kernel/debug/balloon/backend, with engine.lock held but perhaps
  *	during an exchange: only what a racy read may show (counters,
  *	flags); returns 0 or -errno (a seq_file show). NULL: "no backend
  *	active" is shown.
@@ -189,21 +190,21 @@ struct ub_backend {
  * @settle: wait up to @timeout jiffies (0: only look) for the host to
  *	answer every request it was sent: 0 once it has, or can no longer
  *	act on them (a broken queue); -ETIMEDOUT if it still may. With
- *	ub.exchange held, and ub.lock too when @timeout is 0; may sleep.
- *	Required of a backend whose exchanges can time out; NULL: they never
- *	do (each returns with the host's answer).
+ *	engine.exchange held, and engine.lock too when @timeout is 0; may
+ *	sleep. Required of a backend whose exchanges can time out; NULL:
+ *	they never do (each returns with the host's answer).
  * @report_size: the balloon now holds @pages pages (virtio: the "actual"
- *	field); called with ub.lock held after every change of the size,
+ *	field); called with engine.lock held after every change of the size,
  *	must not fail. NULL: the host is not told.
  * @restart: start the protocol again after the host reset it (the engine
  *	has dropped every page); 0 or -errno, and after an error it is
- *	called again before the next exchange. With ub.exchange and ub.lock
- *	held; may sleep. NULL: nothing to restart.
+ *	called again before the next exchange. With engine.exchange and
+ *	engine.lock held; may sleep. NULL: nothing to restart.
  * @huge_order: > 0: the host also takes pages of that order (2 MiB
  *	blocks); 0: order 0 only
  * @huge_ready: whether the host takes pages of @huge_order now, asked with
- *	ub.exchange and ub.lock held before each inflation batch; NULL:
- *	always
+ *	engine.exchange and engine.lock held before each inflation batch;
+ *	NULL: always
  * @huge_splittable: the host counts huge pages as 4 KiB frames, so the
  *	guest may split one to give back part of it without telling the host
  * @migrate_release_first: on migration, give the old page back before the
@@ -212,7 +213,7 @@ struct ub_backend {
  * @huge_batch_bytes: most bytes in one batch of huge pages; 0:
  *	UB_BATCH_MAX_BYTES. A host whose one command carries a whole batch
  *	(VMware: 512 2 MiB pages, 1 GiB) may take more: pages are allocated
- *	outside ub.lock, and the allocation stops at the pressure reserve.
+ *	outside engine.lock, and the allocation stops at the pressure reserve.
  *
  * @inflate and @deflate return 0, or -errno if the host took none of the
  * pages (pages it refused one by one are marked in @batch->refused). Any
@@ -221,10 +222,11 @@ struct ub_backend {
  * in time, and may still act on them; the engine keeps those pages until
  * the host has answered (see @settle). A call that returns 0 means the
  * host has answered every request sent before it too. Both are called
- * with ub.exchange held (not ub.lock: no one waits for it on a host) and
- * may sleep, from the worker, from OOM and pressure deflation (which bound
- * the wait with @batch->timeout) and, for one page at a time, from page
- * migration (compaction). @report_size may run during either.
+ * with engine.exchange held (not engine.lock: no one waits for it on a
+ * host) and may sleep, from the worker, from OOM and pressure deflation
+ * (which bound the wait with @batch->timeout) and, for one page at a
+ * time, from page migration (compaction). @report_size may run during
+ * either.
  */
 struct ub_page_mover {
 	struct ub_backend base;
@@ -247,10 +249,10 @@ struct ub_page_mover {
  * @set_size: the balloon in force is now @pages: hand it to the driver,
  *	which moves the pages in its own time. Returns 0 or -errno; an error
  *	is counted and traced, and the step is tried again later. With
- *	ub.lock held; may sleep. Required.
+ *	engine.lock held; may sleep. Required.
  * @get_size: the balloon's real size now, in pages, as the driver has
  *	reached it; read at attach and polled while the balloon moves, with
- *	ub.lock held. Required.
+ *	engine.lock held. Required.
  */
 struct ub_size_mover {
 	struct ub_backend base;
@@ -313,7 +315,7 @@ extern const char *const ub_stat_names[UB_STAT_NR];
  * dropped), and oom_deflate is in force only if @features has
  * UB_FEAT_OOM_DEFLATE.
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  * Return: 0; -EINVAL (with a warning) if @pm lacks @inflate, @deflate or a
  * name, a polled @pm an interval, or @batch_max is out of range; -EBUSY if
  * a backend is attached already.
@@ -333,7 +335,7 @@ int ub_attach_pages(const struct ub_page_mover *pm, void *priv,
  * override are kept; oom_deflate is on only if the user chose it and
  * @features has UB_FEAT_OOM_DEFLATE.
  *
- * Context: Process context. Takes ub.lock and calls @get_size; may sleep.
+ * Context: Process context. Takes engine.lock and calls @get_size; may sleep.
  * Return: 0; -EINVAL (with a warning) if @sm lacks @set_size, @get_size or
  * a name, or a polled @sm an interval; -EBUSY if a backend is attached
  * already.
@@ -353,9 +355,9 @@ int ub_attach_size(const struct ub_size_mover *sm, void *priv,
  * backend is attached. The backend's operations are not called after
  * this returns, and a new backend may attach.
  *
- * Context: Process context, without ub.exchange or ub.lock. Waits for the
- * worker and takes both; may sleep for host exchanges (seconds on a
- * silent host).
+ * Context: Process context, without engine.exchange or engine.lock. Waits
+ * for the worker and takes both; may sleep for host exchanges (seconds on
+ * a silent host).
  */
 void ub_detach(void);
 
@@ -366,7 +368,7 @@ void ub_detach(void);
  * filled is freed, and OOM deflation and migration leave the balloon
  * alone meanwhile. The balloon keeps its pages.
  *
- * Context: Process context, without ub.lock. Takes ub.lock and waits for
+ * Context: Process context, without engine.lock. Takes engine.lock and waits for
  * running work items; may sleep.
  */
 void ub_pause(void);
@@ -376,7 +378,7 @@ void ub_pause(void);
  *
  * Polls a polled host at once and lets the worker act.
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  */
 void ub_resume(void);
 
@@ -389,7 +391,7 @@ void ub_resume(void);
  * since the host saw the deflation in the balloon's size and asks again.
  * The worker acts on it.
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  */
 void ub_set_host_target(unsigned long pages);
 
@@ -479,9 +481,9 @@ struct ub_snapshot {
  * ub_snapshot() - read the balloon's state without waiting
  * @snap: filled in
  *
- * Readers never wait for ub.lock: each field is read once without it, so a
- * snapshot that races with a change may mix fields from before and after
- * it.
+ * Readers never wait for engine.lock: each field is read once without it,
+ * so a snapshot that races with a change may mix fields from before and
+ * after it.
  *
  * Context: Any context; takes no lock, does not sleep.
  */
@@ -491,7 +493,7 @@ void ub_snapshot(struct ub_snapshot *snap);
  * ub_get_settings() - read the settings without waiting
  * @set: filled in
  *
- * As ub_snapshot(): each field read once, without ub.lock.
+ * As ub_snapshot(): each field read once, without engine.lock.
  *
  * Context: Any context; takes no lock, does not sleep.
  */
@@ -505,7 +507,7 @@ void ub_get_settings(struct ub_settings *set);
  * A new request: it also lifts an OOM cap. The override stays across
  * detach and attach until cleared.
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  * Return: 0; -ENODEV if no backend is attached; -ERANGE if @bytes is more
  * than the guest's memory (ub_guest_pages()).
  */
@@ -517,7 +519,7 @@ int ub_set_user_target(u64 bytes);
  * Lifts an OOM cap too if an override was set; without one, changes
  * nothing.
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  * Return: 0, or -ENODEV if no backend is attached.
  */
 int ub_clear_user_target(void);
@@ -528,7 +530,7 @@ int ub_clear_user_target(void);
  *
  * Works with no backend attached too (module parameters).
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  * Return: 0, or -ERANGE if @bytes is more than the guest's memory.
  */
 int ub_set_floor(u64 bytes);
@@ -538,7 +540,7 @@ int ub_set_floor(u64 bytes);
  * @inflate: true for the inflate rate, false for the deflate rate
  * @rate: bytes per second; 0: unlimited
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  * Return: 0, or -ERANGE if @rate is not 0 and below one page per second.
  */
 int ub_set_rate(bool inflate, u64 rate);
@@ -550,7 +552,7 @@ int ub_set_rate(bool inflate, u64 rate);
  * The choice outlives the backend: with none attached it waits for one,
  * and it applies wherever the host allows OOM deflation.
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  * Return: 0, or -EPERM if @on and the attached backend's host does not
  * allow it (no UB_FEAT_OOM_DEFLATE).
  */
@@ -560,7 +562,7 @@ int ub_set_oom_deflate(bool on);
  * ub_set_oom_deflate_size() - set how much one OOM deflation gives back
  * @size: bytes
  *
- * Context: Process context. Takes ub.lock; may sleep.
+ * Context: Process context. Takes engine.lock; may sleep.
  * Return: 0, or -ERANGE if @size is below one page or more than the guest's
  * memory.
  */
@@ -579,7 +581,7 @@ u64 ub_stat_read(enum ub_stat stat);
  * ub_guest_pages() - the memory the guest would have with an empty balloon
  *
  * totalram_pages(), plus the balloon's size where ballooned pages leave the
- * managed page count (ub_adjusts_managed()). Read without ub.lock.
+ * managed page count (ub_adjusts_managed()). Read without engine.lock.
  *
  * Context: Any context; takes no lock.
  * Return: pages.
@@ -590,8 +592,8 @@ unsigned long ub_guest_pages(void);
  * ub_backend_debugfs_show() - the backend's protocol detail for debugfs
  * @m: the seq_file to print to
  *
- * Context: Process context. Takes ub.lock (not ub.exchange: it answers
- * while a host stalls) and calls @debugfs_show; may sleep.
+ * Context: Process context. Takes engine.lock (not engine.exchange: it
+ * answers while a host stalls) and calls @debugfs_show; may sleep.
  * Return: what @debugfs_show returns, or 0 after printing "no backend
  * active".
  */
@@ -601,7 +603,7 @@ int ub_backend_debugfs_show(struct seq_file *m);
  * ub_engine_init() - set the engine up at module init
  *
  * Zeroes the counters and allocates the engine's freezable workqueue (no
- * protocol traffic while the guest suspends). ub.lock and the default
+ * protocol traffic while the guest suspends). engine.lock and the default
  * settings are static, so module parameters may be set before this runs.
  *
  * Context: Module init; may sleep.
@@ -697,7 +699,7 @@ void ub_oom_notifier_stats(unsigned long *calls, unsigned long *reported);
  * Four times the pressure threshold (ub_pressure_threshold()) while
  * oom_deflate is in force and the host allows it, so that a balloon held
  * there leaves kswapd idle and the shrinker uncalled. Read without
- * ub.lock.
+ * engine.lock.
  *
  * Context: Any context; takes no lock.
  * Return: pages; 0 when OOM deflation is off.
