@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The engine: one worker moves the balloon towards the target in force
- * (policy.c), a batch of pages at a time (pages.c) or a step of a size
- * (target.c), within the floor and the rate limits. This file holds the
- * settings and the backend; backends attach, detach and signal here.
+ * The engine's state: the attached backend, the settings, the lock, the
+ * counters and the worker's queue (struct uniballoon, private to this
+ * file). Every other engine file reaches it through the functions below;
+ * this file calls none of them (engine.h has the map).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -230,254 +230,28 @@ bool ub_active_locked(void)
 	return engine.ops && !engine.paused;
 }
 
+/* Memory the guest would have with an empty balloon. */
+unsigned long ub_guest_pages(void)
+{
+	return totalram_pages() + (ub_adjusts_managed() ? ub_size() : 0);
+}
+
 u64 ub_stat_read(enum ub_stat stat)
 {
 	return atomic64_read(&engine.stats[stat]);
 }
 
 /*
- * The attached backend is a page mover (pages.c), not a size mover: only
- * a size mover's attach sets UB_FEAT_TARGET_DRIVEN. With a backend
- * attached.
+ * Stop the worker and the poll (for good in ub_detach()): paused state is
+ * checked by every entry point.
  */
-static bool ub_moves_pages_locked(void)
-{
-	ub_assert_locked();
-	return !(engine.features & UB_FEAT_TARGET_DRIVEN);
-}
-
-/*
- * What the worker does after a step: inflate @want pages of @order (taken
- * with engine.lock dropped), or nothing if @want is 0.
- */
-struct ub_plan {
-	unsigned long want;
-	unsigned int order;
-};
-
-/*
- * One step towards the target; returns the delay before the next one, or
- * fills in @plan for an inflation batch the worker allocates unlocked.
- */
-static unsigned long ub_step_locked(struct ub_plan *plan)
-{
-	unsigned long requested, delay;
-	enum ub_reason why;
-
-	ub_assert_exchange_locked();
-	ub_assert_locked();
-
-	if (!engine.ops || engine.paused)
-		return UB_IDLE;
-	if (!ub_moves_pages_locked())
-		return ub_target_step_locked();
-	if (!ub_pages_ready_locked())
-		return UB_RETRY_DELAY;
-
-	requested = ub_requested_locked(&why);
-	if (requested > ub_size()) {
-		unsigned long want = ub_apply_floor_locked(requested - ub_size());
-
-		if (!want) {
-			ub_blocked_locked(UB_BLOCK_FLOOR, UB_FLOOR_RECHECK);
-			return UB_FLOOR_RECHECK;
-		}
-		plan->want = ub_inflate_plan_locked(want, &plan->order, &delay);
-		return plan->want ? 0 : delay;
-	}
-	ub_floor_release_locked();
-	ub_release_refused_locked(true);
-	if (requested < ub_size())
-		return ub_deflate_step_locked(ub_size() - requested);
-	if (engine.blocked != UB_BLOCK_NONE)
-		ub_blocked_locked(UB_BLOCK_NONE, UB_IDLE);
-	return UB_IDLE;
-}
-
-/* Hosts that do not signal: ask for the target every poll_interval. */
-static void ub_poll_fn(struct work_struct *work)
-{
-	unsigned long target;
-	int err;
-
-	ub_exchange_lock();
-	ub_lock();
-	if (!engine.ops || engine.paused) {
-		ub_unlock();
-		ub_exchange_unlock();
-		return;
-	}
-	/* a page mover's protocol must be up to be asked */
-	if (ub_moves_pages_locked() && !ub_pages_ready_locked())
-		goto again;
-	err = engine.ops->poll(engine.priv, &target);
-	if (err == -ECONNRESET && ub_moves_pages_locked())
-		ub_host_reset_locked();
-	else if (err)
-		ub_backend_error("poll", err);
-	else
-		ub_host_target_locked(target, false);
-again:
-	queue_delayed_work(engine.wq, &engine.poll_work, engine.ops->poll_interval);
-	ub_unlock();
-	ub_exchange_unlock();
-	ub_kick();
-}
-
-static void ub_work_fn(struct work_struct *work)
-{
-	struct ub_plan plan = {};
-	unsigned long delay;
-
-	ub_exchange_lock();
-	ub_lock();
-	delay = ub_step_locked(&plan);
-	ub_unlock();
-	ub_exchange_unlock();
-	if (plan.want)
-		delay = ub_inflate(plan.want, plan.order);
-	if (delay != UB_IDLE)
-		queue_delayed_work(engine.wq, &engine.work, delay);
-}
-
-#ifdef UB_TEST_BUILD
-/* Test builds: the next attach fails, as a backend's start can. */
-static bool ub_test_fail_attach;
-module_param_named(test_fail_attach, ub_test_fail_attach, bool, 0644);
-#endif
-
-/*
- * Attach a backend of either kind (@pm or @sm set): the engine starts
- * from an empty balloon, or, for a size mover, from the size its driver
- * has now, which the host is taken to want until it says more. The
- * user's settings and override are kept (policy.c says when not).
- */
-static int ub_attach(const struct ub_backend *ops,
-		     const struct ub_page_mover *pm,
-		     const struct ub_size_mover *sm, void *priv,
-		     unsigned long features)
-{
-	/* a polled host needs an interval; it must name itself */
-	if (WARN_ON(!ops->name || (ops->poll && !ops->poll_interval)))
-		return -EINVAL;
-#ifdef UB_TEST_BUILD
-	if (xchg(&ub_test_fail_attach, false))
-		return -EIO;
-#endif
-
-	ub_lock();
-	if (engine.ops) {
-		ub_unlock();
-		return -EBUSY;
-	}
-	engine.ops = ops;
-	engine.priv = priv;
-	engine.paused = false;
-	engine.blocked = UB_BLOCK_NONE;
-	if (pm)
-		features |= ub_pages_attach_locked(pm, priv);
-	if (sm) {
-		features |= UB_FEAT_TARGET_DRIVEN;
-		ub_target_attach_locked(sm, priv);
-	}
-	engine.features = features;
-	/* once, with the size known: it bounds a kept override */
-	ub_policy_reset_locked(ub_size());
-	/*
-	 * The user's choice (sysfs or module parameter) outlives the device,
-	 * so that a restore or a replug does not undo it; it applies where
-	 * the host allows deflation on OOM. Without a choice: on, except
-	 * where a hypervisor driver owns the balloon, since OOM deflation
-	 * then means overriding the host's target.
-	 */
-	engine.set.oom_deflate = (features & UB_FEAT_OOM_DEFLATE) &&
-			     (engine.oom_deflate_chosen ? engine.oom_deflate_wanted : !!pm);
-	ub_unlock();
-	if (ops->poll)
-		queue_delayed_work(engine.wq, &engine.poll_work, 0);
-	pr_info("backend %s active\n", ops->name);
-	return 0;
-}
-
-/* A page mover needs both exchanges and a batch size the engine allows. */
-int ub_attach_pages(const struct ub_page_mover *pm, void *priv,
-		    unsigned long features)
-{
-	if (WARN_ON(!pm->inflate || !pm->deflate || pm->batch_max < 1 ||
-		    pm->batch_max > UB_BATCH_MAX))
-		return -EINVAL;
-	return ub_attach(&pm->base, pm, NULL, priv, features);
-}
-
-/* A size mover needs to set the size and to read it back. */
-int ub_attach_size(const struct ub_size_mover *sm, void *priv,
-		   unsigned long features)
-{
-	if (WARN_ON(!sm->set_size || !sm->get_size))
-		return -EINVAL;
-	return ub_attach(&sm->base, NULL, sm, priv, features);
-}
-
-/* Stop the worker for good: paused state is checked by every entry point. */
-static void ub_stop_worker(void)
+void ub_pause(void)
 {
 	ub_lock();
 	engine.paused = true;
 	ub_unlock();
 	cancel_delayed_work_sync(&engine.poll_work);
 	cancel_delayed_work_sync(&engine.work);
-}
-
-/*
- * Return every page to the guest, telling the host first, then forget the
- * backend. Called while the device still works (rmmod, device removal).
- */
-void ub_detach(void)
-{
-	unsigned long kept = 0;
-
-	ub_stop_worker();
-
-	ub_exchange_lock();
-	ub_lock();
-	if (!engine.ops) {
-		/* never attached, or already detached (a failed restore) */
-		ub_unlock();
-		ub_exchange_unlock();
-		return;
-	}
-	if (engine.features & UB_FEAT_TARGET_DRIVEN) {
-		/* the driver keeps its pages: the backend hands it back */
-		if (engine.ops->shutdown)
-			engine.ops->shutdown(engine.priv);
-		ub_target_detach_locked();
-	} else {
-		ub_release_refused_locked(true);
-		/* some hosts drop every page themselves when told we leave */
-		if (engine.ops->shutdown && !engine.ops->shutdown(engine.priv))
-			ub_drop_all_locked();
-		kept = ub_pages_drain_locked();
-	}
-	if (kept)
-		pr_warn("backend %s detached, %lu pages (%lu KiB) kept allocated for good: the host never answered the requests that hold them\n",
-			engine.ops->name, kept, kept << (PAGE_SHIFT - 10));
-	else
-		pr_info("backend %s detached, %s\n", engine.ops->name,
-			engine.features & UB_FEAT_TARGET_DRIVEN ?
-			"its driver keeps the balloon" : "all pages returned");
-	if (!(engine.features & UB_FEAT_TARGET_DRIVEN))
-		ub_pages_detach_locked();
-	WRITE_ONCE(engine.size, &ub_no_size);
-	engine.ops = NULL;
-	engine.priv = NULL;
-	engine.features = 0;
-	ub_unlock();
-	ub_exchange_unlock();
-}
-
-void ub_pause(void)
-{
-	ub_stop_worker();
 }
 
 void ub_resume(void)
@@ -501,52 +275,6 @@ void ub_poll_now(void)
 {
 	if (engine.wq)
 		mod_delayed_work(engine.wq, &engine.poll_work, 0);
-}
-
-void ub_set_host_target(unsigned long pages)
-{
-	ub_lock();
-	ub_host_target_locked(pages, true);
-	ub_unlock();
-	ub_kick();
-}
-
-/*
- * The user sets (@override) or clears the guest override. Either is a new
- * request, so it also lifts an OOM cap.
- */
-static int ub_user_request(bool override, u64 bytes)
-{
-	unsigned long old;
-	enum ub_reason why;
-	int err = 0;
-
-	ub_lock();
-	if (!engine.ops)
-		err = -ENODEV;
-	else if (override && bytes > ub_pages_to_bytes(ub_guest_pages()))
-		err = -ERANGE;
-	else if (override || ub_user_override_locked()) {
-		old = ub_target_locked(&why);
-		ub_user_request_locked(override, bytes >> PAGE_SHIFT);
-		ub_count(UB_STAT_TARGET_CHANGES, 1);
-		ub_note_target_locked(old, override ? UB_REASON_USER :
-						      UB_REASON_HOST);
-	}
-	ub_unlock();
-	if (!err)
-		ub_kick();
-	return err;
-}
-
-int ub_set_user_target(u64 bytes)
-{
-	return ub_user_request(true, bytes);
-}
-
-int ub_clear_user_target(void)
-{
-	return ub_user_request(false, 0);
 }
 
 int ub_set_floor(u64 bytes)
@@ -619,18 +347,6 @@ void ub_get_settings(struct ub_settings *set)
 	set->oom_deflate = READ_ONCE(engine.set.oom_deflate);
 }
 
-void ub_snapshot(struct ub_snapshot *snap)
-{
-	const struct ub_backend *ops = READ_ONCE(engine.ops);
-
-	snap->backend = ops ? ops->name : "none";
-	snap->features = READ_ONCE(engine.features);
-	snap->size = ub_size();
-	snap->blocked = READ_ONCE(engine.blocked);
-	ub_policy_snapshot(snap);
-	ub_pages_snapshot(snap);
-}
-
 int ub_backend_debugfs_show(struct seq_file *m)
 {
 	int ret = 0;
@@ -645,12 +361,88 @@ int ub_backend_debugfs_show(struct seq_file *m)
 	return ret;
 }
 
-int ub_engine_init(void)
+/* The worker's side (worker.c): the backend, attach and detach, the queues */
+
+const struct ub_backend *ub_backend_locked(void)
+{
+	ub_assert_locked();
+	return engine.ops;
+}
+
+void *ub_backend_priv_locked(void)
+{
+	ub_assert_locked();
+	return engine.priv;
+}
+
+int ub_backend_attach_locked(const struct ub_backend *ops, void *priv)
+{
+	ub_assert_locked();
+
+	if (engine.ops)
+		return -EBUSY;
+	engine.ops = ops;
+	engine.priv = priv;
+	engine.paused = false;
+	engine.blocked = UB_BLOCK_NONE;
+	return 0;
+}
+
+void ub_features_attach_locked(unsigned long features)
+{
+	ub_assert_locked();
+	engine.features = features;
+}
+
+/*
+ * The user's choice (sysfs or module parameter) outlives the device, so
+ * that a restore or a replug does not undo it; it applies where the host
+ * allows deflation on OOM. Without a choice: @by_default.
+ */
+void ub_oom_deflate_attach_locked(bool by_default)
+{
+	ub_assert_locked();
+	engine.set.oom_deflate = (engine.features & UB_FEAT_OOM_DEFLATE) &&
+				 (engine.oom_deflate_chosen ?
+				  engine.oom_deflate_wanted : by_default);
+}
+
+void ub_backend_detach_locked(void)
+{
+	ub_assert_exchange_locked();
+	ub_assert_locked();
+	WRITE_ONCE(engine.size, &ub_no_size);
+	engine.ops = NULL;
+	engine.priv = NULL;
+	engine.features = 0;
+}
+
+void ub_queue_step(unsigned long delay)
+{
+	queue_delayed_work(engine.wq, &engine.work, delay);
+}
+
+void ub_queue_poll(unsigned long delay)
+{
+	queue_delayed_work(engine.wq, &engine.poll_work, delay);
+}
+
+void ub_engine_snapshot(struct ub_snapshot *snap)
+{
+	const struct ub_backend *ops = READ_ONCE(engine.ops);
+
+	snap->backend = ops ? ops->name : "none";
+	snap->features = READ_ONCE(engine.features);
+	snap->size = ub_size();
+	snap->blocked = READ_ONCE(engine.blocked);
+}
+
+int ub_engine_setup(work_func_t step, work_func_t poll)
 {
 	int i;
 
-	INIT_DELAYED_WORK(&engine.work, ub_work_fn);
-	INIT_DELAYED_WORK(&engine.poll_work, ub_poll_fn);
+	INIT_DELAYED_WORK(&engine.work, step);
+	INIT_DELAYED_WORK(&engine.poll_work, poll);
 	for (i = 0; i < UB_STAT_NR; i++)
 		atomic64_set(&engine.stats[i], 0);
 	/* freezable: no protocol traffic while the guest suspends */

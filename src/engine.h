@@ -2,19 +2,30 @@
 /*
  * Inside the engine. Each file owns its state and keeps it static:
  *
- *   engine.c  the worker, attach and detach, the settings (struct uniballoon
- *             engine: the backend, the settings, the lock)
+ *   engine.c  the engine's state (struct uniballoon engine): the attached
+ *             backend, the settings, the lock, the counters, the queue
  *   policy.c  the target in force: host request, override, OOM cap, floor,
- *             pressure threshold and reserve, the guest's memory
- *   pages.c   a page mover's balloon: its page lists and host exchanges
- *   target.c  a size mover's goal and how it moves
+ *             pressure threshold and reserve
+ *   pages.c   a page mover's balloon: its backend, size, page lists and
+ *             host exchanges
+ *   target.c  a size mover's balloon: its backend, size and goal
+ *   worker.c  the worker's step and the poll, attach and detach, the host's
+ *             and the user's requests, the snapshot
  *   oom.c     giving memory back under pressure and on OOM
  *
- * Calls go one way: engine.c and oom.c call pages.c, target.c and policy.c;
- * pages.c and target.c call policy.c; policy.c calls no other engine file.
- * engine.c's state is its own: the others reach it through the functions
- * below (ub_lock(), ub_size(), ub_features(), ...). The mover in charge
- * (pages.c or target.c) owns the size, which ub_size() reads.
+ * Calls go one way, down this list, never up or in a circle:
+ *
+ *   worker.c, oom.c  call pages.c, target.c, policy.c and engine.c
+ *   pages.c, target.c  call policy.c and engine.c (not each other)
+ *   policy.c  calls engine.c
+ *   engine.c  calls no other engine file
+ *
+ * engine.c's state is reached only through the functions below (ub_lock(),
+ * ub_size(), ub_features(), ub_get_settings(), ...); worker.c hands
+ * engine.c its work functions at init (ub_engine_setup()) rather than
+ * engine.c calling up. The mover in charge owns the balloon's size, and
+ * tells engine.c where it is (ub_size_owner_locked()) so that the other
+ * files read it through ub_size().
  */
 #ifndef UB_ENGINE_H
 #define UB_ENGINE_H
@@ -216,6 +227,110 @@ bool ub_paused_locked(void);
  * Return: true if the balloon may move now.
  */
 bool ub_active_locked(void);
+
+/**
+ * ub_backend_locked() - the attached backend
+ *
+ * For the worker (worker.c): its @poll, @shutdown and @name.
+ *
+ * Context: Caller holds engine.lock.
+ * Return: the backend's common operations, either kind; NULL if none.
+ */
+const struct ub_backend *ub_backend_locked(void);
+
+/**
+ * ub_backend_priv_locked() - the attached backend's argument
+ *
+ * Context: Caller holds engine.lock.
+ * Return: the @priv the backend attached with; NULL if none.
+ */
+void *ub_backend_priv_locked(void);
+
+/**
+ * ub_backend_attach_locked() - record a backend that attaches
+ * @ops: its common operations
+ * @priv: its argument to each of them
+ *
+ * The worker and the poll are no longer paused and the balloon is not
+ * blocked. The caller then attaches the mover (pages.c or target.c) and
+ * sets the features (ub_features_attach_locked()).
+ *
+ * Context: Caller holds engine.lock.
+ * Return: 0, or -EBUSY if a backend is attached already.
+ */
+int ub_backend_attach_locked(const struct ub_backend *ops, void *priv);
+
+/**
+ * ub_features_attach_locked() - the attached backend's features
+ * @features: UB_FEAT_* of the backend and its mover
+ *
+ * Context: Caller holds engine.lock.
+ */
+void ub_features_attach_locked(unsigned long features);
+
+/**
+ * ub_oom_deflate_attach_locked() - put oom_deflate in force at attach
+ * @by_default: what is in force when the user has not chosen
+ *
+ * The user's choice (sysfs or module parameter) outlives the backend; it,
+ * or @by_default, is in force only where the features allow OOM deflation
+ * (UB_FEAT_OOM_DEFLATE). Call after ub_features_attach_locked().
+ *
+ * Context: Caller holds engine.lock.
+ */
+void ub_oom_deflate_attach_locked(bool by_default);
+
+/**
+ * ub_backend_detach_locked() - forget the backend that detached
+ *
+ * No backend, no features, and ub_size() is 0. The mover has let its
+ * backend go first (ub_pages_detach_locked(), ub_target_detach_locked()).
+ *
+ * Context: Caller holds engine.exchange and engine.lock, with the worker
+ * stopped (ub_pause()).
+ */
+void ub_backend_detach_locked(void);
+
+/**
+ * ub_queue_step() - run the worker's next step after a delay
+ * @delay: jiffies
+ *
+ * An earlier queued step stays where it is (queue_delayed_work()); ub_kick()
+ * moves it to now.
+ *
+ * Context: Any context; takes no lock.
+ */
+void ub_queue_step(unsigned long delay);
+
+/**
+ * ub_queue_poll() - ask a polled host for its target after a delay
+ * @delay: jiffies
+ *
+ * Context: Any context; takes no lock.
+ */
+void ub_queue_poll(unsigned long delay);
+
+/**
+ * ub_engine_snapshot() - the engine's part of a snapshot, without the lock
+ * @snap: its backend, features, size and blocked are filled in, each read
+ *	once
+ *
+ * Context: Any context; takes no lock, does not sleep.
+ */
+void ub_engine_snapshot(struct ub_snapshot *snap);
+
+/**
+ * ub_engine_setup() - set the engine's queue up, at module init
+ * @step: the worker's step (worker.c), run by ub_kick() and ub_queue_step()
+ * @poll: the poll of a polled host, run by ub_poll_now() and
+ *	ub_queue_poll()
+ *
+ * Zeroes the counters and allocates the freezable workqueue.
+ *
+ * Context: Module init; may sleep.
+ * Return: 0, or -ENOMEM.
+ */
+int ub_engine_setup(work_func_t step, work_func_t poll);
 
 /**
  * ub_pages_to_bytes() - convert a page count to bytes

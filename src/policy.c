@@ -38,12 +38,6 @@ const char *ub_reason_name(enum ub_reason reason)
 	return ub_reason_names[reason];
 }
 
-/* Memory the guest would have with an empty balloon. */
-unsigned long ub_guest_pages(void)
-{
-	return totalram_pages() + (ub_adjusts_managed() ? ub_size() : 0);
-}
-
 /*
  * The target in force: the user's or the host's, capped after OOM, then
  * (@floor) by the floor. Callers hold engine.lock, except ub_policy_snapshot().

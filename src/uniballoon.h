@@ -2,11 +2,11 @@
 /*
  * uniballoon: one memory balloon for every hypervisor.
  *
- * The engine owns the pages and the policy: engine.c the worker and the
- * settings; policy.c the target in force, the floor and the pressure
- * reserve; pages.c a page mover's pages and target.c a size mover's size,
- * each moved within the rate limits; oom.c OOM and pressure deflation
- * (engine.h has the map). A backend only speaks its hypervisor's protocol:
+ * The engine owns the pages and the policy: worker.c the worker; engine.c
+ * the settings and the engine's state; policy.c the target in force, the
+ * floor and the pressure reserve; pages.c a page mover's pages and
+ * target.c a size mover's size, each moved within the rate limits; oom.c
+ * OOM and pressure deflation (engine.h has the map). A backend only speaks its hypervisor's protocol:
  * it is told which pages leave or return to the guest, and it reports what
  * the host asks for.
  *
@@ -300,7 +300,7 @@ enum ub_stat {
 /* The file names under /sys/kernel/balloon/stats/, by enum ub_stat. */
 extern const char *const ub_stat_names[UB_STAT_NR];
 
-/* engine.c: the interface backends use */
+/* worker.c and engine.c: the interface backends use */
 
 /**
  * ub_attach_pages() - attach a page mover
@@ -418,7 +418,7 @@ void ub_backend_error(const char *event, int err);
  */
 void ub_poll_now(void);
 
-/* engine.c and policy.c: the interface sysfs.c, debugfs.c and oom.c use */
+/* worker.c, engine.c, policy.c: what sysfs.c, debugfs.c and oom.c use */
 
 /**
  * struct ub_settings - the user's settings (sysfs files, module parameters)
