@@ -2,21 +2,22 @@
 /*
  * Inside the engine. Each file owns its state and keeps it static:
  *
- *   engine.c  the engine's state (struct uniballoon engine): the attached
- *             backend, the settings, the lock, the counters, the queue
- *   policy.c  the target in force: host request, override, OOM cap, floor,
- *             pressure threshold and reserve
- *   pages.c   a page mover's balloon: its backend, size, page lists and
- *             host exchanges
- *   target.c  a size mover's balloon: its backend, size and goal
- *   worker.c  the worker's step and the poll, attach and detach, the host's
- *             and the user's requests, the snapshot
- *   oom.c     giving memory back under pressure and on OOM
+ *   engine.c      the engine's state (struct uniballoon engine): the
+ *                 attached backend, the settings, the lock, the counters,
+ *                 the queue
+ *   policy.c      the target in force: host request, override, OOM cap,
+ *                 floor, pressure threshold and reserve
+ *   pages.c       a page mover's balloon: its backend, size, page lists
+ *                 and host exchanges
+ *   size_mover.c  a size mover's balloon: its backend, size and goal
+ *   worker.c      the worker's step and the poll, attach and detach, the
+ *                 host's and the user's requests, the snapshot
+ *   oom.c         giving memory back under pressure and on OOM
  *
  * Calls go one way, down this list, never up or in a circle:
  *
- *   worker.c, oom.c  call pages.c, target.c, policy.c and engine.c
- *   pages.c, target.c  call policy.c and engine.c (not each other)
+ *   worker.c, oom.c  call pages.c, size_mover.c, policy.c and engine.c
+ *   pages.c, size_mover.c  call policy.c and engine.c (not each other)
  *   policy.c  calls engine.c
  *   engine.c  calls no other engine file
  *
@@ -133,7 +134,7 @@ void ub_assert_locked(void);
  *
  * A page mover's taken pages, those of unanswered requests included; a
  * size mover's size its driver reached; 0 with no backend. The mover in
- * charge (pages.c or target.c) changes it, under the engine's lock.
+ * charge (pages.c or size_mover.c) changes it, under the engine's lock.
  *
  * Context: Any context; takes no lock. Without the lock the value may be
  * from before or after a change.
@@ -147,7 +148,7 @@ unsigned long ub_size(void);
  *
  * ub_size() reads it from now until the backend detaches. The page mover
  * (ub_pages_attach_locked()) and the size mover
- * (ub_target_attach_locked()) call it when they attach.
+ * (ub_size_mover_attach_locked()) call it when they attach.
  *
  * Context: Caller holds engine.lock.
  */
@@ -252,7 +253,7 @@ void *ub_backend_priv_locked(void);
  * @priv: its argument to each of them
  *
  * The worker and the poll are no longer paused and the balloon is not
- * blocked. The caller then attaches the mover (pages.c or target.c) and
+ * blocked. The caller then attaches the mover (pages.c or size_mover.c) and
  * sets the features (ub_features_attach_locked()).
  *
  * Context: Caller holds engine.lock.
@@ -284,7 +285,7 @@ void ub_oom_deflate_attach_locked(bool by_default);
  * ub_backend_detach_locked() - forget the backend that detached
  *
  * No backend, no features, and ub_size() is 0. The mover has let its
- * backend go first (ub_pages_detach_locked(), ub_target_detach_locked()).
+ * backend go first (ub_pages_detach_locked(), ub_size_mover_detach_locked()).
  *
  * Context: Caller holds engine.exchange and engine.lock, with the worker
  * stopped (ub_pause()).
@@ -716,12 +717,12 @@ unsigned long ub_deflate_step_locked(unsigned long want);
  */
 unsigned long ub_pages_drain_locked(void);
 
-/* target.c: a size mover's balloon */
+/* size_mover.c: a size mover's balloon */
 
 /**
- * ub_target_attach_locked() - a size mover attached
- * @sm: the backend's operations, which target.c calls until
- *	ub_target_detach_locked()
+ * ub_size_mover_attach_locked() - a size mover attached
+ * @sm: the backend's operations, which size_mover.c calls until
+ *	ub_size_mover_detach_locked()
  * @priv: the backend's argument to each of them
  *
  * The balloon is what its driver holds now (@get_size), and that is the
@@ -729,21 +730,21 @@ unsigned long ub_pages_drain_locked(void);
  *
  * Context: Caller holds engine.lock; may sleep.
  */
-void ub_target_attach_locked(const struct ub_size_mover *sm, void *priv);
+void ub_size_mover_attach_locked(const struct ub_size_mover *sm, void *priv);
 
 /**
- * ub_target_detach_locked() - the size mover is gone
+ * ub_size_mover_detach_locked() - the size mover is gone
  *
  * Its driver keeps the balloon (the backend's @shutdown handed it back):
- * the size is 0 from now on. Forgets @sm and @priv: target.c calls none of
+ * the size is 0 from now on. Forgets @sm and @priv: size_mover.c calls none of
  * the backend's operations again.
  *
  * Context: Caller holds engine.lock.
  */
-void ub_target_detach_locked(void);
+void ub_size_mover_detach_locked(void);
 
 /**
- * ub_target_step_locked() - the worker's step for a size mover
+ * ub_size_mover_step_locked() - the worker's step for a size mover
  *
  * Accounts for the size the driver has reached (counted and traced as
  * inflation or deflation), then hands it the next size in force: at most
@@ -754,10 +755,10 @@ void ub_target_detach_locked(void);
  * Context: The worker; caller holds engine.lock; may sleep.
  * Return: jiffies until the next step, or UB_IDLE once the size is reached.
  */
-unsigned long ub_target_step_locked(void);
+unsigned long ub_size_mover_step_locked(void);
 
 /**
- * ub_target_shrink_locked() - cut a size mover's balloon at once
+ * ub_size_mover_shrink_locked() - cut a size mover's balloon at once
  * @want: pages to give back
  * @left: set to the size now in force, in pages
  *
@@ -769,16 +770,17 @@ unsigned long ub_target_step_locked(void);
  * Context: Caller holds engine.lock; may sleep.
  * Return: pages promised (not yet back in the guest); 0 if none.
  */
-unsigned long ub_target_shrink_locked(unsigned long want, unsigned long *left);
+unsigned long ub_size_mover_shrink_locked(unsigned long want,
+					  unsigned long *left);
 
 /**
- * ub_target_cut_pending() - whether the driver still owes a cut's pages
+ * ub_size_mover_cut_pending() - whether the driver still owes a cut's pages
  *
  * For the shrinker's count, without engine.lock: it may race a step.
  *
  * Context: Any context; takes no lock.
  * Return: true while the size handed over is below the size reached.
  */
-bool ub_target_cut_pending(void);
+bool ub_size_mover_cut_pending(void);
 
 #endif /* UB_ENGINE_H */

@@ -11,7 +11,7 @@
  *   ever being reached.
  *
  * The threshold and the pressure reserve are policy.c's; this file only
- * gives pages back, through pages.c or target.c.
+ * gives pages back, through pages.c or size_mover.c.
  */
 #include <linux/mm.h>
 #include <linux/notifier.h>
@@ -104,7 +104,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	want = min(want, ub_size());
 	if (ub_features() & UB_FEAT_TARGET_DRIVEN) {
 		/* the hypervisor's driver takes the pages back from the host */
-		freed = ub_target_shrink_locked(want, &left);
+		freed = ub_size_mover_shrink_locked(want, &left);
 	}
 	/*
 	 * Each exchange waits UB_EMERGENCY_WAIT at most; after one times
@@ -178,7 +178,7 @@ static unsigned long ub_pressure_count(void)
 		return 0;
 	if (!(ub_features() & UB_FEAT_TARGET_DRIVEN))
 		return size;
-	if (ub_target_cut_pending())
+	if (ub_size_mover_cut_pending())
 		return 0;
 	return min(size, max(deficit, set.oom_deflate_size >> PAGE_SHIFT));
 }

@@ -137,7 +137,7 @@ void ub_host_target_locked(unsigned long pages, bool request)
 
 /*
  * Pages the floor still lets us take. Once inflation has met the pressure
- * reserve (pages.c or target.c report it), the floor in force is at least
+ * reserve (pages.c or size_mover.c report it), the floor in force is at least
  * that reserve.
  *
  * A floor of 0 in force sets no limit: MemAvailable leaves out free pages

@@ -5,7 +5,7 @@
  * The engine owns the pages and the policy: worker.c the worker; engine.c
  * the settings and the engine's state; policy.c the target in force, the
  * floor and the pressure reserve; pages.c a page mover's pages and
- * target.c a size mover's size, each moved within the rate limits; oom.c
+ * size_mover.c a size mover's size, each moved within the rate limits; oom.c
  * OOM and pressure deflation (engine.h has the map). A backend only speaks its hypervisor's protocol:
  * it is told which pages leave or return to the guest, and it reports what
  * the host asks for.

@@ -2,7 +2,7 @@
 /*
  * The worker: one step at a time it moves the balloon towards the target
  * in force (policy.c), a batch of pages at a time (pages.c) or a step of a
- * size (target.c), within the floor and the rate limits. Backends attach
+ * size (size_mover.c), within the floor and the rate limits. Backends attach
  * and detach here, and the host's and the user's requests come in here.
  * The engine's state is engine.c's: this file reaches it through the
  * functions engine.h declares, and no engine file calls this one.
@@ -50,7 +50,7 @@ static unsigned long ub_step_locked(struct ub_plan *plan)
 	if (!ub_active_locked())
 		return UB_IDLE;
 	if (!ub_moves_pages_locked())
-		return ub_target_step_locked();
+		return ub_size_mover_step_locked();
 	if (!ub_pages_ready_locked())
 		return UB_RETRY_DELAY;
 
@@ -159,7 +159,7 @@ static int ub_attach(const struct ub_backend *ops,
 		features |= ub_pages_attach_locked(pm, priv);
 	if (sm) {
 		features |= UB_FEAT_TARGET_DRIVEN;
-		ub_target_attach_locked(sm, priv);
+		ub_size_mover_attach_locked(sm, priv);
 	}
 	ub_features_attach_locked(features);
 	/* once, with the size known: it bounds a kept override */
@@ -223,7 +223,7 @@ void ub_detach(void)
 		/* the driver keeps its pages: the backend hands it back */
 		if (ops->shutdown)
 			ops->shutdown(priv);
-		ub_target_detach_locked();
+		ub_size_mover_detach_locked();
 	} else {
 		ub_release_refused_locked(true);
 		/* some hosts drop every page themselves when told we leave */
