@@ -215,7 +215,7 @@ unsigned long ub_features(void)
 bool ub_adjusts_managed(void)
 {
 	return !(engine.features & UB_FEAT_OOM_DEFLATE) ||
-	       (engine.features & UB_FEAT_TARGET_DRIVEN);
+	       (engine.features & UB_FEAT_SIZE_MOVER);
 }
 
 bool ub_paused_locked(void)

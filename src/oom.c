@@ -70,11 +70,10 @@ static bool ub_exchange_by(unsigned long deadline, bool may_sleep_on_lock)
  * (never for engine.exchange where its holder may wait for a host) and for
  * each exchange. @may_sleep_on_lock is false in reclaim, where the locks
  * are only tried: reclaim runs often, and its caller may hold what a
- * lock's holder needs. Returns the pages the guest has back now: a
- * target-driven balloon (Xen) only lowers the target, and its driver
- * repopulates later, so that counts as none to the OOM killer and to
- * reclaim, which would otherwise stand down for memory that is not there
- * yet.
+ * lock's holder needs. Returns the pages the guest has back now: a size
+ * mover's balloon (Xen) only lowers the size, and its driver repopulates
+ * later, so that counts as none to the OOM killer and to reclaim, which
+ * would otherwise stand down for memory that is not there yet.
  */
 static unsigned long ub_emergency_deflate(unsigned long want,
 					  bool may_sleep_on_lock)
@@ -102,7 +101,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	ub_release_refused_locked(false);
 	old = ub_target_locked(&why);
 	want = min(want, ub_size());
-	if (ub_features() & UB_FEAT_TARGET_DRIVEN) {
+	if (ub_features() & UB_FEAT_SIZE_MOVER) {
 		/* the hypervisor's driver takes the pages back from the host */
 		freed = ub_size_mover_shrink_locked(want, &left);
 	}
@@ -113,7 +112,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 	 * exchange is in flight) nothing waits for the host: the pages go
 	 * back untold where it need not hear first, else none.
 	 */
-	while (freed < want && !(ub_features() & UB_FEAT_TARGET_DRIVEN)) {
+	while (freed < want && !(ub_features() & UB_FEAT_SIZE_MOVER)) {
 		unsigned long got = exchange ?
 			ub_deflate_locked(want - freed, false,
 					  UB_EMERGENCY_WAIT) :
@@ -131,7 +130,7 @@ static unsigned long ub_emergency_deflate(unsigned long want,
 		trace_oom_deflate(freed, ub_pages_to_bytes(left));
 		ub_note_target_locked(old, UB_REASON_OOM);
 	}
-	if (ub_features() & UB_FEAT_TARGET_DRIVEN)
+	if (ub_features() & UB_FEAT_SIZE_MOVER)
 		freed = 0;
 out:
 	ub_unlock();
@@ -161,7 +160,7 @@ static unsigned long ub_pressure_deficit(void)
 }
 
 /*
- * Shrinker count: balloon pages we would release now, or 0. A target-driven
+ * Shrinker count: balloon pages we would release now, or 0. A size mover's
  * balloon (Xen) frees nothing in the scan itself (its driver gives the
  * pages back later) and cuts once until they are back: it counts what one
  * cut would promise, and nothing while a cut is pending.
@@ -176,7 +175,7 @@ static unsigned long ub_pressure_count(void)
 	if (!set.oom_deflate ||
 	    !(ub_features() & UB_FEAT_OOM_DEFLATE) || !deficit)
 		return 0;
-	if (!(ub_features() & UB_FEAT_TARGET_DRIVEN))
+	if (!(ub_features() & UB_FEAT_SIZE_MOVER))
 		return size;
 	if (ub_size_mover_cut_pending())
 		return 0;

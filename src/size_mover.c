@@ -20,7 +20,12 @@
 /* ...and only once a second if it has not moved for this long. */
 #define UB_SIZE_MOVER_SETTLE	(2 * HZ)
 
-/* The size mover, the size handed over and how it moves; under engine.lock. */
+/*
+ * The size mover, the size handed over and how it moves; under engine.lock.
+ * @sm is only for calls: whether a size mover is attached is told by
+ * UB_FEAT_SIZE_MOVER in the engine's features, which readers without the
+ * lock and engine.c can see.
+ */
 static struct ub_size_mover_state {
 	const struct ub_size_mover *sm;	/* from attach to detach, else NULL */
 	void *priv;			/* the backend's argument */

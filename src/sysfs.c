@@ -94,7 +94,8 @@ static const struct {
 	{ UB_FEAT_MIGRATION,	"migration" },
 	{ UB_FEAT_FREE_PAGE_REPORTING, "free_page_reporting" },
 	{ UB_FEAT_FREE_PAGE_HINT, "free_page_hint" },
-	{ UB_FEAT_TARGET_DRIVEN, "target_driven" },
+	/* ABI: the word users know for a size mover */
+	{ UB_FEAT_SIZE_MOVER,	"target_driven" },
 };
 
 static ssize_t features_show(struct kobject *kobj, struct kobj_attribute *attr,
@@ -115,9 +116,9 @@ static ssize_t features_show(struct kobject *kobj, struct kobj_attribute *attr,
 					     ub_feature_names[i].name);
 	/*
 	 * A driver of the hypervisor's moves the pages: the engine can only
-	 * set its target in steps, so these knobs hold within a step.
+	 * hand it a size in steps, so these knobs hold within a step.
 	 */
-	if (snap.features & UB_FEAT_TARGET_DRIVEN)
+	if (snap.features & UB_FEAT_SIZE_MOVER)
 		len += sysfs_emit_at(buf, len, " best_effort=floor,inflate_rate,deflate_rate%s",
 				     snap.features & UB_FEAT_OOM_DEFLATE ?
 				     ",oom_deflate" : "");

@@ -35,8 +35,13 @@
 #define UB_FEAT_MIGRATION	BIT(3)	/* ballooned pages stay movable */
 #define UB_FEAT_FREE_PAGE_REPORTING BIT(4) /* free memory goes back to the host */
 #define UB_FEAT_FREE_PAGE_HINT	BIT(5)	/* free memory is hinted during migration */
-/* the balloon is a hypervisor driver's, steered by target (set_size) */
-#define UB_FEAT_TARGET_DRIVEN	BIT(6)
+/*
+ * A size mover is attached: the balloon is a hypervisor driver's, steered
+ * by size (struct ub_size_mover). Set by ub_attach_size(), never by a
+ * backend; the engine's one mark of the backend's kind, read with the
+ * other features without engine.lock. sysfs shows it as "target_driven".
+ */
+#define UB_FEAT_SIZE_MOVER	BIT(6)
 
 /**
  * enum ub_reason - what set the target in force, or why it changed
@@ -327,8 +332,7 @@ int ub_attach_pages(const struct ub_page_mover *pm, void *priv,
  * ub_attach_size() - attach a size mover
  * @sm: its operations; must outlive the attachment
  * @priv: handed to every operation
- * @features: UB_FEAT_* the host offers; the engine adds
- *	UB_FEAT_TARGET_DRIVEN
+ * @features: UB_FEAT_* the host offers; the engine adds UB_FEAT_SIZE_MOVER
  *
  * The balloon starts at the size its driver holds now (@get_size), which
  * the host is taken to want until it says more. The user's settings and

@@ -16,14 +16,14 @@
 #include "engine.h"
 
 /*
- * The attached backend is a page mover (pages.c), not a size mover: only
- * a size mover's attach sets UB_FEAT_TARGET_DRIVEN. With a backend
- * attached.
+ * The attached backend is a page mover (pages.c), not a size mover
+ * (size_mover.c): only a size mover's attach sets UB_FEAT_SIZE_MOVER.
+ * With a backend attached.
  */
 static bool ub_moves_pages_locked(void)
 {
 	ub_assert_locked();
-	return !(ub_features() & UB_FEAT_TARGET_DRIVEN);
+	return !(ub_features() & UB_FEAT_SIZE_MOVER);
 }
 
 /*
@@ -158,7 +158,7 @@ static int ub_attach(const struct ub_backend *ops,
 	if (pm)
 		features |= ub_pages_attach_locked(pm, priv);
 	if (sm) {
-		features |= UB_FEAT_TARGET_DRIVEN;
+		features |= UB_FEAT_SIZE_MOVER;
 		ub_size_mover_attach_locked(sm, priv);
 	}
 	ub_features_attach_locked(features);
@@ -219,7 +219,7 @@ void ub_detach(void)
 		return;
 	}
 	priv = ub_backend_priv_locked();
-	if (ub_features() & UB_FEAT_TARGET_DRIVEN) {
+	if (ub_features() & UB_FEAT_SIZE_MOVER) {
 		/* the driver keeps its pages: the backend hands it back */
 		if (ops->shutdown)
 			ops->shutdown(priv);
@@ -236,9 +236,9 @@ void ub_detach(void)
 			ops->name, kept, kept << (PAGE_SHIFT - 10));
 	else
 		pr_info("backend %s detached, %s\n", ops->name,
-			ub_features() & UB_FEAT_TARGET_DRIVEN ?
+			ub_features() & UB_FEAT_SIZE_MOVER ?
 			"its driver keeps the balloon" : "all pages returned");
-	if (!(ub_features() & UB_FEAT_TARGET_DRIVEN))
+	if (!(ub_features() & UB_FEAT_SIZE_MOVER))
 		ub_pages_detach_locked();
 	ub_backend_detach_locked();
 	ub_unlock();

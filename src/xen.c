@@ -3,7 +3,7 @@
  * Xen backend. Every kernel built with CONFIG_XEN has the Xen balloon core
  * (drivers/xen/balloon.c): it does the hypercalls, the PV p2m updates and
  * memory hotplug, and lends ballooned frames to grant-table users. A second
- * page engine beside it would fight it, so this backend is target-driven:
+ * page engine beside it would fight it, so this backend is a size mover:
  * the engine decides the balloon size in force and we turn it into the
  * core's target with balloon_set_new_target(); the size we report is read
  * back from balloon_stats.
