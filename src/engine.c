@@ -64,7 +64,15 @@ const char *const ub_stat_names[UB_STAT_NR] = {
  * @wq: the engine's freezable workqueue; NULL before ub_engine_init() and
  *	after ub_engine_exit()
  * @work: the worker: one step towards the target (ub_kick())
- * @poll_work: asks a polled host for its target (ub_poll_now())
+ * @poll_work: asks a polled host for its target (ub_poll_now()). A work
+ *	of its own because the poll keeps its own clock: it comes every
+ *	poll_interval whatever the step does, and the step idles at the
+ *	target (UB_IDLE) until a kick, or waits out a floor recheck or a
+ *	reset's backoff (up to 30 s). ub_kick(), which each poll, host
+ *	request, setting and migration calls, brings the step forward and
+ *	leaves the next question to the host where it is. A delayed work
+ *	holds one expiry: one work for both would have to keep the other
+ *	deadline itself.
  * @stats: the counters, by enum ub_stat (ub_count(), ub_stat_read())
  *
  * One instance, engine, private to this file: the other engine files reach
