@@ -485,23 +485,81 @@ def t_stale_inflate_keeps_data(g, ko):
             f"{kept >> 20} MiB kept; muted for {stamped - start:.0f} s (deflation {deflated:.0f} s)")
 
 
-def t_rmmod_dead_host(g, ko):
-    """rmmod with 512 MiB of 4 KiB pages (huge_blocks=N) and a host that no longer
-    answers: the wait for the host is bounded for the whole unload (one exchange
-    times out, the rest go back untold, as QEMU, which never asks to be told,
-    allows), not per 8 MiB batch (64 x 5 s before the fix). Every page comes back."""
+# The dead-host guest: room for a balloon of 1 GiB of 4 KiB pages beside the guest's own.
+DEAD_HOST_MB = 2048
+
+
+def balloon_4k_dead_host(g, ko):
+    """Load with huge_blocks=N, take 1 GiB of 4 KiB pages, then mute the host.
+    Returns MemTotal (kB) before."""
     g.run("dmesg -C")
     total = g.meminfo()["MemTotal"]
     g.run(f"insmod {ko} huge_blocks=0")
-    g.balloon_to(512 * MiB)
+    g.balloon_to(1024 * MiB, timeout=300)
     status = g.run("cat /sys/kernel/debug/balloon/status")[1]
     assert re.search(r"^huge pages: *0 ", status, re.M), status
     g.run(f"echo 1 > {MUTE}")
+    return total
+
+
+def t_rmmod_dead_host(g, ko):
+    """rmmod with 1 GiB of 4 KiB pages (huge_blocks=N) and a host that no longer
+    answers: the wait for the host is bounded for the whole unload (one exchange
+    times out, the rest go back untold, as QEMU, which never asks to be told,
+    allows), not per 8 MiB batch (128 x 5 s before the fix). Every page comes back."""
+    total = balloon_4k_dead_host(g, ko)
     took, dmesg = rmmod_timed(g, 30)
     assert "all pages returned" in dmesg, dmesg[-2000:]
     assert g.meminfo()["MemTotal"] == total, f"MemTotal {total} -> {g.meminfo()['MemTotal']} kB"
-    g.qmp("balloon", value=GUEST_MB * MiB)
+    g.qmp("balloon", value=g.mem_mb * MiB)
     return f"rmmod took {took:.1f} s"
+
+
+def t_unplug_dead_host(g, ko):
+    """Hot-unplug with 1 GiB of 4 KiB pages and a host that no longer answers: the
+    device's removal (detach, as rmmod) ends within 30 s, every page back; a new
+    device then works."""
+    total = balloon_4k_dead_host(g, ko)
+    start = time.monotonic()
+    g.qmp("device_del", id="balloon0")
+    g.wait_for(lambda: g.sysb("backend") == "none", 120, what="backend gone after unplug")
+    took = time.monotonic() - start
+    dmesg = g.run("dmesg")[1]
+    assert took < 30 and "all pages returned" in dmesg, f"unplug took {took:.0f} s\n{dmesg[-2000:]}"
+    assert g.meminfo()["MemTotal"] == total, f"MemTotal {total} -> {g.meminfo()['MemTotal']} kB"
+    g.run(f"echo 0 > {MUTE}")
+    gone = lambda: all(p["name"] != "balloon0"  # noqa: E731
+                       for p in g.qmp("qom-list", path="/machine/peripheral"))
+    g.wait_for(gone, 60, what="the balloon device unplugged")
+    g.qmp("device_add", driver="virtio-balloon-pci", id="balloon0", **{"free-page-reporting": "on"})
+    g.wait_for(lambda: g.sysb("backend") == "virtio", 60, what="backend back after replug")
+    g.balloon_to(16 * MiB)
+    g.qmp("balloon", value=g.mem_mb * MiB)
+    g.wait_for(lambda: g.sysb_int("size") == 0, 60, what="an empty balloon")
+    g.run("rmmod uniballoon")
+    return f"unplug took {took:.1f} s"
+
+
+def t_freeze_dead_host(g, ko):
+    """Freeze (suspend with pm_test=devices) with 1 GiB of 4 KiB pages and a host
+    that no longer answers: the balloon's freeze (detach, as rmmod) gives every page
+    back within 30 s of the suspend's start. The agent does not survive a suspend:
+    the guest's last test, judged from the host."""
+    if g.run("test -w /sys/power/pm_test", check=False)[0] != 0:
+        return "SKIP: kernel without CONFIG_PM_DEBUG"
+    balloon_4k_dead_host(g, ko)
+    mark = len(g.console())
+    console = lambda: g.console()[mark:]  # noqa: E731
+    g.run("echo devices > /sys/power/pm_test")
+    start = time.monotonic()
+    g._send("echo freeze > /sys/power/state", 120)     # no answer comes back
+    g.wait_for(lambda: "all pages returned" in console(), 120, what="the balloon's freeze")
+    took = time.monotonic() - start
+    g.wait_for(lambda: "PM: suspend exit" in console(), 120, what="suspend and resume")
+    assert took < 30, f"the freeze gave the pages back {took:.0f} s after the suspend began\n{console()[-2000:]}"
+    bad = [l for l in console().splitlines() if re.search(r"BUG:|Oops|general protection|Call Trace", l)]
+    assert not bad, "\n".join(bad[:10]) + "\n" + console()[-3000:]
+    return f"pages back {took:.1f} s after the suspend began"
 
 
 def t_rmmod_unanswered(g, ko):
@@ -511,12 +569,12 @@ def t_rmmod_unanswered(g, ko):
     the unload ends within 30 s."""
     g.run("dmesg -C")
     total = g.meminfo()["MemTotal"]
-    g.qmp("balloon", value=GUEST_MB * MiB)     # start from an empty balloon
+    g.qmp("balloon", value=g.mem_mb * MiB)     # start from an empty balloon
     load(g, ko)
     timeouts = lambda: backend_counters(g)["host_timeouts"]  # noqa: E731
     t0 = timeouts()
     g.run(f"echo 1 > {MUTE}")
-    g.qmp("balloon", value=GUEST_MB * MiB - 128 * MiB)
+    g.qmp("balloon", value=g.mem_mb * MiB - 128 * MiB)
     g.wait_for(lambda: timeouts() > t0 and unanswered_pages(g) > 0, 60,
                what=lambda: f"an inflation timed out (timeouts {timeouts() - t0}, "
                             f"unanswered {unanswered_pages(g)})")
@@ -535,7 +593,7 @@ def t_rmmod_report_held(g, ko):
     before its blocks go back to the free lists, and ends within 30 s (before the
     fix it waited for ever). The device works again after a reload."""
     g.run("dmesg -C")
-    g.qmp("balloon", value=GUEST_MB * MiB)
+    g.qmp("balloon", value=g.mem_mb * MiB)
     load(g, ko)
     assert backend_counters(g).get("reporting_active") == 1, backend_counters(g)
     g.run(f"echo 1 > {MUTE}")
@@ -549,7 +607,7 @@ def t_rmmod_report_held(g, ko):
     assert "all pages returned" in dmesg, dmesg[-2000:]
     load(g, ko)
     g.balloon_to(16 * MiB)
-    g.qmp("balloon", value=GUEST_MB * MiB)
+    g.qmp("balloon", value=g.mem_mb * MiB)
     g.wait_for(lambda: g.sysb_int("size") == 0, 60, what="an empty balloon")
     g.run("rmmod uniballoon")
     return f"rmmod took {took:.1f} s"
@@ -567,17 +625,22 @@ def guest_restore_fail(kver, ko):
              t_oom_while_host_stalls, g, ko)
         test(f"{kver}: a failed restore, then device removal: nothing touched twice",
              t_failed_restore, g, ko)
-    with Guest(kver, mem_mb=GUEST_MB, balloon_opts="free-page-reporting=on",
+    with Guest(kver, mem_mb=DEAD_HOST_MB, balloon_opts="free-page-reporting=on",
                name=f"dead-host-{kver}") as g:
         keeper = lab.PatternKeeper(g).start()
-        test(f"{kver}: rmmod with 512 MiB of 4 KiB pages and a dead host ends within 30 s, every page back",
+        test(f"{kver}: rmmod with 1 GiB of 4 KiB pages and a dead host ends within 30 s, every page back",
              t_rmmod_dead_host, g, ko)
+        test(f"{kver}: hot-unplug with 1 GiB of 4 KiB pages and a dead host ends within 30 s, every page back",
+             t_unplug_dead_host, g, ko)
         test(f"{kver}: rmmod after an unanswered inflation keeps its pages allocated, says so, within 30 s",
              t_rmmod_unanswered, g, ko)
         test(f"{kver}: rmmod while the host holds a free page report ends within 30 s, device reset first",
              t_rmmod_report_held, g, ko)
         test(f"{kver}: a process's data is unchanged after rmmods with a dead host and a held report",
              keeper.check)
+        # last: the agent does not survive a suspend
+        test(f"{kver}: freeze with 1 GiB of 4 KiB pages and a dead host gives every page back within 30 s",
+             t_freeze_dead_host, g, ko)
 
 
 def t_device_removal(g, ko):
