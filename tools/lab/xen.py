@@ -82,7 +82,14 @@ class XenGuest(Guest):
         return int(out.splitlines()[1].split()[2])
 
     def domu_console(self, name):
+        """The domU's console log as xenconsoled wrote it so far ("" before it exists).
+        A cat, or its shell, that dies of a signal raises lab.Crashed: dom0's userspace
+        faulted, which must fail the test as itself, not as an empty log."""
         rc, out = self.run(f"cat /var/log/xen/console/guest-{name}.log", check=False)
+        if rc > 128 or rc < 0:
+            traps = self.run("dmesg | grep -E 'segfault|traps:' | tail -3", check=False)[1]
+            raise lab.Crashed(f"cat of domU {name}'s console died of signal "
+                              f"{rc - 128 if rc > 0 else -rc}: {traps.strip()[-400:]}")
         return out if rc == 0 else ""
 
 
