@@ -520,24 +520,22 @@ def t_unplug_dead_host(g, ko):
     device's removal (detach, as rmmod) ends within 30 s, every page back; a new
     device then works."""
     total = balloon_4k_dead_host(g, ko)
-    start = time.monotonic()
-    g.qmp("device_del", id="balloon0")
-    g.wait_for(lambda: g.sysb("backend") == "none", 120, what="backend gone after unplug")
-    took = time.monotonic() - start
+    took = unplug(g, timeout=120)
     dmesg = g.run("dmesg")[1]
     assert took < 30 and "all pages returned" in dmesg, f"unplug took {took:.0f} s\n{dmesg[-2000:]}"
     assert g.meminfo()["MemTotal"] == total, f"MemTotal {total} -> {g.meminfo()['MemTotal']} kB"
     g.run(f"echo 0 > {MUTE}")
-    gone = lambda: all(p["name"] != "balloon0"  # noqa: E731
-                       for p in g.qmp("qom-list", path="/machine/peripheral"))
-    g.wait_for(gone, 60, what="the balloon device unplugged")
-    g.qmp("device_add", driver="virtio-balloon-pci", id="balloon0", **{"free-page-reporting": "on"})
-    g.wait_for(lambda: g.sysb("backend") == "virtio", 60, what="backend back after replug")
+    plug(g, "free-page-reporting=on")
+    move_and_unload(g)
+    return f"unplug took {took:.1f} s"
+
+
+def move_and_unload(g):
+    """The device works: a 16 MiB balloon and back to none, then rmmod."""
     g.balloon_to(16 * MiB)
     g.qmp("balloon", value=g.mem_mb * MiB)
     g.wait_for(lambda: g.sysb_int("size") == 0, 60, what="an empty balloon")
     g.run("rmmod uniballoon")
-    return f"unplug took {took:.1f} s"
 
 
 def t_freeze_dead_host(g, ko):
@@ -606,10 +604,7 @@ def t_rmmod_report_held(g, ko):
     assert "not taken a free page report in 5 s: resetting the device" in dmesg, dmesg[-2000:]
     assert "all pages returned" in dmesg, dmesg[-2000:]
     load(g, ko)
-    g.balloon_to(16 * MiB)
-    g.qmp("balloon", value=g.mem_mb * MiB)
-    g.wait_for(lambda: g.sysb_int("size") == 0, 60, what="an empty balloon")
-    g.run("rmmod uniballoon")
+    move_and_unload(g)
     return f"rmmod took {took:.1f} s"
 
 
@@ -851,16 +846,31 @@ def t_params_bad(g, ko):
     return f"{len(cases)} bad values refused, e.g. {dmesg[0].split('] ', 1)[-1]!r}"
 
 
-def replug(g, opts=""):
-    """Hot-unplug the balloon device, then plug a new one (with opts) under the same id."""
+def unplug(g, timeout=60):
+    """Hot-unplug the balloon device; returns the seconds until the module let it go
+    (backend "none"), then waits until QEMU has removed it."""
+    start = time.monotonic()
     g.qmp("device_del", id="balloon0")
-    g.wait_for(lambda: g.sysb("backend") == "none", 60, what="backend gone after unplug")
+    g.wait_for(lambda: g.sysb("backend") == "none", timeout, what="backend gone after unplug")
+    took = time.monotonic() - start
     gone = lambda: all(p["name"] != "balloon0"  # noqa: E731
                        for p in g.qmp("qom-list", path="/machine/peripheral"))
     g.wait_for(gone, 60, what="the balloon device unplugged")
+    return took
+
+
+def plug(g, opts=""):
+    """Plug a new balloon device (with opts, "key=value,...") as balloon0; waits for
+    the module to take it."""
     extra = dict(o.split("=") for o in opts.split(",") if o)
     g.qmp("device_add", driver="virtio-balloon-pci", id="balloon0", **extra)
     g.wait_for(lambda: g.sysb("backend") == "virtio", 60, what="backend back after replug")
+
+
+def replug(g, opts=""):
+    """Hot-unplug the balloon device, then plug a new one (with opts) under the same id."""
+    unplug(g)
+    plug(g, opts)
 
 
 def t_settings_survive_replug(g, ko):
