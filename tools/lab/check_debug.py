@@ -65,6 +65,20 @@ def reports(text):
     return bad
 
 
+# A report's stack: the failure message carries this many console lines from the first
+# report on, so that a report met once in CI can be read from CI's output alone.
+REPORT_CONTEXT_LINES = 60
+
+
+def reports_failure(text, bad):
+    """The failure message for reports(text) == bad: the matching lines (at most 20),
+    then the console from the first of them on."""
+    lines = text.splitlines()
+    first = lines.index(bad[0])
+    return "\n".join(bad[:20] + ["--- the console from the first report on:"] +
+                     lines[first:first + REPORT_CONTEXT_LINES])
+
+
 def build_debug_kernel():
     t0 = time.monotonic()
     kver, _, _ = debug_kernel()
@@ -594,8 +608,9 @@ def t_stress(g, kver, ko, cls, name, insmod_args=""):
     deflations = s.deflations
     total, free = g.meminfo()["MemTotal"], g.free_after_drop()
     ours, others = kmemleak_ours(g)
-    bad = reports(g.console()[mark:])
-    assert not bad, "\n".join(bad[:20])
+    console = g.console()[mark:]
+    bad = reports(console)
+    assert not bad, reports_failure(console, bad)
     assert not ours, "kmemleak: " + "\n".join(ours[:3])
     assert kills == 0, f"{kills} OOM kills"
     assert deflations > 0, f"the load never made the balloon deflate on OOM ({done})"
@@ -630,7 +645,7 @@ def t_freeze_restore(g, ko):
                what="balloon back after restore")
     assert "all pages returned" in console() and "backend virtio active" in console(), console()[-3000:]
     bad = reports(console())
-    assert not bad, "\n".join(bad[:20])
+    assert not bad, reports_failure(console(), bad)
 
 
 def debug_guest(name, kernel, **kw):
