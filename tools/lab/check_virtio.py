@@ -18,6 +18,7 @@ import lab
 from lab import GUEST_MB, MiB, SYSB, Guest
 from ktap import figure, report, test
 from arm64 import Arm64Guest
+from stalls import OURS, readout_stall, stall_reports
 
 PROJECT = lab.PROJECT
 BUILD = PROJECT / "build"
@@ -655,23 +656,6 @@ def t_version_1(g, want):
     assert f"version_1: {want}" in out, out
 
 
-STALL_START = re.compile(r"soft lockup|rcu_sched self-detected stall|rcu: INFO:")
-# the guest's clocksource watchdog saw its vCPU stopped for this long (ns)
-STARVED = re.compile(r"clocksource: Long readout interval.* wd_nsec: (\d+)")
-
-
-def stall_reports(console):
-    """Each soft lockup or RCU stall report: its first line and the lines that
-    follow it, up to the end of its stack trace."""
-    lines, reports = console.splitlines(), []
-    for i, line in enumerate(lines):
-        if STALL_START.search(line):
-            end = next((j for j in range(i, min(i + 120, len(lines)))
-                        if "</TASK>" in lines[j] or "end trace" in lines[j]), min(i + 120, len(lines)))
-            reports.append(lines[i:end + 1])
-    return reports
-
-
 def t_no_stalls(g):
     """The balloon never hogs a CPU: no soft lockup or RCU stall on the console with
     the module's code on its stack. Under TCG a vCPU the host did not run for many
@@ -680,9 +664,9 @@ def t_no_stalls(g):
     did not also see the host stop it (Long readout interval of a second or more)."""
     console = g.console_log.read_text(errors="replace")
     reports = stall_reports(console)
-    ours = [r for r in reports if any("[uniballoon]" in l for l in r)]
+    ours = [r for r in reports if any(OURS in l for l in r)]
     assert not ours, "\n".join(ours[0][:40])
-    starved = max((int(m.group(1)) for m in STARVED.finditer(console)), default=0) / 1e9
+    starved = readout_stall(console.splitlines())
     others = [r[0] for r in reports]
     assert not others or starved >= 1, "\n".join(others[:5])
     if others:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab import GUEST_MB, MiB, Guest, build_module, kernels  # noqa: E402
-from check_virtio import fill_for_oom, hog_gets_memory, load, stall_reports  # noqa: E402 (the suites' own helpers)
+from check_virtio import fill_for_oom, hog_gets_memory, load  # noqa: E402 (the suites' own helpers)
+from stalls import stall_reports  # noqa: E402
 from check_vmware import model_audit, model_set  # noqa: E402
 
 
