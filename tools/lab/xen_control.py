@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Control run for dom0 userspace crashes under Xen (xl aborting on a corrupted
-mutex, python segfaults): the same dom0 memory moves and xl traffic, either
+mutex, python segfaults): the same dom0 memory moves, OOM and xl traffic, either
 through uniballoon (`module`) or through the kernel's own Xen balloon
 (`control`: xl mem-set 0 and target_kb), repeated; every failed xl command
 and every userspace fault the dom0 kernel logs is counted.
@@ -43,6 +43,31 @@ def dom0_to(g, mb, variant, tally):
     tally.append(f"dom0 never reached {mb} MiB")
 
 
+def dom0_oom(g, variant, tally):
+    """make check's dom0 OOM step: an OOM (sysrq f) kills a sleep made the likeliest
+    victim; with the module, oom_deflate is on, so the OOM notifier lowers the balloon's
+    target first and the Xen driver repopulates dom0. The control has only the kernel's
+    own balloon, which has no OOM notifier: the kill alone. Both end at 448 MiB."""
+    if variant == "module":
+        deflations0 = int(g.run(f"cat {lab.SYSB}/stats/oom_deflations")[1])
+        g.run(f"echo 1 > {lab.SYSB}/oom_deflate")
+    pid = g.run("sleep 600 >/dev/null 2>&1 & echo $!; echo 1000 > /proc/$!/oom_score_adj")[1].split()[0]
+    g.run("echo f > /proc/sysrq-trigger")
+    for _ in range(60):
+        if f"Killed process {pid} " in g.run("dmesg")[1]:
+            break
+        time.sleep(1)
+    else:
+        tally.append("the OOM victim was never killed")
+    if variant == "module":
+        if int(g.run(f"cat {lab.SYSB}/stats/oom_deflations")[1]) == deflations0:
+            tally.append("the OOM notifier did not deflate")
+        g.run(f"echo 0 > {lab.SYSB}/oom_deflate")
+        # the OOM cap holds until asked again: a request of the user's, then the host's
+        g.run(f"cat {lab.SYSB}/size > {lab.SYSB}/target; echo host > {lab.SYSB}/target")
+    dom0_to(g, 448, variant, tally)
+
+
 def one_round(kver, ko, variant, initrd):
     tally = []
     with xen.XenGuest(kver, name=f"xenctl-{variant}") as g:
@@ -52,6 +77,7 @@ def one_round(kver, ko, variant, initrd):
             g.run(f"insmod {ko}")
         for mb in (448, 384, 448, 384, 448):
             dom0_to(g, mb, variant, tally)
+        dom0_oom(g, variant, tally)
         if variant == "module":
             # as in make check: the module has run in dom0 and is gone
             g.run("rmmod uniballoon", check=False)
