@@ -196,10 +196,8 @@ def t_oom_notifier(g):
     deflations0 = g.sysb_int("stats/oom_deflations")
     g.run(f"echo 1 > {SYSB}/oom_deflate")
     try:
-        pid = g.run("sleep 600 >/dev/null 2>&1 & echo $!; echo 1000 > /proc/$!/oom_score_adj")[1].split()[0]
-        g.run("echo f > /proc/sysrq-trigger")
-        g.wait_for(lambda: oom_notifier(g)[0] > calls0 and
-                   f"Killed process {pid} " in g.run("dmesg")[1], 60,
+        killed = xen.sysrq_oom(g)
+        g.wait_for(lambda: oom_notifier(g)[0] > calls0 and killed(), 60,
                    what="the OOM notifier called and the victim killed")
         calls, reported = oom_notifier(g)
         deflations = g.sysb_int("stats/oom_deflations")

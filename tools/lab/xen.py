@@ -95,6 +95,14 @@ class XenGuest(Guest):
 
 
 
+def sysrq_oom(g):
+    """An OOM in dom0 (sysrq f: the OOM notifiers, then a kill) with a sleep made the
+    likeliest victim. Returns a predicate, true once that sleep is killed."""
+    pid = g.run("sleep 600 >/dev/null 2>&1 & echo $!; echo 1000 > /proc/$!/oom_score_adj")[1].split()[0]
+    g.run("echo f > /proc/sysrq-trigger")
+    return lambda: f"Killed process {pid} " in g.run("dmesg")[1]
+
+
 def domu_initrd(kver, ko, script, out):
     """A busybox initramfs for a PV domU that runs `script` (sh) with uniballoon.ko at /ub.ko."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,10 +51,9 @@ def dom0_oom(g, variant, tally):
     if variant == "module":
         deflations0 = int(g.run(f"cat {lab.SYSB}/stats/oom_deflations")[1])
         g.run(f"echo 1 > {lab.SYSB}/oom_deflate")
-    pid = g.run("sleep 600 >/dev/null 2>&1 & echo $!; echo 1000 > /proc/$!/oom_score_adj")[1].split()[0]
-    g.run("echo f > /proc/sysrq-trigger")
+    killed = xen.sysrq_oom(g)
     for _ in range(60):
-        if f"Killed process {pid} " in g.run("dmesg")[1]:
+        if killed():
             break
         time.sleep(1)
     else:
